@@ -1,0 +1,49 @@
+"""The ``bastion`` command: subcommands, and the exit-code and one-line-error conventions.
+
+Exit codes: 0 success, 1 a finding or failure the command exists to report (``scan`` below
+``--fail-under``), 2 a usage error, a bad setting or an unreachable target. A bad flag or
+setting prints one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bastion import __version__
+from bastion.errors import ConfigError
+
+# Each module defines ``register(subparsers)`` which adds its parser and sets ``func``
+# (a callable taking the parsed namespace and returning an exit code).
+COMMAND_MODULES = ("serve",)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line, no usage dump: argparse's default is three lines plus usage.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bastion", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"bastion {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"bastion.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"bastion: invalid setting {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,61 @@
+"""Helpers shared by the test suite: external programs, free ports, waiting for conditions."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_program(name: str, reason: str = "") -> str:
+    """Path of *name*; skip the test without it, except under CI=true where absence fails."""
+    path = shutil.which(name) or (name if os.path.isabs(name) and os.path.exists(name) else None)
+    if path:
+        return path
+    message = f"{name} is not installed{': ' + reason if reason else ''}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: required)")
+    pytest.skip(message)
+
+
+def require_tcp(host: str, port: int, what: str) -> None:
+    """Skip (or fail under CI) unless something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return
+    except OSError:
+        message = f"{what} is not reachable at {host}:{port}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: required)")
+        pytest.skip(message)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], object], timeout: float = 15.0, interval: float = 0.02, what: str = ""
+) -> object:
+    """Poll *condition* until it returns a truthy value; fail the test after *timeout* s."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except Exception as exc:  # the condition may raise until the thing is up
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what or condition}: {last_error!r}")
