@@ -82,7 +82,9 @@ def start_server(
     data_dir = data_dir or tmp_path / f"data-{port}"
     log_path = tmp_path / f"serve-{port}.log"
     full_env = {
-        k: v for k, v in os.environ.items() if not k.startswith("BASTION_") or k == "BASTION_SKIP_TIMING"
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BASTION_") or k == "BASTION_SKIP_TIMING"
     }
     full_env.update({"BASTION_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
     full_env.update(env or {})
@@ -96,7 +98,9 @@ def start_server(
         process = subprocess.Popen(
             cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
         )
-    server = Server(process, "127.0.0.1", port, http_port, data_dir, log_path, insecure_http, full_env)
+    server = Server(
+        process, "127.0.0.1", port, http_port, data_dir, log_path, insecure_http, full_env
+    )
     if wait:
 
         def healthy() -> bool:
@@ -111,7 +115,7 @@ def start_server(
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[object]:
-    """Factory fixture: ``serve(env={...}, args=[...])`` starts a real server; all stop at teardown."""
+    """Factory: ``serve(env={...}, args=[...])`` starts a real server; all stop at teardown."""
     started: list[Server] = []
 
     def factory(**kwargs: object) -> Server:

@@ -1,0 +1,86 @@
+"""The reference orders API: a FastAPI app assembled from routers, wrapped in the stack.
+
+``create_app(settings)`` builds the bare FastAPI application (routes, exception handlers,
+resources opened in its lifespan); ``build(settings)`` wraps it in every bastion layer and is
+what ``bastion serve`` runs; ``factory()`` does the same from the environment, for uvicorn
+worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from bastion.asgi import ASGIApp
+from bastion.config import Settings, load_settings
+from bastion.service import errors
+from bastion.service.db import Database
+from bastion.stack import Stack, secure, secure_redirect
+
+
+def create_app(settings: Settings, *, stack: Stack | None = None) -> FastAPI:
+    """The bare service. *stack* gives /healthz access to the rate-limit store."""
+    database = Database(settings.database)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await database.close()
+            if stack is not None:
+                await stack.close()
+
+    docs = settings.expose_docs
+    app = FastAPI(
+        title="bastion reference orders API",
+        version="1",
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+        swagger_ui_oauth2_redirect_url=None,
+        redirect_slashes=False,  # a 307 to the slash variant would re-send credentials
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    errors.install(app)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness, with the state of each backend")
+    async def healthz(request: Request) -> dict[str, Any]:
+        store_ok = True if stack is None else await stack.ping_store()
+        return {
+            "status": "ok",
+            "database": "ok" if await database.ping() else "down",
+            "ratelimit_store": "ok" if store_ok else "down",
+        }
+
+    return app
+
+
+def build(settings: Settings) -> ASGIApp:
+    """The service wrapped in every protective layer, as `bastion serve` runs it."""
+    stack = Stack(settings)
+    return secure(create_app(settings, stack=stack), settings, stack=stack)
+
+
+async def prepare(settings: Settings) -> None:
+    """One-time work before workers start: the database schema (and, later, signing keys)."""
+    database = Database(settings.database)
+    try:
+        await database.create_schema()
+    finally:
+        await database.close()
+
+
+def redirect_factory() -> ASGIApp:
+    """Uvicorn factory for the plain-HTTP listener: redirect GET/HEAD, refuse the rest."""
+    return secure_redirect(load_settings())
+
+
+def factory() -> ASGIApp:
+    """Uvicorn factory for worker processes: settings come from the environment."""
+    return build(load_settings())
