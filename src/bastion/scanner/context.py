@@ -1,0 +1,476 @@
+"""The scan context: one HTTP client, a request budget, shared fetches and shared facts.
+
+Every probe talks to the target only through :class:`ScanContext`, which
+
+* holds one ``httpx.AsyncClient`` (HTTP/1.1 and HTTP/2, no cookie jar: every probe starts
+  from a clean client state, no automatic redirects: a probe sees each hop);
+* bounds concurrency (a semaphore) and the *total* number of requests (the passive mode
+  promises a bounded number of harmless requests), and makes each check keep to the
+  ``max_requests`` it declared;
+* caches fetches (:meth:`fetch`) so several checks judging the same response share one request;
+* memoises expensive facts computed once per scan (:meth:`memo`), e.g. the TLS facts
+  (:meth:`tls_facts`, provided by :mod:`bastion.scanner.tls`);
+* redacts credentials in all evidence it produces (:class:`~bastion.scanner.evidence.Redactor`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any, TypeVar
+
+import httpx
+
+from bastion import __version__
+from bastion.scanner.evidence import Exchange, Redactor
+
+T = TypeVar("T")
+
+USER_AGENT = f"bastion-scan/{__version__} (+https://github.com/bastion; outside-in security scan)"
+MAX_REDIRECTS = 5
+
+
+class ScanError(Exception):
+    """Base of the scanner's own errors."""
+
+
+class TargetUnreachable(ScanError):
+    """The target could not be reached at all (DNS, refused, TLS trust): CLI exit 2."""
+
+
+class BudgetExhausted(ScanError):
+    """A check (or the whole scan) tried to send more requests than it was allowed."""
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What the user asked for. Defaults are the passive, polite scan."""
+
+    active: bool = False
+    token: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    insecure: bool = False
+    ca_file: str | None = None
+    http_url: str | None = None  # the plain-HTTP listener, when not derivable from the target
+    timeout: float = 10.0
+    concurrency: int = 8
+    max_requests: int = 400  # passive budget; --active adds ACTIVE_EXTRA_REQUESTS
+    body_limit: int = 256 * 1024
+    ignore: Mapping[str, str] = field(default_factory=dict)  # check id -> reason
+
+    ACTIVE_EXTRA_REQUESTS = 400
+
+    @property
+    def budget(self) -> int:
+        return self.max_requests + (self.ACTIVE_EXTRA_REQUESTS if self.active else 0)
+
+
+@dataclass
+class _CheckBudget:
+    check_id: str
+    allowed: int
+    used: int = 0
+
+
+# Which check is running in this task (set by the runner), so the context can hold each check
+# to the ``max_requests`` it declared without the probe passing anything around.
+_current_check: contextvars.ContextVar[_CheckBudget | None] = contextvars.ContextVar(
+    "bastion_scan_current_check", default=None
+)
+
+
+class _NoCookies(DefaultCookiePolicy):
+    """Refuse to store cookies: each probe must see the server's answer to a fresh client."""
+
+    def set_ok(self, cookie: Any, request: Any) -> bool:
+        return False
+
+
+def build_ssl_context(*, insecure: bool = False, ca_file: str | None = None) -> ssl.SSLContext:
+    """The verification context for HTTP requests (and for TLS probes that verify trust).
+
+    ``ca_file`` adds a private CA (or a pinned self-signed certificate) to the system store;
+    ``insecure`` connects whatever the certificate (the trust control then reports ``warn``).
+    """
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class ScanContext:
+    """Everything a probe may use. Create with :meth:`open` or as an async context manager."""
+
+    def __init__(
+        self,
+        target: str,
+        options: ScanOptions | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.options = options or ScanOptions()
+        self.target = httpx.URL(target)
+        if self.target.scheme not in {"http", "https"} or not self.target.host:
+            raise ValueError(f"target must be an http(s) URL with a host, got {target!r}")
+        self.ssl_context = build_ssl_context(
+            insecure=self.options.insecure, ca_file=self.options.ca_file
+        )
+        secrets = [v for _, v in self.options.headers]
+        if self.options.token:
+            secrets.append(self.options.token)
+        self.redactor = Redactor(secrets)
+        self._transport = transport
+        self.client = self._make_client(self.ssl_context)
+        # Set by preflight() when the certificate did not verify and the scan went on without
+        # verification (the TLS trust control judges it; HTTP controls still run).
+        self.http_trust_error: str | None = None
+        self._semaphore = asyncio.Semaphore(max(1, self.options.concurrency))
+        self._fetches: dict[tuple[Any, ...], asyncio.Future[Exchange]] = {}
+        self._memo: dict[str, asyncio.Future[Any]] = {}
+        self.requests_sent = 0
+
+    def _make_client(self, verify: ssl.SSLContext) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            http2=True,
+            verify=verify,
+            follow_redirects=False,
+            timeout=httpx.Timeout(self.options.timeout),
+            cookies=httpx.Cookies(CookieJar(policy=_NoCookies())),
+            headers={"User-Agent": USER_AGENT},
+            transport=self._transport,
+            trust_env=False,  # never route a scan through a proxy from the environment
+        )
+
+    async def preflight(self) -> Exchange:
+        """Reach the target once (the baseline) before any control runs.
+
+        A certificate that does not verify does not stop the scan: the HTTP controls go on
+        over an unverified connection and the TLS trust control fails (or warns with
+        ``--insecure``), as the contract asks. Anything else that prevents a response
+        (refused, DNS, timeout, not HTTP) raises :class:`TargetUnreachable`.
+        """
+        try:
+            return await self.baseline()
+        except httpx.ConnectError as exc:
+            verify_error = _ssl_verify_error(exc)
+            if verify_error is None or self.options.insecure:
+                raise TargetUnreachable(_describe_error(exc)) from exc
+            self.http_trust_error = verify_error
+            await self.client.aclose()
+            self.client = self._make_client(build_ssl_context(insecure=True))
+            self._fetches.clear()
+            try:
+                return await self.baseline()
+            except httpx.HTTPError as retry_exc:
+                raise TargetUnreachable(_describe_error(retry_exc)) from retry_exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise TargetUnreachable(_describe_error(exc)) from exc
+
+    async def __aenter__(self) -> ScanContext:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # -- URLs ----------------------------------------------------------------------------
+    @property
+    def origin(self) -> str:
+        """``scheme://host[:port]`` of the target."""
+        return str(self.target.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+
+    @property
+    def host(self) -> str:
+        return self.target.host
+
+    @property
+    def is_https(self) -> bool:
+        return self.target.scheme == "https"
+
+    def url(self, path: str = "") -> str:
+        """An absolute URL: ``path`` starting with ``/`` is on the target's origin; ``""`` is the
+        target itself; an absolute URL is returned unchanged."""
+        if not path:
+            return str(self.target)
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.origin + (path if path.startswith("/") else "/" + path)
+
+    def http_origin(self) -> str | None:
+        """Where the plain-HTTP listener should be, or None when it cannot be guessed.
+
+        ``--http-url`` wins; otherwise 443 pairs with 80 and 8443 with 8080 (the contract's
+        defaults). Probing plain HTTP on the TLS port itself (as Observatory 1.4.8 does) would
+        report a missing redirect for every TLS-only port, a false positive we avoid.
+        """
+        if self.options.http_url:
+            return str(httpx.URL(self.options.http_url)).rstrip("/")
+        if not self.is_https:
+            return self.origin
+        port = self.target.port or 443
+        http_port = {443: 80, 8443: 8080}.get(port)
+        if http_port is None:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}" + ("" if http_port == 80 else f":{http_port}")
+
+    def same_target(self, url: str | httpx.URL) -> bool:
+        """A redirect may be followed only if it stays on the target's host."""
+        return httpx.URL(str(url)).host == self.target.host
+
+    # -- requests ------------------------------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer <--token>`` when a token was given, else nothing."""
+        return {"Authorization": f"Bearer {self.options.token}"} if self.options.token else {}
+
+    def _charge(self) -> None:
+        if self.requests_sent >= self.options.budget:
+            raise BudgetExhausted(f"scan request budget of {self.options.budget} exhausted")
+        budget = _current_check.get()
+        if budget is not None:
+            if budget.used >= budget.allowed:
+                raise BudgetExhausted(
+                    f"check {budget.check_id} exceeded its max_requests={budget.allowed}"
+                )
+            budget.used += 1
+        self.requests_sent += 1
+
+    async def request(
+        self,
+        method: str,
+        path: str = "",
+        *,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | str | None = None,
+        json_body: Any = None,
+        extra_headers: bool = True,
+        raw_target: bytes | None = None,
+        follow: bool = False,
+    ) -> Exchange:
+        """Send one request (uncached) and return the exchange.
+
+        ``extra_headers`` adds the user's ``--header`` values (off for probes that must be
+        anonymous). ``raw_target`` sends a request-target byte-for-byte (e.g. ``/%``, which a
+        URL library would "fix"). ``follow`` follows redirects that stay on the target's host
+        (each hop counts as a request); the exchange's ``history`` holds the earlier hops.
+        """
+        url = self.url(path)
+        history: list[Exchange] = []
+        current_method = method
+        for _ in range(MAX_REDIRECTS + 1):
+            exchange = await self._send_one(
+                current_method,
+                url,
+                headers=headers,
+                content=content,
+                json_body=json_body,
+                extra_headers=extra_headers,
+                raw_target=raw_target,
+            )
+            location = exchange.header("location")
+            if not (follow and exchange.status in {301, 302, 303, 307, 308} and location):
+                break
+            next_url = httpx.URL(exchange.url).join(location)
+            if not self.same_target(next_url):
+                break  # never follow off the target: the hop itself is the evidence
+            history.append(exchange)
+            url, raw_target = str(next_url), None
+            if exchange.status == 303 or (exchange.status in {301, 302} and method == "POST"):
+                current_method, content, json_body = "GET", None, None
+        if history:
+            exchange = _with_history(exchange, tuple(history))
+        return exchange
+
+    async def _send_one(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None,
+        content: bytes | str | None,
+        json_body: Any,
+        extra_headers: bool,
+        raw_target: bytes | None,
+    ) -> Exchange:
+        sent_headers: dict[str, str] = {}
+        if extra_headers:
+            sent_headers.update(dict(self.options.headers))
+        sent_headers.update(headers or {})
+        extensions = {"target": raw_target} if raw_target is not None else None
+        request = self.client.build_request(
+            method,
+            url,
+            headers=sent_headers,
+            content=content,
+            json=json_body,
+            extensions=extensions,
+        )
+        self._charge()
+        async with self._semaphore:
+            started = time.perf_counter()
+            response = await self.client.send(request, stream=True)
+            try:
+                body, truncated = await _read_capped(response, self.options.body_limit)
+            finally:
+                await response.aclose()
+            elapsed = (time.perf_counter() - started) * 1000
+        request_body = request.content if isinstance(request.content, bytes) else b""
+        return Exchange(
+            method=method,
+            url=url if raw_target is None else _with_raw_target(url, raw_target),
+            request_headers=tuple(sent_headers.items()),
+            status=response.status_code,
+            reason_phrase=response.reason_phrase,
+            http_version=response.http_version,
+            headers=response.headers,
+            body=body,
+            elapsed_ms=elapsed,
+            truncated=truncated,
+            request_body=request_body,
+            redactor=self.redactor,
+        )
+
+    async def fetch(
+        self,
+        method: str = "GET",
+        path: str = "",
+        *,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | str | None = None,
+        extra_headers: bool = True,
+        follow: bool = False,
+    ) -> Exchange:
+        """Like :meth:`request`, but shared: the same request is sent once per scan.
+
+        Concurrent callers await one in-flight request; an exception is shared too (the
+        budget is not spent twice on a dead endpoint). Only the first caller's check is charged.
+        """
+        key = (
+            method.upper(),
+            self.url(path),
+            tuple(sorted((headers or {}).items())),
+            content,
+            extra_headers,
+            follow,
+        )
+        future = self._fetches.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._fetches[key] = future
+            try:
+                result = await self.request(
+                    method,
+                    path,
+                    headers=headers,
+                    content=content,
+                    extra_headers=extra_headers,
+                    follow=follow,
+                )
+            except BaseException as exc:
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: no "never retrieved" warning
+                raise
+            future.set_result(result)
+            return result
+        return await asyncio.shield(future)
+
+    async def baseline(self) -> Exchange:
+        """``GET`` of the URL the user gave, following redirects within the target.
+
+        Most header controls judge this response. An API whose ``/`` is 404 is still graded:
+        the 404 carries (or fails to carry) the same headers.
+        """
+        return await self.fetch("GET", "", follow=True)
+
+    async def not_found(self) -> Exchange:
+        """A response to a path that cannot exist: judges headers and leaks on errors."""
+        return await self.fetch("GET", "/bastion-scan-404-check")
+
+    # -- shared facts --------------------------------------------------------------------
+    async def memo(self, key: str, factory: Callable[[], Awaitable[T]]) -> T:
+        """Compute ``factory()`` once per scan; concurrent callers share the result."""
+        future = self._memo.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._memo[key] = future
+            # Run outside any one check's budget: a shared fact belongs to the scan.
+            token = _current_check.set(None)
+            try:
+                value = await factory()
+            except BaseException as exc:
+                future.set_exception(exc)
+                future.exception()
+                raise
+            finally:
+                _current_check.reset(token)
+            future.set_result(value)
+            return value
+        return await asyncio.shield(future)
+
+    async def tls_facts(self) -> Any:
+        """Facts about the target's TLS endpoint, gathered once per scan by
+        ``bastion.scanner.tls.collect(ctx)`` (handshakes are not HTTP requests and are not
+        charged to the request budget)."""
+        # Imported by name: the provider package is written separately (H6) and imported lazily
+        # so a scan of a plain-HTTP target never loads TLS machinery.
+        tls = importlib.import_module("bastion.scanner.tls")
+        return await self.memo("tls", lambda: tls.collect(self))
+
+
+def _ssl_verify_error(exc: BaseException) -> str | None:
+    """The certificate-verification message hidden in an httpx error's chain, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _describe_error(exc: BaseException) -> str:
+    """One line for the user: the error's class and message, without a traceback."""
+    message = str(exc).strip() or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {message.splitlines()[0]}"
+
+
+def _with_history(exchange: Exchange, history: tuple[Exchange, ...]) -> Exchange:
+    from dataclasses import replace
+
+    return replace(exchange, history=history)
+
+
+def _with_raw_target(url: str, raw_target: bytes) -> str:
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(path="/", query=None)).rstrip("/") + raw_target.decode("latin-1")
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """Read at most ``limit`` bytes: a /metrics page or a dump must not exhaust memory."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
+
+
+def current_check_budget(check_id: str, allowed: int) -> contextvars.Token[_CheckBudget | None]:
+    """Runner hook: charge requests made in this task to ``check_id`` (at most ``allowed``)."""
+    return _current_check.set(_CheckBudget(check_id, allowed))
+
+
+def reset_check_budget(token: contextvars.Token[_CheckBudget | None]) -> None:
+    _current_check.reset(token)
