@@ -1,0 +1,73 @@
+"""Request ids: one per request, on every response, and the key that ties a log line to it.
+
+Why a layer of its own, outermost in the stack: every other layer (error bodies, the access
+log, the error log) needs the id, and a ``500`` produced by the safe-errors layer must carry it
+too. The id is stored at ``scope[bastion.asgi.REQUEST_ID_KEY]`` (the scope is mutated in place
+so that a layer *outside* this one, such as the access log, can read it when the response ends).
+
+The contract's echo rule: a client-sent ``X-Request-ID`` is echoed only if it matches
+``^[A-Za-z0-9._-]{1,64}$``. Anything else — too long, empty, spaces, CR/LF, quotes, non-ASCII —
+is replaced by a fresh id, so a client can never inject a header (CRLF, response splitting),
+a log field (quotes, newlines: log forging, CWE-117) or markup (XSS in a log viewer) through it.
+Only the first ``X-Request-ID`` header is considered.
+
+The response always carries exactly one ``X-Request-ID``: any the app set itself is replaced,
+so the header and the ``requestId`` of an error body can never disagree.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from bastion.asgi import REQUEST_ID_KEY, ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["REQUEST_ID_HEADER", "RequestIDMiddleware", "new_request_id", "valid_request_id"]
+
+REQUEST_ID_HEADER = b"x-request-id"
+# fullmatch, not ``$``: Python's ``$`` also matches before a trailing newline.
+_VALID = re.compile(rb"[A-Za-z0-9._-]{1,64}").fullmatch
+
+
+def new_request_id() -> str:
+    """A fresh id: 128 random bits as 32 hex digits (unique across processes and hosts)."""
+    return secrets.token_hex(16)
+
+
+def valid_request_id(value: bytes) -> bool:
+    """Whether a client-sent id may be echoed (the contract's ``^[A-Za-z0-9._-]{1,64}$``)."""
+    return _VALID(value) is not None
+
+
+class RequestIDMiddleware:
+    """Give each HTTP request an id and put it on its response as ``X-Request-ID``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        rid: str | None = None
+        for key, value in scope.get("headers", ()):
+            if key == REQUEST_ID_HEADER:
+                if _VALID(value) is not None:
+                    rid = value.decode("ascii")
+                break
+        if rid is None:
+            rid = new_request_id()
+        scope[REQUEST_ID_KEY] = rid
+        pair = (REQUEST_ID_HEADER, rid.encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    h for h in message.get("headers", ()) if h[0].lower() != REQUEST_ID_HEADER
+                ]
+                headers.append(pair)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
