@@ -1,0 +1,35 @@
+"""FastAPI dependencies shared by the service's routes: database session and principal."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.auth.bearer import authenticate
+from bastion.auth.principal import Principal
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One AsyncSession per request from ``app.state.database`` (closed afterwards)."""
+    async with request.app.state.database.session() as session:
+        yield session
+
+
+async def require_principal(request: Request) -> Principal:
+    """The caller of a protected route, from a verified ``Authorization: Bearer`` token.
+
+    Failures raise a 401 (``HTTPError``) with ``WWW-Authenticate: Bearer`` (plus
+    ``error="invalid_token"`` when a token was presented) and the contract's error body.
+    ``async`` although it awaits nothing: verification is CPU-only and fast, and FastAPI
+    would run a plain ``def`` dependency in a thread pool.
+    """
+    return authenticate(request.scope, request.app.state.token_verifier)
+
+
+DbSession = Annotated[AsyncSession, Depends(get_session)]
+CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+
+__all__ = ["CurrentPrincipal", "DbSession", "get_session", "require_principal"]
