@@ -1,0 +1,213 @@
+"""Structured access log — one JSON object per line — that never writes a credential.
+
+Why its own layer: logs are read by more people, kept longer and copied to more places than
+the data they describe, so a token in a log is a token leaked (OWASP Logging Cheat Sheet,
+"data to exclude"; CWE-532). The contract says tokens never appear in logs or URLs; this layer
+makes that true for the access log and provides :func:`redact` for the error log.
+
+What a line holds (logger ``bastion.access``, level INFO, or WARNING for 5xx)::
+
+    {"event":"access","method":"POST","path":"/api/v1/auth/login","query":["next"],
+     "status":401,"duration_ms":3.21,"client":"203.0.113.9","requestId":"..."}
+
+* ``path`` without the query string; the query contributes its parameter *names* only (a
+  reset link ends in ``?token=<token>``; OAuth puts ``code`` in the query).
+* no request or response headers at all: not ``Authorization``, not ``Cookie``/``Set-Cookie``,
+  not ``User-Agent`` (free text chosen by the client), and no bodies.
+* ``client`` is read when the response ends, so it is the address the trusted-proxy layer
+  resolved (that layer rewrites the scope in place), likewise the request id.
+* every free-text field goes through :func:`redact`, so a path segment that looks like a JWT
+  or a long random secret is masked; JSON encoding escapes CR/LF, so a client cannot forge a
+  second line (log injection, CWE-117).
+
+Place it just inside the request-id layer and outside safe-errors, so it sees the final status
+of every response (a 500 made from an exception included). When the logger is not enabled for
+INFO the layer costs one level check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+from bastion.asgi import REQUEST_ID_KEY, ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["ACCESS_LOGGER", "REDACTED", "AccessLogMiddleware", "log_line", "redact"]
+
+ACCESS_LOGGER = "bastion.access"
+REDACTED = "[REDACTED]"
+
+_MAX_PATH = 2048  # a path longer than this is cut: a log line must not be a flooding tool
+_MAX_QUERY_NAMES = 20
+_MAX_NAME = 64
+
+# --- redaction -----------------------------------------------------------------------------
+# Names whose values are secrets wherever they appear: ``name=value``, ``name: value``,
+# ``"name": "value"`` (JSON), ``'name': 'value'`` (a Python repr in a traceback). A name counts
+# when it contains one of the long words (``refresh_token``, ``X-Api-Key``, ``newPassword``) or
+# one of its parts is a short word (``code``, ``pwd``) — so ``UnicodeDecodeError`` is not one.
+_SECRET_WORDS = re.compile(
+    r"passw|passphrase|secret|token|apikey|privatekey|authori[sz]ation|cookie|session"
+    r"|credential|signature|verifier"
+).search
+_SHORT_SECRET_PARTS = frozenset({"pwd", "pass", "code", "sig", "otp", "jwt", "pin", "auth"})
+_NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])").findall
+
+
+def _secret_name(name: str) -> bool:
+    if _SECRET_WORDS(name.lower().replace("_", "").replace("-", "")):
+        return True
+    return any(part.lower() in _SHORT_SECRET_PARTS for part in _NAME_PARTS(name))
+
+
+# Linear by construction: a name starts only where a [\w-] run starts and is at most 64 long,
+# and every value alternative consumes greedily without backtracking (an unterminated quote
+# runs to the end of the text instead of failing and being retried at each position).
+_NAMED_VALUE = re.compile(
+    r"""(?x)
+    (?<![\w-])(?P<name>[\w-]{1,64})
+    (?P<sep>["']?\s*[:=]\s*)
+    (?P<value>"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?
+      |(?i:bearer|basic)\s+[^\s"',;&]+|[^\s"',;&)}\]]+)
+    """
+)
+# An Authorization value on its own, e.g. in an exception text: ``Bearer abc.def``.
+_AUTH_SCHEME = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+")
+# JWT / JWS compact serialisation: base64url of '{"' always starts with 'eyJ'.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){0,4}")
+# Long runs that look random: 32+ hex digits, or 32+ base64/base64url characters mixing upper
+# case, lower case and digits (secrets.token_urlsafe, API keys). Identifiers, words, file paths
+# and UUIDs (short hex groups between hyphens) do not match.
+_HEX_SECRET = re.compile(r"(?<![A-Za-z0-9_-])[0-9a-fA-F]{32,}(?![A-Za-z0-9_-])")
+# '/' only counts inside padded standard base64, so ``/reset/<token>`` keeps its path.
+_B64_RUN = re.compile(
+    r"(?<![A-Za-z0-9_+/-])[A-Za-z0-9_+/-]{32,}={1,2}|(?<![A-Za-z0-9_+-])[A-Za-z0-9_+-]{32,}"
+)
+_HAS_UPPER = re.compile(r"[A-Z]").search
+_HAS_LOWER = re.compile(r"[a-z]").search
+_HAS_DIGIT = re.compile(r"[0-9]").search
+
+
+def _mask_named(match: re.Match[str]) -> str:
+    if not _secret_name(match.group("name")):
+        return match.group(0)
+    value = match.group("value")
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return f"{match.group('name')}{match.group('sep')}{quote}{REDACTED}{quote}"
+
+
+def _mask_b64(match: re.Match[str]) -> str:
+    run = match.group(0)
+    if _HAS_UPPER(run) and _HAS_LOWER(run) and _HAS_DIGIT(run):
+        return REDACTED
+    return run
+
+
+def redact(text: str) -> str:
+    """Mask anything in *text* that looks like a credential; the rest stays readable.
+
+    Masks ``name=value`` pairs for secret-ish names (password, token, cookie, code, ...),
+    ``Bearer``/``Basic`` credentials, JWT-shaped strings and long random-looking runs.
+    Used for every free-text field of the access log and for tracebacks in the error log.
+    """
+    if not text:
+        return text
+    text = _NAMED_VALUE.sub(_mask_named, text)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _JWT.sub(REDACTED, text)
+    text = _HEX_SECRET.sub(REDACTED, text)
+    return _B64_RUN.sub(_mask_b64, text)
+
+
+# --- the access log ------------------------------------------------------------------------
+_NAME_OK = re.compile(r"[A-Za-z0-9._\[\]-]{1,64}").fullmatch
+
+
+def _query_names(query: bytes) -> list[str]:
+    """The distinct parameter names of a query string, never a value (e.g. ``?token=``)."""
+    names: list[str] = []
+    for part in query.split(b"&"):
+        name = part.split(b"=", 1)[0].decode("latin-1")
+        if not name:
+            continue
+        # A name may itself be a secret sent as ``?<token>``; a strange one shows as "?".
+        name = redact(name[:_MAX_NAME])
+        if name != REDACTED and not _NAME_OK(name):
+            name = "?"
+        if name not in names:
+            names.append(name)
+            if len(names) >= _MAX_QUERY_NAMES:
+                break
+    return names
+
+
+_path_cache: dict[str, str] = {}
+_PATH_CACHE_SIZE = 4096
+
+
+def _redacted_path(path: str) -> str:
+    """:func:`redact` for paths, memoised: the same few paths come back on every request."""
+    cached = _path_cache.get(path)
+    if cached is None:
+        cached = redact(path[:_MAX_PATH])
+        if len(_path_cache) >= _PATH_CACHE_SIZE:
+            _path_cache.clear()  # bounded: unique paths (ids, attacks) must not grow memory
+        _path_cache[path] = cached
+    return cached
+
+
+def log_line(fields: dict[str, object]) -> str:
+    """One compact JSON object on one line (``json`` escapes CR, LF and other controls)."""
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+class AccessLogMiddleware:
+    """Write one redacted JSON line per HTTP request to the ``bastion.access`` logger."""
+
+    def __init__(self, app: ASGIApp, *, logger: logging.Logger | str = ACCESS_LOGGER) -> None:
+        self.app = app
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.logger.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+
+        start = time.perf_counter()
+        # Captured before inner layers rewrite it: the path the client asked for.
+        path = scope.get("path", "")
+        query = scope.get("query_string", b"")
+        status = 0
+
+        async def send_logged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_logged)
+        except Exception:
+            # Normally the safe-errors layer inside turns exceptions into responses.
+            status = status or 500
+            raise
+        finally:
+            self._write(scope, path, query, status, start)
+
+    def _write(self, scope: Scope, path: str, query: bytes, status: int, start: float) -> None:
+        client = scope.get("client")
+        fields: dict[str, object] = {
+            "event": "access",
+            "method": scope.get("method", ""),
+            "path": _redacted_path(path),
+        }
+        if query:
+            fields["query"] = _query_names(bytes(query))
+        fields["status"] = status
+        fields["duration_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        fields["client"] = client[0] if client else None
+        fields["requestId"] = scope.get(REQUEST_ID_KEY, "")
+        level = logging.WARNING if status >= 500 or status == 0 else logging.INFO
+        self.logger.log(level, log_line(fields))
