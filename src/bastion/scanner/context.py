@@ -234,15 +234,20 @@ class ScanContext:
         """``Authorization: Bearer <--token>`` when a token was given, else nothing."""
         return {"Authorization": f"Bearer {self.options.token}"} if self.options.token else {}
 
-    def _charge(self) -> None:
+    def _ensure_budget(self) -> None:
+        """Raise if one more request would exceed the scan's or the current check's budget."""
         if self.requests_sent >= self.options.budget:
             raise BudgetExhausted(f"scan request budget of {self.options.budget} exhausted")
         budget = _current_check.get()
+        if budget is not None and budget.used >= budget.allowed:
+            raise BudgetExhausted(
+                f"check {budget.check_id} exceeded its max_requests={budget.allowed}"
+            )
+
+    def _charge(self) -> None:
+        self._ensure_budget()
+        budget = _current_check.get()
         if budget is not None:
-            if budget.used >= budget.allowed:
-                raise BudgetExhausted(
-                    f"check {budget.check_id} exceeded its max_requests={budget.allowed}"
-                )
             budget.used += 1
         self.requests_sent += 1
 
@@ -366,6 +371,8 @@ class ScanContext:
         )
         future = self._fetches.get(key)
         if future is None:
+            # A check over its own budget must fail alone, not poison the shared fetch.
+            self._ensure_budget()
             future = asyncio.get_running_loop().create_future()
             self._fetches[key] = future
             try:

@@ -68,9 +68,8 @@ class Report:
     grade: str
     score: int
     findings: tuple[Finding, ...] = ()
-    # Score before caps, and the caps applied (each names the control that imposed it), so a
-    # capped grade is explained rather than mysterious (testssl.sh issue #3077).
-    uncapped_score: int = 100
+    # The caps applied to the grade, each naming the control that imposed it, so a capped
+    # grade is explained rather than mysterious (testssl.sh issue #3077).
     caps: tuple[str, ...] = ()
     active: bool = False
     requests: int = 0

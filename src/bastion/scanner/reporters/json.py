@@ -1,0 +1,49 @@
+"""JSON report: the contract's shape (plus explanatory extras), validated by a committed schema.
+
+Contract keys: ``target, started_at, duration_s, grade, score, findings[id, title, category,
+severity, status, evidence, remediation, references]``. Extras that explain the grade:
+``findings[].reason``, ``findings[].deduction``, ``caps``, ``counts``, ``active``,
+``requests``, ``scanner``. The schema is ``bastion/scanner/report.schema.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bastion.scanner.model import Finding, Report
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "id": finding.id,
+        "title": finding.title,
+        "category": finding.category,
+        "severity": finding.severity,
+        "status": finding.status,
+        "evidence": finding.evidence,
+        "remediation": finding.remediation,
+        "references": list(finding.references),
+        "reason": finding.reason,
+        "deduction": finding.deduction,
+    }
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    return {
+        "target": report.target,
+        "started_at": report.started_at,
+        "duration_s": report.duration_s,
+        "grade": report.grade,
+        "score": report.score,
+        "findings": [finding_dict(f) for f in report.findings],
+        "caps": list(report.caps),
+        "counts": report.counts(),
+        "active": report.active,
+        "requests": report.requests,
+        "scanner": {"name": "bastion-scan", "version": report.scanner_version},
+    }
+
+
+def render(report: Report) -> str:
+    return json.dumps(report_dict(report), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,141 @@
+"""SARIF 2.1.0 report, for GitHub code scanning and other SARIF consumers.
+
+One rule per control that ran; one result per ``fail`` or ``warn`` finding (kind ``fail`` /
+``review``); controls that errored become tool-execution notifications, so a broken probe is
+visible without posing as a vulnerability. ``security-severity`` follows GitHub's bands
+(critical >= 9.0, high 7.0-8.9, medium 4.0-6.9, low 0.1-3.9). Validated against the official
+OASIS schema in the tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from bastion.scanner.model import Finding, Report
+
+SCHEMA_URI = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
+INFORMATION_URI = "https://owasp.org/API-Security/"
+SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0"}
+FAIL_LEVEL = {
+    "critical": "error",
+    "high": "error",
+    "medium": "warning",
+    "low": "note",
+    "info": "note",
+}
+
+
+def _rule(finding: Finding) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "tags": ["security", "bastion", finding.category],
+        "precision": "high",
+        "bastion-severity": finding.severity,
+    }
+    if finding.severity in SECURITY_SEVERITY:
+        properties["security-severity"] = SECURITY_SEVERITY[finding.severity]
+    references = "\n".join(f"- {ref}" for ref in finding.references)
+    rule: dict[str, Any] = {
+        "id": finding.id,
+        "name": "".join(part.capitalize() for part in finding.id.replace("-", ".").split(".")),
+        "shortDescription": {"text": finding.title},
+        "fullDescription": {"text": f"{finding.title} ({finding.category}, {finding.severity})"},
+        "help": {
+            "text": f"{finding.remediation}\n\nReferences:\n{references}".strip(),
+            "markdown": f"{finding.remediation}\n\n**References**\n\n{references}".strip(),
+        },
+        "defaultConfiguration": {"level": FAIL_LEVEL[finding.severity]},
+        "properties": properties,
+    }
+    if finding.references:
+        rule["helpUri"] = finding.references[0]
+    return rule
+
+
+def _result(finding: Finding, index: int, target: str) -> dict[str, Any]:
+    level = FAIL_LEVEL[finding.severity] if finding.status == "fail" else "warning"
+    if finding.status == "warn" and finding.severity in {"low", "info"}:
+        level = "note"
+    message = finding.title + (f": {finding.reason}" if finding.reason else "")
+    fingerprint = hashlib.sha256(f"{target}|{finding.id}".encode()).hexdigest()
+    return {
+        "ruleId": finding.id,
+        "ruleIndex": index,
+        "kind": "fail" if finding.status == "fail" else "review",
+        "level": level,
+        "message": {"text": message},
+        "locations": [
+            {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": target},
+                    "region": {"startLine": 1},
+                },
+                "logicalLocations": [{"name": finding.id, "kind": "resource"}],
+            }
+        ],
+        "partialFingerprints": {"bastionFinding/v1": fingerprint},
+        "properties": {
+            "status": finding.status,
+            "severity": finding.severity,
+            "deduction": finding.deduction,
+            "evidence": finding.evidence,
+        },
+    }
+
+
+def report_sarif(report: Report) -> dict[str, Any]:
+    ran = [f for f in report.findings if f.status != "skip"]
+    rules = [_rule(f) for f in ran]
+    index = {f.id: i for i, f in enumerate(ran)}
+    results = [
+        _result(f, index[f.id], report.target)
+        for f in report.findings
+        if f.status in {"fail", "warn"}
+    ]
+    notifications = [
+        {
+            "level": "warning",
+            "message": {"text": f"{f.id} could not run: {f.reason}"},
+            "descriptor": {"id": f.id},
+        }
+        for f in report.findings
+        if f.status == "error"
+    ]
+    invocation: dict[str, Any] = {
+        "executionSuccessful": True,
+        "startTimeUtc": report.started_at,
+    }
+    if notifications:
+        invocation["toolExecutionNotifications"] = notifications
+    return {
+        "$schema": SCHEMA_URI,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "bastion-scan",
+                        "version": report.scanner_version or "0",
+                        "informationUri": INFORMATION_URI,
+                        "rules": rules,
+                    }
+                },
+                "automationDetails": {"id": f"bastion-scan/{report.target}/"},
+                "invocations": [invocation],
+                "results": results,
+                "properties": {
+                    "target": report.target,
+                    "grade": report.grade,
+                    "score": report.score,
+                    "caps": list(report.caps),
+                },
+            }
+        ],
+    }
+
+
+def render(report: Report) -> str:
+    return json.dumps(report_sarif(report), indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,137 @@
+"""Text report: a rich table per category (failures first), the grade, and every deduction."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from bastion.scanner.model import Finding, Report
+from bastion.scanner.reporters._common import CATEGORY_LABELS, deductions, grouped
+
+STATUS_STYLE = {
+    "fail": "bold red",
+    "error": "magenta",
+    "warn": "yellow",
+    "skip": "dim",
+    "pass": "green",
+}
+SEVERITY_STYLE = {
+    "critical": "bold red",
+    "high": "red",
+    "medium": "yellow",
+    "low": "cyan",
+    "info": "dim",
+}
+
+
+def grade_style(grade: str) -> str:
+    return {"A": "bold green", "B": "bold yellow", "C": "bold dark_orange"}.get(
+        grade[0], "bold red"
+    )
+
+
+def _detail(finding: Finding) -> str:
+    if finding.reason:
+        return finding.reason
+    first = finding.evidence.splitlines()[0] if finding.evidence else ""
+    return first.removeprefix("> ")
+
+
+def build(report: Report) -> Group:
+    """The renderables of the report (the CLI prints them to a console)."""
+    counts = report.counts()
+    head = Text.assemble(
+        ("Grade ", "bold"),
+        (report.grade, grade_style(report.grade)),
+        (f"   score {report.score}/100", "bold"),
+        f"\n{report.target}\nstarted {report.started_at}, {report.duration_s:.2f} s, "
+        f"{report.requests} requests{', active probes on' if report.active else ''}\n",
+        (f"{counts['fail']} failed", "red"),
+        ", ",
+        (f"{counts['warn']} warnings", "yellow"),
+        ", ",
+        (f"{counts['pass']} passed", "green"),
+        f", {counts['skip']} skipped, {counts['error']} errors",
+    )
+    parts: list[object] = [Panel(head, title="bastion scan", expand=False)]
+    for category, findings in grouped(report):
+        table = Table(
+            title=f"{CATEGORY_LABELS.get(category, category)} ({category})",
+            title_justify="left",
+            expand=True,
+            show_lines=False,
+        )
+        table.add_column("status", no_wrap=True, width=6)
+        table.add_column("severity", no_wrap=True, width=8)
+        table.add_column("control", ratio=2)
+        table.add_column("result", ratio=3)
+        for f in findings:
+            table.add_row(
+                Text(f.status.upper(), style=STATUS_STYLE[f.status]),
+                Text(f.severity, style=SEVERITY_STYLE[f.severity]),
+                Text.assemble((f.title, "bold" if f.status == "fail" else ""), f"\n{f.id}"),
+                Text(_detail(f)),
+            )
+        parts.append(table)
+    problems = [f for f in report.findings if f.status in {"fail", "warn"}]
+    if problems:
+        parts.append(Text("\nEvidence and remediation", style="bold underline"))
+        for f in sorted(problems, key=lambda x: (x.status != "fail", -x.deduction, x.id)):
+            body = Text()
+            if f.reason:
+                body.append(f.reason + "\n", style="bold")
+            if f.evidence:
+                body.append(f.evidence + "\n", style="dim")
+            if f.remediation:
+                body.append("Fix: ", style="bold green")
+                body.append(f.remediation + "\n")
+            if f.references:
+                body.append("See: " + "  ".join(f.references), style="blue")
+            parts.append(
+                Panel(
+                    body,
+                    title=f"[{STATUS_STYLE[f.status]}]{f.status.upper()}[/] {escape(f.id)}",
+                    title_align="left",
+                )
+            )
+    parts.append(_deductions_table(report))
+    return Group(*parts)  # type: ignore[arg-type]
+
+
+def _deductions_table(report: Report) -> Table:
+    table = Table(title="How the grade was computed", title_justify="left")
+    table.add_column("points", justify="right", no_wrap=True)
+    table.add_column("control")
+    table.add_column("why")
+    table.add_row("100", "start", "")
+    for f in deductions(report):
+        table.add_row(f"-{f.deduction}", f.id, f"{f.status} ({f.severity})")
+    table.add_row(Text(str(report.score), style="bold"), Text("score", style="bold"), "")
+    for cap in report.caps:
+        table.add_row("cap", cap, "a failing control caps the grade")
+    table.add_row(
+        Text(report.grade, style=grade_style(report.grade)),
+        Text("grade", style="bold"),
+        "MDN Observatory bands (5 points), then caps",
+    )
+    return table
+
+
+def render(report: Report, *, color: bool = False, width: int = 120) -> str:
+    """The report as text (no colour codes unless ``color``)."""
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        highlight=False,
+    )
+    console.print(build(report))
+    return buffer.getvalue()
