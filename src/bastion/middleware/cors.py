@@ -28,6 +28,7 @@ lower-case scheme and host, default port omitted); nothing from the request is r
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -214,8 +215,13 @@ def parse_origins(entries: Iterable[str]) -> tuple[Origin, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=512)
 def _request_origin(value: bytes) -> Origin | None:
-    """The normalised origin of an ``Origin`` header value, or ``None`` if it is not one."""
+    """The normalised origin of an ``Origin`` header value, or ``None`` if it is not one.
+
+    Cached (bounded): the same few foreign origins come back again and again, and an
+    attacker sending fresh values only pays the parse each time, as without a cache.
+    """
     if len(value) > _MAX_ORIGIN_LENGTH or not value.isascii():
         return None
     try:
@@ -346,6 +352,9 @@ class CORSMiddleware:
         self.exclude_paths = tuple(excluded)
         self._exclude_exact = frozenset(exclude_paths)
         self._exclude_prefixes = tuple(p.rstrip("/") + "/" for p in excluded)
+        # Normalisation only drops or lower-cases characters (percent-decoding aside), so a
+        # path whose lower-cased form holds no excluded path's last segment cannot match.
+        self._exclude_needles = tuple({p.rsplit("/", 1)[-1] or p for p in excluded})
         self._method_set = frozenset(methods) | _SAFELISTED_METHODS
         self._header_set = frozenset(h.lower() for h in headers)
 
@@ -375,6 +384,10 @@ class CORSMiddleware:
             return True
         if not self.exclude_paths:
             return False
+        lower = path.lower()
+        plain = "%" not in lower and "\\" not in lower
+        if plain and not any(needle in lower for needle in self._exclude_needles):
+            return False  # the fast path for almost every request
         norm = _normalise_path(path)
         return norm in self.exclude_paths or norm.startswith(self._exclude_prefixes)
 
