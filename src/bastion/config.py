@@ -14,7 +14,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -47,6 +55,10 @@ def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+# An absolute http(s) URL without characters that could break out of a Link header.
+_LINK_PATTERN = r"^https?://[^\s<>\"]+$"
 
 
 class Settings(BaseSettings):
@@ -98,6 +110,24 @@ class Settings(BaseSettings):
     # --- service -------------------------------------------------------------------------
     expose_docs: bool = False
     mailer: Literal["outbox"] = "outbox"
+
+    # --- API version lifecycle: RFC 9745 Deprecation, RFC 8594 Sunset (unset: not sent) -
+    api_v1_deprecation: AwareDatetime | None = None
+    api_v1_sunset: AwareDatetime | None = None
+    api_v1_deprecation_link: str | None = Field(None, pattern=_LINK_PATTERN)
+    api_v2_deprecation: AwareDatetime | None = None
+    api_v2_sunset: AwareDatetime | None = None
+    api_v2_deprecation_link: str | None = Field(None, pattern=_LINK_PATTERN)
+
+    @field_validator("api_v1_sunset", "api_v2_sunset")
+    @classmethod
+    def _sunset_after_deprecation(cls, value: Any, info: ValidationInfo) -> Any:
+        # RFC 9745 §4: a resource should not be sunset before it is deprecated.
+        field = str(info.field_name).replace("_sunset", "_deprecation")
+        deprecation = info.data.get(field)
+        if value is not None and deprecation is not None and value < deprecation:
+            raise ValueError(f"is earlier than {field}")
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
