@@ -1,0 +1,581 @@
+"""The probe itself: concurrent, bounded hellos and two real handshakes; returns TLSFacts.
+
+Plan (each phase runs its probes concurrently under one semaphore, each with a short timeout):
+
+1. one hello per protocol (SSLv2 .. TLS 1.3), plus two full handshakes with the ``ssl``
+   module: one that accepts any certificate (the leaf a client sees, what a default client
+   negotiates) and one that verifies the chain against the system store and ``--ca-file``;
+2. for each offered protocol, the accepted cipher suites by elimination (offer a set, note the
+   server's pick, offer the rest again, until it refuses); the table is cut into chunks that
+   are enumerated in parallel (acceptance of one suite never depends on the others offered);
+   in parallel the accepted ECDH groups (same elimination) and the downgrade-SCSV reaction;
+3. the server's cipher preference (the same two suites offered in both orders).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from bastion.scanner.tls import _wire
+from bastion.scanner.tls._certs import hostname_matches, parse_certificate
+from bastion.scanner.tls._wire import VERSIONS, Answer
+from bastion.scanner.tls.facts import (
+    PROTOCOLS,
+    AcceptedSuite,
+    CertificateInfo,
+    TLSFacts,
+    Tri,
+    TrustResult,
+    Untested,
+)
+from bastion.scanner.tls.suites import GROUPS, LEGACY_SUITES, TLS13_SUITES, CipherSuite
+
+__all__ = ["probe_tls"]
+
+_CHUNKS = 4  # parallel elimination chains per protocol
+# OpenSSL's X509_V_FLAG_NO_CHECK_TIME (not exported by the ssl module): judge the chain of
+# trust without the validity dates, which have their own controls.
+_X509_V_FLAG_NO_CHECK_TIME = 0x200000
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class _Run:
+    """State shared by the probes of one scan: where, how long, how many at once."""
+
+    host: str
+    port: int
+    sni: str | None
+    timeout: float
+    semaphore: asyncio.Semaphore
+    share: tuple[int, bytes]
+    handshakes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    async def hello(
+        self,
+        version: int,
+        suites: Sequence[int],
+        *,
+        want_flight: bool = False,
+        groups: Sequence[int] = _wire.DEFAULT_GROUPS,
+        key_share: bool = True,
+        fallback_scsv: bool = False,
+    ) -> Answer:
+        share = self.share if key_share and self.share[0] in groups else None
+        message = _wire.build_client_hello(
+            version,
+            suites,
+            server_name=self.sni,
+            groups=groups,
+            key_share=share,
+            fallback_scsv=fallback_scsv,
+        )
+        async with self.semaphore:
+            self.handshakes += 1
+            return await _wire.exchange(
+                self.host, self.port, message, deadline_s=self.timeout, want_flight=want_flight
+            )
+
+    async def sslv2(self) -> Answer:
+        async with self.semaphore:
+            self.handshakes += 1
+            return await _wire.exchange(
+                self.host,
+                self.port,
+                _wire.build_sslv2_client_hello(),
+                deadline_s=self.timeout,
+                sslv2=True,
+            )
+
+
+def _suites_for(version: int) -> tuple[CipherSuite, ...]:
+    if version >= 0x0304:
+        return TLS13_SUITES
+    return tuple(s for s in LEGACY_SUITES if version >= 0x0303 or not s.tls12_only)
+
+
+def _protocol_result(name: str, answer: Answer) -> Tri:
+    wanted = 0x0002 if name == "SSLv2" else VERSIONS[name]
+    if answer.kind == "sslv2":
+        return True
+    if answer.kind == "hello" and answer.hello is not None:
+        return answer.hello.version == wanted
+    if answer.kind in ("alert", "closed"):
+        return False
+    return Untested(f"{name} hello got {answer.describe()}")
+
+
+@dataclass
+class _Enumeration:
+    accepted: dict[int, CipherSuite] = field(default_factory=dict)
+    answers: list[Answer] = field(default_factory=list)
+    gap: str | None = None
+
+
+async def _eliminate(run: _Run, version: int, chunk: Sequence[CipherSuite]) -> _Enumeration:
+    """Offer ``chunk``; remove the suite the server picks; repeat until it refuses."""
+    result = _Enumeration()
+    remaining = {s.code: s for s in chunk}
+    while remaining:
+        answer = await run.hello(version, list(remaining), want_flight=version < 0x0304)
+        if answer.kind in ("alert", "closed"):
+            return result  # nothing left that the server accepts
+        if answer.kind != "hello" or answer.hello is None:
+            result.gap = answer.describe()
+            return result
+        if answer.hello.version != version or answer.hello.cipher not in remaining:
+            result.gap = f"server answered {answer.describe()} to an offer it could not pick"
+            return result
+        result.answers.append(answer)
+        result.accepted[answer.hello.cipher] = remaining.pop(answer.hello.cipher)
+    return result
+
+
+async def _enumerate(run: _Run, version: int) -> _Enumeration:
+    candidates = _suites_for(version)
+    size = max(1, -(-len(candidates) // _CHUNKS))
+    chunks = [candidates[i : i + size] for i in range(0, len(candidates), size)]
+    parts = await asyncio.gather(*(_eliminate(run, version, c) for c in chunks))
+    merged = _Enumeration()
+    for part in parts:
+        merged.accepted.update(part.accepted)
+        merged.answers.extend(part.answers)
+        merged.gap = merged.gap or part.gap
+    return merged
+
+
+async def _groups_tls12(run: _Run, version: int, suites: Sequence[CipherSuite]) -> set[int] | str:
+    """ECDH groups accepted below TLS 1.3: offer ECDHE suites with a shrinking group list and
+    read the curve from each ServerKeyExchange (RFC 8422 §5.4)."""
+    ecdhe = [s.code for s in suites if s.kex == "ECDHE"]
+    accepted: set[int] = set()
+    remaining = [g.code for g in GROUPS]
+    while ecdhe and remaining:
+        answer = await run.hello(version, ecdhe, want_flight=True, groups=remaining)
+        if answer.kind in ("alert", "closed"):
+            break
+        if answer.kind != "hello" or answer.server_key_exchange is None:
+            return f"group probe got {answer.describe()}"
+        parsed = _wire.parse_server_key_exchange(answer.server_key_exchange, "ECDHE")
+        if parsed is None or parsed[1] not in remaining:
+            return f"server chose an ECDH group it was not offered ({parsed})"
+        accepted.add(parsed[1])
+        remaining.remove(parsed[1])
+    return accepted
+
+
+async def _groups_tls13(run: _Run) -> set[int] | str:
+    """TLS 1.3 groups: a ServerHello's key share or a HelloRetryRequest names the group."""
+    accepted: set[int] = set()
+    remaining = [g.code for g in GROUPS if not g.deprecated] + [256, 257, 258, 259, 260]
+    while remaining:
+        answer = await run.hello(0x0304, [s.code for s in TLS13_SUITES], groups=remaining)
+        if answer.kind in ("alert", "closed"):
+            break
+        group = answer.hello.key_share_group if answer.hello is not None else None
+        if group is None or group not in remaining:
+            return f"group probe got {answer.describe()}"
+        accepted.add(group)
+        remaining.remove(group)
+    return accepted
+
+
+def _client_context(*, verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    """A client context that can reach old servers: TLS 1.0+ and every suite (SECLEVEL 0), so
+    that a weak key or a SHA-1 signature is judged by its own control, not by a failed
+    handshake. ``verify`` adds the system store, ``ca_file`` and chain checking (no dates)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False  # judged separately, per RFC 9525, from the parsed SANs
+    with warnings.catch_warnings():
+        # TLSVersion.TLSv1 is deprecated in the ssl module; reaching such servers is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+    context.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+    if verify:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_default_certs()
+        if ca_file:
+            context.load_verify_locations(cafile=ca_file)
+        context.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
+    else:
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@dataclass
+class _Handshake:
+    leaf: bytes | None = None
+    negotiated: str = ""
+    error: BaseException | None = None
+
+
+async def _handshake(run: _Run, context: ssl.SSLContext) -> _Handshake:
+    async with run.semaphore:
+        run.handshakes += 1
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(run.timeout):
+                _reader, writer = await asyncio.open_connection(
+                    run.host,
+                    run.port,
+                    ssl=context,
+                    server_hostname=run.sni or "",
+                    ssl_handshake_timeout=run.timeout,
+                )
+                tls = writer.get_extra_info("ssl_object")
+                cipher = tls.cipher() if tls is not None else None
+                leaf = tls.getpeercert(binary_form=True) if tls is not None else None
+                negotiated = f"{tls.version()} {cipher[0]}" if tls and cipher else ""
+                return _Handshake(leaf, negotiated)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            return _Handshake(error=exc)
+        finally:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError, ssl.SSLError):
+                    await writer.wait_closed()
+
+
+def _trust(result: _Handshake, stores: tuple[str, ...]) -> TrustResult:
+    error = result.error
+    if error is None:
+        return TrustResult(True, "", stores)
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return TrustResult(
+            False, error.verify_message or str(error), stores, verify_code=error.verify_code
+        )
+    if isinstance(error, TimeoutError):
+        return TrustResult(Untested("verifying handshake timed out"), "", stores)
+    return TrustResult(Untested(f"verifying handshake failed: {error}"), "", stores)
+
+
+def _flight_answer(answers: Iterable[Answer]) -> Answer | None:
+    for answer in answers:
+        if answer.kind == "hello" and answer.hello is not None:
+            return answer
+    return None
+
+
+def _cipher_order(first: Answer, second: Answer, a: int, b: int) -> Tri:
+    if first.hello is None or second.hello is None:
+        return Untested(f"order probe got {first.describe()} / {second.describe()}")
+    picked = (first.hello.cipher, second.hello.cipher)
+    if picked[0] == picked[1]:
+        return True  # same pick whatever the client's order: the server decides
+    if picked == (a, b):
+        return False  # followed the client's first choice both times
+    return Untested(f"inconsistent picks {picked[0]:#06x}/{picked[1]:#06x}")
+
+
+async def probe_tls(
+    host: str,
+    port: int,
+    *,
+    server_name: str | None = None,
+    ca_file: str | None = None,
+    handshake_timeout: float = 3.0,
+    concurrency: int = 12,
+) -> TLSFacts:
+    """Probe ``host:port`` and return what it offers. Never raises for network trouble."""
+    started = time.perf_counter()
+    host = host.strip("[]")
+    sni = server_name if server_name is not None else (None if _is_ip(host) else host)
+    share = (
+        x25519.X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    run = _Run(
+        host, port, sni, handshake_timeout, asyncio.Semaphore(max(1, concurrency)), (29, share)
+    )
+    stores = ("system",) + ((f"ca-file {ca_file}",) if ca_file else ())
+    legacy_names = ("SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2")
+
+    # -- phase 1: which protocols; the certificate as a client sees it; trust ----------------
+    try:
+        verify_context = _client_context(verify=True, ca_file=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        verify_context = None
+        run.notes.append(f"--ca-file could not be loaded: {exc}")
+    async with asyncio.TaskGroup() as group:
+        sslv2_task = group.create_task(run.sslv2())
+        legacy_tasks = [
+            group.create_task(
+                run.hello(
+                    VERSIONS[name],
+                    [s.code for s in _suites_for(VERSIONS[name])],
+                    want_flight=True,
+                )
+            )
+            for name in legacy_names
+        ]
+        tls13_task = group.create_task(run.hello(0x0304, [s.code for s in TLS13_SUITES]))
+        plain_task = group.create_task(_handshake(run, _client_context(verify=False, ca_file=None)))
+        verified_task = group.create_task(
+            _handshake(run, verify_context) if verify_context else _none_handshake()
+        )
+    hello_answers = [sslv2_task.result(), *(t.result() for t in legacy_tasks), tls13_task.result()]
+    plain, verified = plain_task.result(), verified_task.result()
+    protocols = tuple(
+        (name, _protocol_result(name, answer))
+        for name, answer in zip(PROTOCOLS, hello_answers, strict=True)
+    )
+    offered = [name for name, value in protocols if value is True]
+
+    failure = None
+    if not offered and plain.leaf is None:
+        kinds = {a.kind for a in hello_answers}
+        if kinds <= {"refused"}:
+            failure = f"could not connect to {host}:{port}: {hello_answers[-1].detail}"
+        elif kinds & {"garbage"}:
+            failure = f"{host}:{port} does not speak TLS ({hello_answers[-1].describe()})"
+        else:
+            failure = f"no TLS handshake succeeded with {host}:{port} ({plain.error})"
+    if failure is not None:
+        return _failed(host, port, sni, failure, protocols, stores, run, started)
+
+    # -- phase 2: suites per protocol, groups, downgrade protection -------------------------
+    enum_versions = [name for name in offered if name != "SSLv2"]
+    tls_versions = [n for n in offered if n.startswith("TLS")]
+    best_legacy = next((n for n in reversed(legacy_names) if n in offered), None)
+    fallback_version = tls_versions[-2] if len(tls_versions) >= 2 else None
+    async with asyncio.TaskGroup() as group:
+        enum_tasks = {
+            name: group.create_task(_enumerate(run, VERSIONS[name])) for name in enum_versions
+        }
+        groups12_task = (
+            group.create_task(
+                _groups_tls12(run, VERSIONS[best_legacy], _suites_for(VERSIONS[best_legacy]))
+            )
+            if best_legacy and best_legacy != "SSLv3"
+            else None
+        )
+        groups13_task = group.create_task(_groups_tls13(run)) if "TLSv1.3" in offered else None
+        fallback_task = (
+            group.create_task(
+                run.hello(
+                    VERSIONS[fallback_version],
+                    [s.code for s in _suites_for(VERSIONS[fallback_version])],
+                    fallback_scsv=True,
+                )
+            )
+            if fallback_version
+            else None
+        )
+    enumerations = {name: task.result() for name, task in enum_tasks.items()}
+    groups12: set[int] | str = groups12_task.result() if groups12_task else set()
+    groups13: set[int] | str = groups13_task.result() if groups13_task else set()
+    fallback_answer = fallback_task.result() if fallback_task else None
+
+    accepted: list[AcceptedSuite] = []
+    gaps: list[tuple[str, str]] = []
+    order_index = {s.code: i for i, s in enumerate(LEGACY_SUITES + TLS13_SUITES)}
+    for name in enum_versions:
+        enumeration = enumerations[name]
+        for suite in sorted(enumeration.accepted.values(), key=lambda s: order_index[s.code]):
+            accepted.append(AcceptedSuite(name, suite))
+        if enumeration.gap:
+            gaps.append((name, enumeration.gap))
+
+    # -- phase 3: cipher preference ---------------------------------------------------------
+    order_version = best_legacy if best_legacy and enumerations.get(best_legacy) else None
+    if order_version is None or len(enumerations[order_version].accepted) < 2:
+        order_version = "TLSv1.3" if "TLSv1.3" in enumerations else order_version
+    server_order: Tri = Untested("fewer than two cipher suites accepted")
+    if order_version is not None:
+        codes = [s.code for s in enumerations[order_version].accepted.values()]
+        if len(codes) >= 2:
+            a, b = codes[0], codes[-1]
+            ordered = await asyncio.gather(
+                run.hello(VERSIONS[order_version], [a, b]),
+                run.hello(VERSIONS[order_version], [b, a]),
+            )
+            server_order = _cipher_order(ordered[0], ordered[1], a, b)
+
+    # -- what the legacy hellos showed ------------------------------------------------------
+    legacy_answers = [
+        a for name in enum_versions if name != "TLSv1.3" for a in enumerations[name].answers
+    ]
+    legacy_answers += [
+        a
+        for name, a in zip(PROTOCOLS, hello_answers, strict=True)
+        if name in legacy_names and name in offered
+    ]
+    any_legacy = bool(legacy_answers)
+    no_legacy = Untested("no TLS 1.2-or-lower handshake to observe (TLS 1.3 only)")
+    compression: Tri = any(a.hello is not None and a.hello.compression != 0 for a in legacy_answers)
+    ext_answers = [
+        a
+        for a in legacy_answers
+        if a.hello is not None and a.hello.version >= 0x0301  # SSLv3 has no extensions
+    ]
+
+    def extension_seen(code: int) -> Tri:
+        if not ext_answers:
+            return no_legacy
+        return all(code in a.hello.extensions for a in ext_answers if a.hello is not None)
+
+    secure_reneg = extension_seen(_wire.EXT_RENEGOTIATION_INFO) if any_legacy else no_legacy
+    ems = extension_seen(_wire.EXT_EXTENDED_MASTER_SECRET) if any_legacy else no_legacy
+    stapling: Tri = (
+        any(_wire.EXT_STATUS_REQUEST in a.hello.extensions for a in ext_answers if a.hello)
+        if ext_answers
+        else Untested("TLS 1.3 staples inside the encrypted handshake; not observed")
+    )
+
+    fallback: Tri
+    if fallback_version is None:
+        fallback = Untested("only one TLS version offered: there is nothing to downgrade to")
+    elif fallback_answer is not None and fallback_answer.kind == "alert":
+        fallback = fallback_answer.alert == 86  # inappropriate_fallback (RFC 7507 §3)
+        if not fallback:
+            fallback = Untested(f"downgrade probe got {fallback_answer.describe()}")
+    elif fallback_answer is not None and fallback_answer.kind == "hello":
+        fallback = False
+    else:
+        fallback = Untested(
+            f"downgrade probe got {fallback_answer.describe() if fallback_answer else 'nothing'}"
+        )
+
+    # -- key exchange parameters ------------------------------------------------------------
+    dh_sizes: list[int] = []
+    for answer in legacy_answers:
+        if answer.hello is None or answer.server_key_exchange is None:
+            continue
+        picked = LEGACY_BY_CODE.get(answer.hello.cipher)
+        if picked is not None and picked.kex == "DHE":
+            parsed = _wire.parse_server_key_exchange(answer.server_key_exchange, "DHE")
+            if parsed is not None:
+                dh_sizes.append(parsed[1])
+    dhe_accepted = any(a.suite.kex == "DHE" for a in accepted)
+    dh_bits: int | Untested | None = min(dh_sizes) if dh_sizes else None
+    if dhe_accepted and not dh_sizes:
+        dh_bits = Untested("a DHE suite was accepted but no ServerKeyExchange was read")
+    ecdh_groups: tuple[int, ...] | Untested
+    if isinstance(groups12, str):
+        ecdh_groups = Untested(groups12)
+    elif isinstance(groups13, str):
+        ecdh_groups = Untested(groups13)
+    else:
+        ecdh_groups = tuple(sorted(groups12 | groups13))
+
+    # -- certificates -----------------------------------------------------------------------
+    raw_chain: list[bytes] = []
+    for answer in legacy_answers:
+        if answer.certificates:
+            raw_chain = answer.certificates
+            break
+    chain_der: list[bytes]
+    chain_complete: Tri
+    if plain.leaf is not None and raw_chain and raw_chain[0] == plain.leaf:
+        chain_der, chain_complete = raw_chain, True
+    elif plain.leaf is not None:
+        chain_der = [plain.leaf]
+        chain_complete = Untested(
+            "only the leaf was read (TLS 1.3 encrypts the Certificate message)"
+            if not raw_chain
+            else "the TLS 1.2 chain starts with a different certificate than TLS 1.3 serves"
+        )
+    else:
+        chain_der, chain_complete = raw_chain, bool(raw_chain) or Untested("no certificate read")
+    chain: list[CertificateInfo] = []
+    for der in chain_der:
+        try:
+            chain.append(parse_certificate(der))
+        except ValueError as exc:
+            run.notes.append(f"unparseable certificate in the chain: {exc}")
+            break
+    name = sni or host
+    hostname: Tri = (
+        hostname_matches(chain[0], name) if chain else Untested("no certificate to compare")
+    )
+
+    return TLSFacts(
+        host=host,
+        port=port,
+        server_name=sni,
+        failure=None,
+        protocols=protocols,
+        accepted=tuple(accepted),
+        enumeration_gaps=tuple(gaps),
+        server_cipher_order=server_order,
+        compression=compression if any_legacy else False,
+        secure_renegotiation=secure_reneg,
+        extended_master_secret=ems,
+        fallback_scsv=fallback,
+        ocsp_stapling=stapling,
+        ecdh_groups=ecdh_groups,
+        dh_bits=dh_bits,
+        chain=tuple(chain),
+        chain_complete=chain_complete,
+        hostname_match=hostname,
+        trust=_trust(verified, stores)
+        if verify_context
+        else TrustResult(Untested("the CA file could not be loaded"), "", stores),
+        negotiated=plain.negotiated,
+        handshakes=run.handshakes,
+        duration_s=time.perf_counter() - started,
+        notes=tuple(run.notes),
+    )
+
+
+LEGACY_BY_CODE = {s.code: s for s in LEGACY_SUITES}
+
+
+async def _none_handshake() -> _Handshake:
+    return _Handshake(error=ssl.SSLError("no verification context"))
+
+
+def _failed(
+    host: str,
+    port: int,
+    sni: str | None,
+    failure: str,
+    protocols: tuple[tuple[str, Tri], ...],
+    stores: tuple[str, ...],
+    run: _Run,
+    started: float,
+) -> TLSFacts:
+    unknown = Untested(failure)
+    return TLSFacts(
+        host=host,
+        port=port,
+        server_name=sni,
+        failure=failure,
+        protocols=protocols,
+        accepted=(),
+        enumeration_gaps=(),
+        server_cipher_order=unknown,
+        compression=unknown,
+        secure_renegotiation=unknown,
+        extended_master_secret=unknown,
+        fallback_scsv=unknown,
+        ocsp_stapling=unknown,
+        ecdh_groups=unknown,
+        dh_bits=unknown,
+        chain=(),
+        chain_complete=unknown,
+        hostname_match=unknown,
+        trust=TrustResult(unknown, "", stores),
+        negotiated="",
+        handshakes=run.handshakes,
+        duration_s=time.perf_counter() - started,
+        notes=tuple(run.notes),
+    )
