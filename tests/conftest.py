@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,18 +43,25 @@ class Server:
     def http_url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
 
+    own_cert: Path | None = None
+
     @property
     def cert_path(self) -> Path:
-        return self.data_dir / "tls" / "cert.pem"
+        return self.own_cert or self.data_dir / "tls" / "cert.pem"
 
-    def client(self, **kwargs: object) -> httpx.Client:
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx's ``verify=`` needs to trust this server (its own certificate)."""
+        if self.insecure_http:
+            return True
+        return ssl.create_default_context(cafile=str(self.cert_path))
+
+    def client(self, **kwargs: Any) -> httpx.Client:
         """An httpx client that trusts this server's certificate."""
-        verify = str(self.cert_path) if not self.insecure_http else True
-        return httpx.Client(base_url=self.url, verify=verify, timeout=10, **kwargs)  # type: ignore[arg-type]
+        return httpx.Client(base_url=self.url, verify=self.verify, timeout=10, **kwargs)
 
-    def async_client(self, **kwargs: object) -> httpx.AsyncClient:
-        verify = str(self.cert_path) if not self.insecure_http else True
-        return httpx.AsyncClient(base_url=self.url, verify=verify, timeout=10, **kwargs)  # type: ignore[arg-type]
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, verify=self.verify, timeout=10, **kwargs)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -106,10 +115,16 @@ def start_server(
         def healthy() -> bool:
             if process.poll() is not None:
                 pytest.fail(f"bastion serve exited with {process.returncode}:\n{server.log()}")
-            verify = str(server.cert_path) if not insecure_http else True
-            return httpx.get(f"{server.url}/healthz", verify=verify, timeout=2).status_code == 200
+            if not insecure_http and not server.cert_path.exists():
+                return False
+            response = httpx.get(f"{server.url}/healthz", verify=server.verify, timeout=2)
+            return response.status_code == 200
 
-        wait_until(healthy, timeout=30, what="bastion serve /healthz")
+        try:
+            wait_until(healthy, timeout=30, what="bastion serve /healthz")
+        except BaseException:
+            server.stop()
+            raise
     return server
 
 

@@ -17,7 +17,7 @@ from bastion.errors import ConfigError
 
 # Each module defines ``register(subparsers)`` which adds its parser and sets ``func``
 # (a callable taking the parsed namespace and returning an exit code).
-COMMAND_MODULES = ("serve",)
+COMMAND_MODULES = ("serve", "nginx")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"bastion: invalid setting {exc}", file=sys.stderr)
+        print(f"bastion: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -175,14 +175,17 @@ async def _serve_both(https_sock: socket.socket, http_sock: socket.socket | None
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
-    results = await asyncio.gather(
-        *(server.serve(sockets=[sock]) for server, sock in servers), return_exceptions=True
-    )
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
+    # If one listener stops (a signal, or a failure), the others must stop too.
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for server, _sock in servers:
         server.should_exit = True
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+    await asyncio.wait(tasks)
+    for task in tasks:
+        if task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    if any(server.started is False for server, _sock in servers):
+        raise SystemExit(1)
 
 
 def _worker(https_sock: socket.socket, http_sock: socket.socket | None) -> None:
