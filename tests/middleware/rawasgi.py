@@ -54,6 +54,7 @@ def make_scope(
     scheme: str = "https",
     client: tuple[str, int] | None = ("127.0.0.1", 50000),
     path: str | None = None,
+    default_host: bool = True,
     **extra: Any,
 ) -> Scope:
     raw = raw_path.encode("latin-1") if isinstance(raw_path, str) else raw_path
@@ -64,7 +65,7 @@ def make_scope(
         )
         for k, v in headers
     ]
-    if not any(k == b"host" for k, _ in hdrs):
+    if default_host and not any(k == b"host" for k, _ in hdrs):
         hdrs.insert(0, (b"host", b"testserver"))
     scope: Scope = {
         "type": "http",
