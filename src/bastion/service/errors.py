@@ -6,7 +6,9 @@ pydantic internals); the contract wants ``{"error", "requestId"}`` everywhere.
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -67,6 +69,10 @@ def validation_details(exc: RequestValidationError) -> tuple[str, dict[str, list
             loc = loc[1:]
         elif loc and loc[0] in {"query", "path", "header", "cookie"}:
             loc = loc[1:]
+        if error.get("type") == "json_invalid":
+            # FastAPI's loc is ("body", <character offset>): not a field path.
+            details.setdefault("body", []).append("Malformed JSON")
+            continue
         if error.get("type") == "extra_forbidden":
             message = "Unknown field"
         else:
@@ -81,8 +87,86 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 400, message, details=details)
 
 
+BEARER_SCHEME = "bearerAuth"  # routes declare openapi_extra={"security": [{BEARER_SCHEME: []}]}
+_ERROR_REF = "#/components/schemas/ErrorBody"
+
+
+def _document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the handlers above really send.
+
+    FastAPI documents a ``422`` with its ``HTTPValidationError`` model on every operation that
+    has parameters; this app answers validation failures with ``400`` and the error shape, so
+    the ``422`` goes and a ``400`` with ``ErrorBody`` takes its place (a fuzzer checking the
+    document would otherwise find a status and a body the server never sends). Optional
+    parameters lose their impossible ``null`` branch. A bearer security scheme is added when
+    routes reference it.
+    """
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    uses_bearer = False
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
+            if responses.pop("422", None) is not None and "400" not in responses:
+                responses["400"] = {
+                    "description": "Invalid request",
+                    "content": {"application/json": {"schema": {"$ref": _ERROR_REF}}},
+                }
+            for parameter in operation.get("parameters", ()):
+                _not_nullable(parameter.get("schema", {}))
+            uses_bearer = uses_bearer or any(
+                BEARER_SCHEME in requirement for requirement in operation.get("security", ())
+            )
+    if "ErrorBody" not in schemas:
+        from bastion.service.schemas import ErrorBody
+
+        schemas["ErrorBody"] = ErrorBody.model_json_schema(
+            mode="serialization", ref_template="#/components/schemas/{model}"
+        )
+    for name in ("HTTPValidationError", "ValidationError"):  # in this order: one uses the other
+        if name in schemas and f'"#/components/schemas/{name}"' not in json.dumps(schema):
+            del schemas[name]
+    if uses_bearer:
+        components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "Access token from POST /api/v1/auth/login",
+        }
+    return schema
+
+
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """``str | None`` parameters become ``anyOf: [string, null]``; a query string or header
+    cannot carry a JSON null (absence is expressed by ``required: false``), so keep the
+    non-null branch."""
+    branches = schema.get("anyOf")
+    if not isinstance(branches, list):
+        return
+    kept = [b for b in branches if b != {"type": "null"}]
+    if len(kept) == 1 and len(kept) < len(branches):
+        del schema["anyOf"]
+        for key, value in kept[0].items():
+            schema.setdefault(key, value)
+
+
+def document(app: FastAPI) -> None:
+    """Post-process *app*'s OpenAPI document once, when first generated."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers on *app*."""
+    """Register the handlers on *app* (and make its OpenAPI document match them)."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _starlette_http_error)
     app.add_exception_handler(HTTPError, _bastion_http_error)
+    document(app)

@@ -18,6 +18,7 @@ from bastion.asgi import ASGIApp
 from bastion.config import Settings, load_settings
 from bastion.service import errors
 from bastion.service.db import Database
+from bastion.service.routes import orders as orders_routes
 from bastion.stack import Stack, secure, secure_redirect
 
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, stack: Stack | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     errors.install(app)
+    orders_routes.install(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness, with the state of each backend")
     async def healthz(request: Request) -> dict[str, Any]:

@@ -1,0 +1,162 @@
+"""The orders repository: every query is scoped by its owner *in the query itself*.
+
+OWASP API1 (Broken Object Level Authorization) happens when code loads an object by the id a
+client sent and checks the owner afterwards, or forgets to. Here there is no function that
+takes an order id without an owner id: reads and deletes are
+``WHERE id = :id AND user_id = :owner``, so another user's order is, to the caller, exactly an
+order that does not exist (same query, same plan, same ``None``), and the route answers the
+same ``404`` for both. Everything goes through SQLAlchemy with bound parameters; no SQL text
+is ever built from input.
+
+Ids are random version-4 UUIDs (122 random bits): not sequential, and unlike UUIDv7 they carry
+no creation timestamp, so an id neither reveals when an order was placed nor helps guess
+another one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    CheckConstraint,
+    CursorResult,
+    DateTime,
+    Dialect,
+    Index,
+    String,
+    TypeDecorator,
+    Uuid,
+    and_,
+    delete,
+    or_,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bastion.service.db import Base
+from bastion.service.pagination import Keyset
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend (SQLite keeps no offset: stored as naive UTC).
+
+    Naive values are refused on the way in, so local time can never be stored by mistake;
+    values read back are always aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Order(Base):
+    """An order. ``user_id`` is the owner: set from the access token, never from the body."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        # The list query: owner filter + keyset order, served by one index range scan.
+        Index("ix_orders_owner_created", "user_id", "created_at", "id"),
+        CheckConstraint("quantity BETWEEN 1 AND 100", name="ck_orders_quantity"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    product_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    quantity: Mapped[int] = mapped_column(nullable=False)
+    street: Mapped[str] = mapped_column(String(200), nullable=False)
+    city: Mapped[str] = mapped_column(String(100), nullable=False)
+    country: Mapped[str] = mapped_column(String(2), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """A validated order, as the routes hand it to the repository (owner comes separately)."""
+
+    product_id: uuid.UUID
+    quantity: int
+    street: str
+    city: str
+    country: str
+
+
+async def create_order(session: AsyncSession, owner_id: uuid.UUID, new: NewOrder) -> Order:
+    """Insert an order owned by *owner_id* and commit."""
+    order = Order(
+        id=uuid.uuid4(),
+        user_id=owner_id,
+        product_id=new.product_id,
+        quantity=new.quantity,
+        street=new.street,
+        city=new.city,
+        country=new.country,
+        created_at=datetime.now(UTC),
+    )
+    session.add(order)
+    await session.commit()
+    return order
+
+
+async def get_order(
+    session: AsyncSession, owner_id: uuid.UUID, order_id: uuid.UUID
+) -> Order | None:
+    """The order *order_id* if *owner_id* owns it; ``None`` otherwise (absent or not theirs)."""
+    statement = select(Order).where(Order.id == order_id, Order.user_id == owner_id)
+    return cast(Order | None, await session.scalar(statement))
+
+
+async def delete_order(session: AsyncSession, owner_id: uuid.UUID, order_id: uuid.UUID) -> bool:
+    """Delete *order_id* if *owner_id* owns it; ``False`` when nothing matched. Commits."""
+    statement = delete(Order).where(Order.id == order_id, Order.user_id == owner_id)
+    result = cast(CursorResult[Any], await session.execute(statement))
+    await session.commit()
+    return result.rowcount == 1
+
+
+async def list_orders(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    *,
+    limit: int,
+    after: Keyset | None = None,
+) -> tuple[Sequence[Order], Keyset | None]:
+    """One page of *owner_id*'s orders, newest first, and the position of the next page.
+
+    The keyset condition is ANDed with the owner filter, so a forged position can only move
+    within the caller's own orders. One extra row is fetched to know whether a next page
+    exists without a ``COUNT``; the last page therefore never returns a cursor.
+    """
+    statement = select(Order).where(Order.user_id == owner_id)
+    if after is not None:
+        statement = statement.where(
+            or_(
+                Order.created_at < after.created_at,
+                and_(Order.created_at == after.created_at, Order.id < after.id),
+            )
+        )
+    statement = statement.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+    rows = list(await session.scalars(statement))
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], Keyset(last.created_at, last.id)
+
+
+__all__ = ["NewOrder", "Order", "create_order", "delete_order", "get_order", "list_orders"]

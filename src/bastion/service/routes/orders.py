@@ -1,0 +1,372 @@
+"""The orders endpoints: version 1, version 2 and the header-versioned ``/api/orders``.
+
+Each operation has exactly one handler per version; ``/api/orders`` does not re-implement
+anything, it picks the version-1 or version-2 handler with the ``API-Version`` header
+(:mod:`bastion.service.versioning`). Version 1 speaks camelCase (``productId``,
+``createdAt``); version 2 wraps the same data in ``{"data", "meta"}`` with snake_case names.
+
+Authorisation: the owner is the token's subject and is passed into every repository call,
+which filters on it inside the SQL (:mod:`bastion.service.orders`). An id that is malformed,
+unknown or someone else's gives the same ``404 {"error": "Not found"}``: the handler cannot
+tell them apart, because the query cannot.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Path, Response
+from fastapi.responses import JSONResponse
+
+from bastion.errors import HTTPError
+from bastion.service import orders as repo
+from bastion.service.deps import CurrentPrincipal, DbSession
+from bastion.service.errors import BEARER_SCHEME
+from bastion.service.pagination import Page, encode_cursor
+from bastion.service.schemas import (
+    Address,
+    ErrorBody,
+    MetaV2,
+    OrderCreate,
+    OrderEnvelopeV2,
+    OrderListEnvelopeV2,
+    OrderListV1,
+    OrderV1,
+    OrderV2,
+)
+from bastion.service.versioning import ApiVersion, V1Only, VersionHeaders, lifecycle_headers
+
+NOT_FOUND = "Not found"
+# jsonschema's "uuid" format and this pattern accept the same strings (any case).
+_ORDER_ID = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+)
+
+OrderId = Annotated[
+    str,
+    Path(
+        description="The order's id (a random UUID). Malformed ids give 404, like unknown ones.",
+        json_schema_extra={"format": "uuid"},
+    ),
+]
+
+# --- OpenAPI: every error the stack or the handlers can send, with its real body ----------
+
+_ERROR_TEXT: dict[int, str] = {
+    400: "Invalid request: body, query parameters or API-Version header (see details)",
+    401: "Missing, malformed or refused access token",
+    404: "No such order for this user (also for malformed ids and other users' orders)",
+    405: "Method not allowed for this path (and API version); see Allow",
+    413: "Request body larger than 64 KiB",
+    415: "Content-Type is not application/json",
+    429: "Rate limit exceeded; see Retry-After",
+    500: "An internal error occurred",
+}
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": 'Bearer (with error="invalid_token" when a token was refused)',
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    405: {
+        "Allow": {
+            "description": "The methods this path serves",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "Seconds to wait",
+            "required": True,
+            "schema": {"type": "integer"},
+        }
+    },
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for *codes*, all with the :class:`ErrorBody` model."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {"model": ErrorBody, "description": _ERROR_TEXT[code]}
+        if code in _ERROR_HEADERS:
+            entry["headers"] = _ERROR_HEADERS[code]
+        out[code] = entry
+    return out
+
+
+_COMMON = (400, 401, 429, 500)
+_READ_ONE = errors(*_COMMON, 404)
+_READ_MANY = errors(*_COMMON)
+_WRITE = errors(*_COMMON, 413, 415)
+_DELETE = errors(*_COMMON, 404)
+_SECURED: dict[str, Any] = {"security": [{BEARER_SCHEME: []}]}
+
+
+# --- representations ----------------------------------------------------------------------
+
+
+def _address(order: repo.Order) -> Address:
+    return Address.model_construct(street=order.street, city=order.city, country=order.country)
+
+
+def as_v1(order: repo.Order) -> OrderV1:
+    return OrderV1(
+        id=order.id,
+        product_id=order.product_id,
+        quantity=order.quantity,
+        address=_address(order),
+        created_at=order.created_at,
+    )
+
+
+def as_v2(order: repo.Order) -> OrderV2:
+    return OrderV2(
+        id=order.id,
+        product_id=order.product_id,
+        quantity=order.quantity,
+        address=_address(order),
+        created_at=order.created_at,
+    )
+
+
+def _order_id(raw: str) -> uuid.UUID:
+    """The id in the path, or the same 404 an unknown id gets (never a 400/422 that would
+    tell a prober which ids are well-formed)."""
+    if not _ORDER_ID.fullmatch(raw):
+        raise HTTPError(404, NOT_FOUND)
+    return uuid.UUID(raw)
+
+
+async def _owned(session: DbSession, principal: CurrentPrincipal, raw_id: str) -> repo.Order:
+    order = await repo.get_order(session, principal.user_id, _order_id(raw_id))
+    if order is None:
+        raise HTTPError(404, NOT_FOUND)
+    return order
+
+
+# --- the handlers: one per operation and version --------------------------------------------
+
+
+async def create_v1(principal: CurrentPrincipal, session: DbSession, body: OrderCreate) -> OrderV1:
+    """Create an order for the caller."""
+    new = repo.NewOrder(
+        product_id=body.product_id,
+        quantity=body.quantity,
+        street=body.address.street,
+        city=body.address.city,
+        country=body.address.country,
+    )
+    return as_v1(await repo.create_order(session, principal.user_id, new))
+
+
+async def list_v1(principal: CurrentPrincipal, session: DbSession, page: Page) -> OrderListV1:
+    """The caller's orders, newest first; pass ``next_cursor`` back as ``cursor``."""
+    rows, after = await repo.list_orders(
+        session, principal.user_id, limit=page.limit, after=page.after
+    )
+    return OrderListV1(
+        items=[as_v1(row) for row in rows],
+        next_cursor=encode_cursor(after) if after else None,
+    )
+
+
+async def list_v2(
+    principal: CurrentPrincipal, session: DbSession, page: Page
+) -> OrderListEnvelopeV2:
+    """The caller's orders, newest first, in the version-2 envelope."""
+    rows, after = await repo.list_orders(
+        session, principal.user_id, limit=page.limit, after=page.after
+    )
+    meta = MetaV2(next_cursor=encode_cursor(after) if after else None)
+    return OrderListEnvelopeV2(data=[as_v2(row) for row in rows], meta=meta)
+
+
+async def get_v1(principal: CurrentPrincipal, session: DbSession, order_id: OrderId) -> OrderV1:
+    """One of the caller's orders."""
+    return as_v1(await _owned(session, principal, order_id))
+
+
+async def get_v2(
+    principal: CurrentPrincipal, session: DbSession, order_id: OrderId
+) -> OrderEnvelopeV2:
+    """One of the caller's orders, in the version-2 envelope."""
+    return OrderEnvelopeV2(data=as_v2(await _owned(session, principal, order_id)), meta=MetaV2())
+
+
+async def delete_v1(principal: CurrentPrincipal, session: DbSession, order_id: OrderId) -> Response:
+    """Delete one of the caller's orders."""
+    if not await repo.delete_order(session, principal.user_id, _order_id(order_id)):
+        raise HTTPError(404, NOT_FOUND)
+    return Response(status_code=HTTPStatus.NO_CONTENT)
+
+
+# --- header versioning: pick the handler, never copy it ------------------------------------
+
+_LIST: dict[int, Callable[..., Awaitable[Any]]] = {1: list_v1, 2: list_v2}
+_GET: dict[int, Callable[..., Awaitable[Any]]] = {1: get_v1, 2: get_v2}
+
+
+async def create_by_header(
+    version: V1Only, principal: CurrentPrincipal, session: DbSession, body: OrderCreate
+) -> OrderV1:
+    """``POST /api/orders``: version 1 only (``API-Version: 2`` gives 405, as ``/api/v2`` does)."""
+    return await create_v1(principal, session, body)
+
+
+async def list_by_header(
+    version: ApiVersion, principal: CurrentPrincipal, session: DbSession, page: Page
+) -> Any:
+    """``GET /api/orders``: the version-1 or version-2 list, by ``API-Version``."""
+    return await _LIST[version](principal, session, page)
+
+
+async def get_by_header(
+    version: ApiVersion, principal: CurrentPrincipal, session: DbSession, order_id: OrderId
+) -> Any:
+    """``GET /api/orders/{order_id}``: the version-1 or version-2 order, by ``API-Version``."""
+    return await _GET[version](principal, session, order_id)
+
+
+async def delete_by_header(
+    version: V1Only, principal: CurrentPrincipal, session: DbSession, order_id: OrderId
+) -> Response:
+    """``DELETE /api/orders/{order_id}``: version 1 only."""
+    return await delete_v1(principal, session, order_id)
+
+
+# --- routing table ---------------------------------------------------------------------------
+
+router = APIRouter(tags=["orders"])
+
+
+def _route(
+    path: str,
+    endpoint: Callable[..., Awaitable[Any]],
+    method: str,
+    *,
+    model: Any,
+    status: int,
+    responses: dict[int | str, dict[str, Any]],
+    summary: str,
+) -> None:
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=[method],
+        response_model=model,
+        status_code=status,
+        responses=responses,
+        summary=summary,
+        openapi_extra=_SECURED,
+        response_class=Response if status == HTTPStatus.NO_CONTENT else JSONResponse,
+    )
+
+
+_V1 = "/api/v1/orders"
+_V2 = "/api/v2/orders"
+_HDR = "/api/orders"
+_ONE = "/{order_id}"
+
+_route(
+    _V1, create_v1, "POST", model=OrderV1, status=201, responses=_WRITE, summary="Create an order"
+)
+_route(
+    _V1,
+    list_v1,
+    "GET",
+    model=OrderListV1,
+    status=200,
+    responses=_READ_MANY,
+    summary="List my orders",
+)
+_route(
+    _V1 + _ONE,
+    get_v1,
+    "GET",
+    model=OrderV1,
+    status=200,
+    responses=_READ_ONE,
+    summary="Get an order",
+)
+_route(
+    _V1 + _ONE,
+    delete_v1,
+    "DELETE",
+    model=None,
+    status=204,
+    responses=_DELETE,
+    summary="Delete an order",
+)
+
+_route(
+    _V2,
+    list_v2,
+    "GET",
+    model=OrderListEnvelopeV2,
+    status=200,
+    responses=_READ_MANY,
+    summary="List my orders (v2)",
+)
+_route(
+    _V2 + _ONE,
+    get_v2,
+    "GET",
+    model=OrderEnvelopeV2,
+    status=200,
+    responses=_READ_ONE,
+    summary="Get an order (v2)",
+)
+
+_route(
+    _HDR,
+    create_by_header,
+    "POST",
+    model=OrderV1,
+    status=201,
+    responses={**_WRITE, **errors(405)},
+    summary="Create an order (API-Version: 1)",
+)
+_route(
+    _HDR,
+    list_by_header,
+    "GET",
+    model=OrderListV1 | OrderListEnvelopeV2,
+    status=200,
+    responses=_READ_MANY,
+    summary="List my orders (by API-Version)",
+)
+_route(
+    _HDR + _ONE,
+    get_by_header,
+    "GET",
+    model=OrderV1 | OrderEnvelopeV2,
+    status=200,
+    responses=_READ_ONE,
+    summary="Get an order (by API-Version)",
+)
+_route(
+    _HDR + _ONE,
+    delete_by_header,
+    "DELETE",
+    model=None,
+    status=204,
+    responses={**_DELETE, **errors(405)},
+    summary="Delete an order (API-Version: 1)",
+)
+
+
+def install(app: FastAPI) -> None:
+    """Add the orders routes to *app*, and the per-version lifecycle headers."""
+    app.include_router(router)
+    app.add_middleware(VersionHeaders, lifecycle=lifecycle_headers(app.state.settings))
+
+
+__all__ = ["as_v1", "as_v2", "install", "router"]
