@@ -1,0 +1,207 @@
+"""Rate limits and progressive slow-down, as a pure ASGI layer.
+
+Where it sits: after the trusted-proxy layer (``scope["client"]`` is the real client, so a
+spoofed ``X-Forwarded-For`` from an untrusted peer changes nothing) and after path
+canonicalisation, before the body rules and the app. It never depends on routing: rules
+match path prefixes, so a request the router will ``404`` is charged like any other
+(pitfall #7: limits that only apply to matched routes let scanners roam free).
+
+Per request, for each matching rule in order: compute its key, charge it in the store
+(:class:`~bastion.ratelimit.store.Store`, one atomic decision). The first rule that refuses
+answers ``429`` with its public message, ``Retry-After`` and the rate headers of the rules
+evaluated so far. Otherwise the request waits the largest slow-down delay of its rules
+(``await sleep(...)``, never blocking the loop) and goes to the app; the rate headers are
+added when the response starts. For a rule that counts only failures, a response status
+below 400 gives that charge back, atomically, before the headers are written.
+
+Headers on every response a rule applied to (draft-ietf-httpapi-ratelimit-headers-10):
+``RateLimit-Policy`` lists each applied policy (``"api";q=100;w=900, "auth";q=5;w=900``),
+``RateLimit`` its state (``"api";r=73;t=412, "auth";r=4;t=900``), and
+``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` describe the most restrictive one (the
+fewest remaining). ``t`` is the time until the oldest charge leaves the window, which is also
+``Retry-After`` on a ``429``, so both name the same instant (§6).
+
+When the store is unreachable each rule follows its ``on_store_failure``: ``fail-open``
+serves the request without that rule's headers and logs an error (at most every 10 s),
+``fail-closed`` answers ``503 {"error":"Service temporarily unavailable"}`` with
+``Retry-After``. Nothing is cached about the failure: the next request asks the store
+again, so service resumes by itself when the store comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from bastion.asgi import ASGIApp, Headers, Message, Receive, Scope, Send, send_error
+from bastion.errors import ConfigError, StoreError
+from bastion.ratelimit.headers import limit_item, retry_after, seconds
+from bastion.ratelimit.keys import canonical_path
+from bastion.ratelimit.rules import Rule
+from bastion.ratelimit.store import Store
+
+__all__ = ["UNAVAILABLE_MESSAGE", "RateLimitMiddleware"]
+
+logger = logging.getLogger("bastion.ratelimit")
+
+UNAVAILABLE_MESSAGE = "Service temporarily unavailable"
+_MAX_KEY = 200  # longer keys (from a custom key function) are hashed: bounded store keys
+_LOG_EVERY = 10.0
+
+
+class RateLimitMiddleware:
+    """Enforce *rules* with counters in *store*; see the module docstring for the behaviour."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        rules: Iterable[Rule],
+        store: Store,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        unavailable_retry_after: int = 5,
+    ) -> None:
+        self.app = app
+        self.rules = tuple(rules)
+        if not self.rules or not all(isinstance(rule, Rule) for rule in self.rules):
+            raise ConfigError("rules", "must be a non-empty sequence of Rule")
+        names = [rule.name for rule in self.rules]
+        if len(set(names)) != len(names):
+            # One name is one counter namespace: two rules sharing it would double count.
+            raise ConfigError("rules", f"duplicate rule names in {names}")
+        if not isinstance(store, Store):
+            raise ConfigError("store", "must implement hit/refund/ping/aclose")
+        if not callable(sleep):
+            raise ConfigError("sleep", "must be an async callable")
+        if (
+            isinstance(unavailable_retry_after, bool)
+            or not isinstance(unavailable_retry_after, int)
+            or not 1 <= unavailable_retry_after <= 3600
+        ):
+            raise ConfigError("unavailable_retry_after", "must be 1..3600 seconds")
+        self.store = store
+        self._sleep = sleep
+        self._unavailable_headers: Headers = [(b"retry-after", b"%d" % unavailable_retry_after)]
+        self._down_since: float | None = None
+        self._last_log = float("-inf")
+
+    async def ping_store(self) -> bool:
+        """Whether the rate-limit store answers (``/healthz``'s ``ratelimit_store``)."""
+        return await self.store.ping()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = canonical_path(scope.get("path") or "/")
+        store = self.store
+        charges: list[list[Any]] = []  # [rule, key, used, reset_after, token] per rule applied
+        delay = 0.0
+        for rule in self.rules:
+            if not rule.matches(scope, path):
+                continue
+            client = rule.key(scope)
+            if client is None:
+                continue
+            if len(client) > _MAX_KEY:
+                client = hashlib.sha256(client.encode()).hexdigest()
+            key = rule.store_prefix + client
+            try:
+                allowed, used, reset, token = await store.hit(key, rule.rate)
+            except StoreError as exc:
+                self._store_failed(rule, exc)
+                if rule.on_store_failure == "fail-closed":
+                    await send_error(
+                        scope, send, 503, UNAVAILABLE_MESSAGE, headers=self._unavailable_headers
+                    )
+                    return
+                continue
+            if self._down_since is not None:
+                self._store_recovered()
+            charges.append([rule, key, used, reset, token])
+            if not allowed:
+                headers = _rate_headers(charges)
+                headers.append((b"retry-after", retry_after(reset)))
+                await send_error(scope, send, 429, rule.message, headers=headers)
+                return
+            wait = rule.delay(used)
+            if wait > delay:
+                delay = wait
+        if not charges:
+            await self.app(scope, receive, send)
+            return
+        if delay:
+            await self._sleep(delay)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if message["status"] < 400:
+                    await self._refund_successes(charges)
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), *_rate_headers(charges)],
+                }
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _refund_successes(self, charges: list[list[Any]]) -> None:
+        """Give back the charges of rules that count only failures (the response succeeded)."""
+        for charge in charges:
+            rule = charge[0]
+            if rule.count != "failures" or charge[4] is None:
+                continue
+            try:
+                await self.store.refund(charge[1], rule.rate, charge[4])
+            except StoreError as exc:
+                self._store_failed(rule, exc)  # the charge stays: the safe direction
+                continue
+            charge[2] -= 1
+            charge[4] = None
+            if charge[2] <= 0:
+                charge[3] = 0.0
+
+    def _store_failed(self, rule: Rule, exc: StoreError) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+        elif now - self._last_log < _LOG_EVERY:
+            return
+        self._last_log = now
+        logger.error(
+            "rate-limit store unavailable (rule %s: %s): %s",
+            rule.name,
+            "refusing with 503" if rule.on_store_failure == "fail-closed" else "not enforced",
+            exc.detail or exc,
+        )
+
+    def _store_recovered(self) -> None:
+        if self._down_since is not None:
+            logger.warning(
+                "rate-limit store reachable again after %.1fs", time.monotonic() - self._down_since
+            )
+            self._down_since = None
+
+
+def _rate_headers(charges: list[list[Any]]) -> Headers:
+    """``RateLimit-Policy``, ``RateLimit`` and the ``X-RateLimit-*`` pair for *charges*."""
+    policies: list[bytes] = []
+    items: list[bytes] = []
+    states: list[tuple[int, int]] = []
+    for rule, _key, used, reset, _token in charges:
+        limit = rule.rate.limit
+        remaining = limit - used if used < limit else 0
+        policies.append(rule.policy)
+        items.append(limit_item(rule.name, remaining, seconds(reset) if used > 0 else 0))
+        states.append((remaining, limit))
+    remaining, limit = min(states)  # the most restrictive: fewest left, then smallest quota
+    return [
+        (b"ratelimit-policy", b", ".join(policies)),
+        (b"ratelimit", b", ".join(items)),
+        (b"x-ratelimit-limit", b"%d" % limit),
+        (b"x-ratelimit-remaining", b"%d" % remaining),
+    ]

@@ -1,0 +1,48 @@
+"""Response header values for rate limits, one small function per field.
+
+``RateLimit-Policy`` and ``RateLimit`` follow draft-ietf-httpapi-ratelimit-headers-10:
+each is a Structured Field List (RFC 9651 §3.1) whose Items are the policy name as an sf-string
+with Integer parameters — ``q`` (quota) and ``w`` (window, seconds) for the policy (§3.1),
+``r`` (remaining) and ``t`` (seconds until more quota, a delay-seconds value) for the
+current state (§4.1). No ``pk`` partition key: the key is the client address, and §9 asks
+servers not to echo personal data. ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` are the
+de-facto fields older clients read; ``Retry-After`` is RFC 9110 §10.2.3 delay-seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+__all__ = [
+    "POLICY_NAME",
+    "limit_item",
+    "policy_item",
+    "retry_after",
+    "seconds",
+]
+
+#: Policy names are emitted inside an sf-string unescaped, so they are restricted to
+#: characters that need no escaping (and read well in logs and Redis keys).
+POLICY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def seconds(delay: float) -> int:
+    """A non-negative delay rounded *up* to whole seconds: a client told to wait ``t`` and
+    coming back exactly then must not be early (the window is tracked to the microsecond)."""
+    return math.ceil(delay) if delay > 0 else 0
+
+
+def policy_item(name: str, quota: int, window: int) -> bytes:
+    """One ``RateLimit-Policy`` member: ``"api";q=100;w=900``."""
+    return b'"%s";q=%d;w=%d' % (name.encode("ascii"), quota, window)
+
+
+def limit_item(name: str, remaining: int, reset: int) -> bytes:
+    """One ``RateLimit`` member: ``"api";r=73;t=412``."""
+    return b'"%s";r=%d;t=%d' % (name.encode("ascii"), remaining, reset)
+
+
+def retry_after(delay: float) -> bytes:
+    """``Retry-After`` in delay-seconds, at least 1 (a ``0`` invites an immediate retry)."""
+    return b"%d" % max(1, seconds(delay))
