@@ -48,8 +48,9 @@ async def _facts(ctx: ScanContext) -> TLSFacts | Result:
 
 
 def _endpoint(facts: TLSFacts) -> str:
-    sni = f" (SNI {facts.server_name})" if facts.server_name else " (no SNI: IP literal)"
-    return f"{facts.host}:{facts.port}{sni}"
+    sni = f"SNI {facts.server_name}" if facts.server_name else "no SNI: IP literal"
+    at = f", address {facts.address}" if facts.address != facts.host else ""
+    return f"{facts.host}:{facts.port} ({sni}{at})"
 
 
 def _suite_list(suites: Iterable[AcceptedSuite], limit: int = 8) -> str:

@@ -86,6 +86,7 @@ def plain_http_facts(host: str, port: int) -> TLSFacts:
     unknown = Untested(reason)
     return TLSFacts(
         host=host,
+        address=host,
         port=port,
         server_name=None,
         failure=reason,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import time
 import warnings
@@ -199,7 +200,9 @@ async def _groups_tls13(run: _Run) -> set[int] | str:
     return accepted
 
 
-def _client_context(*, verify: bool, ca_file: str | None) -> ssl.SSLContext:
+def _client_context(
+    *, verify: bool, ca_file: str | None, max_tls12: bool = False
+) -> ssl.SSLContext:
     """A client context that can reach old servers: TLS 1.0+ and every suite (SECLEVEL 0), so
     that a weak key or a SHA-1 signature is judged by its own control, not by a failed
     handshake. ``verify`` adds the system store, ``ca_file`` and chain checking (no dates)."""
@@ -209,6 +212,8 @@ def _client_context(*, verify: bool, ca_file: str | None) -> ssl.SSLContext:
         # TLSVersion.TLSv1 is deprecated in the ssl module; reaching such servers is the point
         warnings.simplefilter("ignore", DeprecationWarning)
         context.minimum_version = ssl.TLSVersion.TLSv1
+    if max_tls12:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
     if verify:
         context.verify_mode = ssl.CERT_REQUIRED
@@ -295,17 +300,27 @@ async def probe_tls(
     handshake_timeout: float = 3.0,
     concurrency: int = 12,
 ) -> TLSFacts:
-    """Probe ``host:port`` and return what it offers. Never raises for network trouble."""
+    """Probe ``host:port`` and return what it offers. Never raises for network trouble.
+
+    ``server_name`` is the SNI to send (default: ``host`` unless it is an IP literal);
+    ``handshake_timeout`` bounds each connection; ``concurrency`` the connections in flight.
+    """
     started = time.perf_counter()
     host = host.strip("[]")
     sni = server_name if server_name is not None else (None if _is_ip(host) else host)
     share = (
         x25519.X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     )
-    run = _Run(
-        host, port, sni, handshake_timeout, asyncio.Semaphore(max(1, concurrency)), (29, share)
-    )
     stores = ("system",) + ((f"ca-file {ca_file}",) if ca_file else ())
+    # Resolve once and keep to one address: every probe then talks to the same server (a
+    # name with several addresses could otherwise mix two servers' answers in one report).
+    address, problem = await _resolve(host, port, handshake_timeout)
+    semaphore = asyncio.Semaphore(max(1, concurrency))
+    run = _Run(address or host, port, sni, handshake_timeout, semaphore, (29, share))
+    if address is None:
+        unknown: Tri = Untested(problem)
+        unreachable = tuple((name, unknown) for name in PROTOCOLS)
+        return _failed(host, port, sni, problem, unreachable, stores, run, started)
     legacy_names = ("SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2")
 
     # -- phase 1: which protocols; the certificate as a client sees it; trust ----------------
@@ -338,6 +353,23 @@ async def probe_tls(
         for name, answer in zip(PROTOCOLS, hello_answers, strict=True)
     )
     offered = [name for name, value in protocols if value is True]
+    if "TLSv1.2" in offered or "TLSv1.1" in offered or "TLSv1.0" in offered:
+        # A server can choose TLS 1.3 and then fail it (e.g. no TLS 1.3 group in common);
+        # clients then retry without 1.3, and so does the probe, so the certificate and
+        # trust are still judged.
+        if plain.leaf is None and not isinstance(plain.error, ssl.SSLCertVerificationError):
+            plain = await _handshake(
+                run, _client_context(verify=False, ca_file=None, max_tls12=True)
+            )
+        if (
+            verify_context is not None
+            and verified.error is not None
+            and not isinstance(verified.error, ssl.SSLCertVerificationError)
+        ):
+            verified = await _handshake(
+                run, _client_context(verify=True, ca_file=ca_file, max_tls12=True)
+            )
+            run.notes.append("the TLS 1.3 handshake failed; trust was judged over TLS 1.2")
 
     failure = None
     if not offered and plain.leaf is None:
@@ -509,6 +541,7 @@ async def probe_tls(
 
     return TLSFacts(
         host=host,
+        address=run.host,
         port=port,
         server_name=sni,
         failure=None,
@@ -543,6 +576,30 @@ async def _none_handshake() -> _Handshake:
     return _Handshake(error=ssl.SSLError("no verification context"))
 
 
+async def _resolve(host: str, port: int, deadline_s: float) -> tuple[str | None, str]:
+    """The first address of ``host`` that accepts a TCP connection, or why none did."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(deadline_s):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError) as exc:
+        return None, f"cannot resolve {host}: {exc or 'timed out'}"
+    last = "no address"
+    for *_, sockaddr in infos:
+        address = str(sockaddr[0])
+        try:
+            async with asyncio.timeout(deadline_s):
+                _reader, writer = await asyncio.open_connection(address, port)
+        except (OSError, TimeoutError) as exc:
+            last = str(exc) or "timed out"
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return address, ""
+    return None, f"could not connect to {host}:{port}: {last}"
+
+
 def _failed(
     host: str,
     port: int,
@@ -556,6 +613,7 @@ def _failed(
     unknown = Untested(failure)
     return TLSFacts(
         host=host,
+        address=run.host,
         port=port,
         server_name=sni,
         failure=failure,

@@ -119,6 +119,7 @@ class TLSFacts:
     """Everything the TLS controls judge, gathered once per scan."""
 
     host: str
+    address: str  # the one IP address every probe connected to
     port: int
     server_name: str | None  # the SNI sent; None for an IP literal (RFC 6066 §3)
     failure: str | None  # the endpoint could not be probed at all (refused, not TLS...)
