@@ -1,0 +1,88 @@
+"""The smallest app that serves the orders routes, for in-process route tests.
+
+It is the service's real error handlers, routes and lifecycle middleware on a SQLite file,
+with one stand-in: the access-token verifier. :class:`Tokens` maps opaque random strings to
+principals, so a test can be Alice or Bob by choosing a token, while the real bearer-header
+parsing and 401 handling (``bastion.service.deps``) still run. Real JWTs are used by the
+integration tests against ``bastion serve``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from bastion.auth import Principal
+from bastion.config import Settings
+from bastion.errors import AuthError
+from bastion.service import errors
+from bastion.service.db import Database
+from bastion.service.routes import orders as order_routes
+
+
+class Tokens:
+    """A stand-in verifier: token -> Principal; anything else is refused like a bad JWT."""
+
+    def __init__(self) -> None:
+        self.principals: dict[str, Principal] = {}
+
+    def issue(self, role: str = "user") -> str:
+        token = secrets.token_urlsafe(24)
+        self.principals[token] = Principal(uuid.uuid4(), role, secrets.token_hex(8))
+        return token
+
+    def verify_access(self, token: str) -> Principal:
+        principal = self.principals.get(token)
+        if principal is None:
+            raise AuthError("unknown test token")
+        return principal
+
+
+def build_app(tmp_path: Path, **settings: Any) -> tuple[FastAPI, Tokens]:
+    config = Settings(data_dir=tmp_path, expose_docs=True, **settings)
+    app = FastAPI(openapi_url="/openapi.json", docs_url=None, redoc_url=None)
+    app.state.settings = config
+    app.state.database = Database(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
+    tokens = Tokens()
+    app.state.token_verifier = tokens
+    errors.install(app)
+    order_routes.install(app)
+    return app, tokens
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Schema created, an httpx client on the app, the database closed afterwards."""
+    database: Database = app.state.database
+    await database.create_schema()
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            yield client
+    finally:
+        await database.close()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def order_body(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "productId": "0b8e7a52-6f1c-4d8e-9a3b-2f6c1d0e9a77",
+        "quantity": 2,
+        "address": {"street": "1 Rue de Rivoli", "city": "Paris", "country": "fr"},
+    }
+    for key, value in changes.items():
+        if key in {"street", "city", "country"}:
+            body["address"][key] = value
+        else:
+            body[key] = value
+    return body
