@@ -175,6 +175,8 @@ async def test_disabled_logger_costs_nothing(caplog: pytest.LogCaptureFixture) -
         (f"key {'ab12' * 10}", f"key {REDACTED}"),  # 40 hex digits
         (f"id {REFRESH} end", f"id {REDACTED} end"),  # token_urlsafe(32)
         ('password="unterminated', f'password="{REDACTED}"'),
+        ("postgresql://admin:hunter2@db/prod", f"postgresql://{REDACTED}@db/prod"),
+        ("redis://:s3cret@127.0.0.1:6379/0", f"redis://{REDACTED}@127.0.0.1:6379/0"),
         ("newPassword: x", f"newPassword: {REDACTED}"),
         ("pwd=x sig=y", f"pwd={REDACTED} sig={REDACTED}"),
         ("Basic dXNlcjpwYXNz", f"Basic {REDACTED}"),
@@ -214,6 +216,8 @@ def test_redact_keeps_ordinary_text(text: str) -> None:
         "eyJ" + "a" * 100_000,
         "A1" * 50_000,
         "f" * 100_000 + "g",
+        "://a:" + "b" * 100_000,
+        "://" * 50_000,
     ],
 )
 def test_redact_is_linear_on_hostile_input(text: str) -> None:

@@ -73,6 +73,9 @@ _NAMED_VALUE = re.compile(
       |(?i:bearer|basic)\s+[^\s"',;&]+|[^\s"',;&)}\]]+)
     """
 )
+# Credentials in a URL's userinfo (RFC 3986 §3.2.1, deprecated there for this very reason):
+# ``postgresql://admin:hunter2@db/prod`` in a database error. Starts only at "://".
+_USERINFO = re.compile(r"://[^/\s:@]*:[^/\s@]*@")
 # An Authorization value on its own, e.g. in an exception text: ``Bearer abc.def``.
 _AUTH_SCHEME = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+")
 # JWT / JWS compact serialisation: base64url of '{"' always starts with 'eyJ'.
@@ -108,12 +111,14 @@ def _mask_b64(match: re.Match[str]) -> str:
 def redact(text: str) -> str:
     """Mask anything in *text* that looks like a credential; the rest stays readable.
 
-    Masks ``name=value`` pairs for secret-ish names (password, token, cookie, code, ...),
-    ``Bearer``/``Basic`` credentials, JWT-shaped strings and long random-looking runs.
+    Masks ``user:password@`` in URLs, ``name=value`` pairs for secret-ish names (password,
+    token, cookie, code, ...), ``Bearer``/``Basic`` credentials, JWT-shaped strings and long
+    random-looking runs.
     Used for every free-text field of the access log and for tracebacks in the error log.
     """
     if not text:
         return text
+    text = _USERINFO.sub(f"://{REDACTED}@", text)
     text = _NAMED_VALUE.sub(_mask_named, text)
     text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _JWT.sub(REDACTED, text)
