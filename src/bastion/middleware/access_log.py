@@ -163,9 +163,12 @@ def _redacted_path(path: str) -> str:
     return cached
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str)
+
+
 def log_line(fields: dict[str, object]) -> str:
     """One compact JSON object on one line (``json`` escapes CR, LF and other controls)."""
-    return json.dumps(fields, separators=(",", ":"), ensure_ascii=True, default=str)
+    return _ENCODER.encode(fields)
 
 
 class AccessLogMiddleware:
@@ -215,4 +218,10 @@ class AccessLogMiddleware:
         fields["client"] = client[0] if client else None
         fields["requestId"] = scope.get(REQUEST_ID_KEY, "")
         level = logging.WARNING if status >= 500 or status == 0 else logging.INFO
-        self.logger.log(level, log_line(fields))
+        logger = self.logger
+        if logger.isEnabledFor(level):
+            # makeRecord + handle, not logger.log: skips the stack walk that finds the caller's
+            # file and line, which would be this line on every request anyway.
+            logger.handle(
+                logger.makeRecord(logger.name, level, __file__, 0, log_line(fields), (), None)
+            )

@@ -77,8 +77,8 @@ class SafeErrorsMiddleware:
                     held_500 = True
                     return
                 started = True
-            elif held_500 and kind == "http.response.body":
-                return  # the body of a held-back 500 (perhaps a traceback) is dropped
+            elif held_500:
+                return  # body (perhaps a traceback), trailers, pathsend of a held-back 500
             await send(message)
 
         try:

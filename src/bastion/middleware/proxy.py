@@ -218,7 +218,8 @@ class TrustedProxyMiddleware:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        if client and "ffff" in client[0].lower():  # cheap pre-check for IPv4-mapped IPv6
+        # Cheap pre-check for IPv4-mapped IPv6; a plain IPv4 peer has no ':' at all.
+        if client and ":" in client[0] and "ffff" in client[0].lower():
             try:
                 ip = normalise_ip(ipaddress.ip_address(client[0]))
             except ValueError:
