@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
 import socket
 import ssl
 import time
@@ -217,13 +219,52 @@ def _client_context(
     context.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
     if verify:
         context.verify_mode = ssl.CERT_REQUIRED
-        context.load_default_certs()
+        _load_system_store(context)
         if ca_file:
             context.load_verify_locations(cafile=ca_file)
         context.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
     else:
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _load_system_store(context: ssl.SSLContext) -> None:
+    """The system trust store, preferably as the hashed directory: OpenSSL then looks up
+    issuers on demand (~15 ms) instead of parsing the whole bundle (~150 ms). Debian's
+    update-ca-certificates writes both from the same certificates. An explicit
+    SSL_CERT_FILE, or no hashed directory, falls back to the default loading."""
+    paths = ssl.get_default_verify_paths()
+    capath = paths.capath
+    if (
+        not os.environ.get(paths.openssl_cafile_env)
+        and capath
+        and os.path.isdir(capath)
+        and any(name.endswith(".0") for name in os.listdir(capath))
+    ):
+        context.load_verify_locations(capath=capath)
+    else:
+        context.load_default_certs()
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_context(
+    verify: bool, ca_file: str | None, _stamp: tuple[int, int] | None, max_tls12: bool
+) -> ssl.SSLContext:
+    return _client_context(verify=verify, ca_file=ca_file, max_tls12=max_tls12)
+
+
+def _context_for(verify: bool, ca_file: str | None, max_tls12: bool = False) -> ssl.SSLContext:
+    """Contexts are cached: loading the system store costs ~0.1 s, more than a whole probe
+    of a loopback server. The CA file's mtime and size are part of the key."""
+    stamp = None
+    if ca_file:
+        info = os.stat(ca_file)
+        stamp = (info.st_mtime_ns, info.st_size)
+    return _cached_context(verify, ca_file, stamp, max_tls12)
+
+
+class _CAFileError(Exception):
+    """The --ca-file could not be read or parsed."""
 
 
 @dataclass
@@ -260,10 +301,23 @@ async def _handshake(run: _Run, context: ssl.SSLContext) -> _Handshake:
                     await writer.wait_closed()
 
 
+async def _verified_handshake(
+    run: _Run, ca_file: str | None, max_tls12: bool = False
+) -> _Handshake:
+    """The trust handshake; its context is built off the event loop (file I/O, parsing)."""
+    try:
+        context = await asyncio.to_thread(_context_for, True, ca_file, max_tls12)
+    except (OSError, ssl.SSLError) as exc:
+        return _Handshake(error=_CAFileError(f"--ca-file could not be loaded: {exc}"))
+    return await _handshake(run, context)
+
+
 def _trust(result: _Handshake, stores: tuple[str, ...]) -> TrustResult:
     error = result.error
     if error is None:
         return TrustResult(True, "", stores)
+    if isinstance(error, _CAFileError):
+        return TrustResult(Untested(str(error)), "", stores)
     if isinstance(error, ssl.SSLCertVerificationError):
         return TrustResult(
             False, error.verify_message or str(error), stores, verify_code=error.verify_code
@@ -324,11 +378,6 @@ async def probe_tls(
     legacy_names = ("SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2")
 
     # -- phase 1: which protocols; the certificate as a client sees it; trust ----------------
-    try:
-        verify_context = _client_context(verify=True, ca_file=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        verify_context = None
-        run.notes.append(f"--ca-file could not be loaded: {exc}")
     async with asyncio.TaskGroup() as group:
         sslv2_task = group.create_task(run.sslv2())
         legacy_tasks = [
@@ -342,10 +391,8 @@ async def probe_tls(
             for name in legacy_names
         ]
         tls13_task = group.create_task(run.hello(0x0304, [s.code for s in TLS13_SUITES]))
-        plain_task = group.create_task(_handshake(run, _client_context(verify=False, ca_file=None)))
-        verified_task = group.create_task(
-            _handshake(run, verify_context) if verify_context else _none_handshake()
-        )
+        plain_task = group.create_task(_handshake(run, _context_for(False, None)))
+        verified_task = group.create_task(_verified_handshake(run, ca_file))
     hello_answers = [sslv2_task.result(), *(t.result() for t in legacy_tasks), tls13_task.result()]
     plain, verified = plain_task.result(), verified_task.result()
     protocols = tuple(
@@ -358,17 +405,11 @@ async def probe_tls(
         # clients then retry without 1.3, and so does the probe, so the certificate and
         # trust are still judged.
         if plain.leaf is None and not isinstance(plain.error, ssl.SSLCertVerificationError):
-            plain = await _handshake(
-                run, _client_context(verify=False, ca_file=None, max_tls12=True)
-            )
-        if (
-            verify_context is not None
-            and verified.error is not None
-            and not isinstance(verified.error, ssl.SSLCertVerificationError)
+            plain = await _handshake(run, _context_for(False, None, max_tls12=True))
+        if verified.error is not None and not isinstance(
+            verified.error, (ssl.SSLCertVerificationError, _CAFileError)
         ):
-            verified = await _handshake(
-                run, _client_context(verify=True, ca_file=ca_file, max_tls12=True)
-            )
+            verified = await _verified_handshake(run, ca_file, max_tls12=True)
             run.notes.append("the TLS 1.3 handshake failed; trust was judged over TLS 1.2")
 
     failure = None
@@ -559,9 +600,7 @@ async def probe_tls(
         chain=tuple(chain),
         chain_complete=chain_complete,
         hostname_match=hostname,
-        trust=_trust(verified, stores)
-        if verify_context
-        else TrustResult(Untested("the CA file could not be loaded"), "", stores),
+        trust=_trust(verified, stores),
         negotiated=plain.negotiated,
         handshakes=run.handshakes,
         duration_s=time.perf_counter() - started,
@@ -570,10 +609,6 @@ async def probe_tls(
 
 
 LEGACY_BY_CODE = {s.code: s for s in LEGACY_SUITES}
-
-
-async def _none_handshake() -> _Handshake:
-    return _Handshake(error=ssl.SSLError("no verification context"))
 
 
 async def _resolve(host: str, port: int, deadline_s: float) -> tuple[str | None, str]:
