@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import importlib
 import ssl
 import time
@@ -92,11 +93,14 @@ class _NoCookies(DefaultCookiePolicy):
         return False
 
 
+@functools.lru_cache(maxsize=16)
 def build_ssl_context(*, insecure: bool = False, ca_file: str | None = None) -> ssl.SSLContext:
     """The verification context for HTTP requests (and for TLS probes that verify trust).
 
     ``ca_file`` adds a private CA (or a pinned self-signed certificate) to the system store;
     ``insecure`` connects whatever the certificate (the trust control then reports ``warn``).
+    Cached: loading the system store costs ~0.1 s, and a context is safe to share as long as
+    nobody mutates it (don't).
     """
     context = ssl.create_default_context()
     if ca_file:

@@ -30,7 +30,6 @@ OBSERVATORY = "https://developer.mozilla.org/en-US/observatory/docs/tests_and_sc
 RFC = "https://www.rfc-editor.org/rfc"
 
 
-
 # --- header parsing ------------------------------------------------------------------------
 def directives(value: str | None, sep: str = ";") -> dict[str, str]:
     """``max-age=1; includeSubDomains`` -> ``{"max-age": "1", "includesubdomains": ""}``.
@@ -312,8 +311,9 @@ class Protected:
     with_token: Exchange | None = None
 
 
-def _candidates(ctx: ScanContext) -> list[str]:
-    return [""] + [p for p in PROTECTED_CANDIDATES if ctx.url(p) != ctx.url("")]
+def _candidates(ctx: ScanContext, *, target: bool = True) -> list[str]:
+    others = [p for p in PROTECTED_CANDIDATES if ctx.url(p) != ctx.url("")]
+    return ([""] if target else []) + others
 
 
 async def find_protected(ctx: ScanContext) -> Protected | None:
@@ -331,16 +331,19 @@ async def find_protected(ctx: ScanContext) -> Protected | None:
 
 
 async def find_token_resource(ctx: ScanContext) -> Protected | None:
-    """With ``--token``: the first candidate path the token makes answer 2xx, and what the
-    same path answers anonymously. None without a token or when no path accepts it."""
+    """With ``--token``: the first candidate path that refuses anonymous requests (401/403)
+    and answers 2xx with the token: the place where a forged token's acceptance means
+    something. None without a token or when no path behaves so."""
 
     async def discover() -> Protected | None:
         if not ctx.options.token:
             return None
         for path in _candidates(ctx):
+            anonymous = await ctx.fetch("GET", path, extra_headers=False)
+            if anonymous.status not in (401, 403):
+                continue
             authed = await ctx.fetch("GET", path, headers=ctx.auth_headers(), extra_headers=False)
             if 200 <= authed.status < 300:
-                anonymous = await ctx.fetch("GET", path, extra_headers=False)
                 return Protected(path, anonymous, authed)
         return None
 
@@ -349,6 +352,14 @@ async def find_token_resource(ctx: ScanContext) -> Protected | None:
 
 def candidates_tried(ctx: ScanContext) -> str:
     return ", ".join(ctx.url(p) for p in _candidates(ctx))
+
+
+def no_token_resource(ctx: ScanContext) -> str:
+    """Why a token control could not run."""
+    return (
+        "no path both refuses anonymous requests and accepts the token "
+        f"(tried {candidates_tried(ctx)})"
+    )
 
 
 async def find_login(ctx: ScanContext) -> str | None:

@@ -11,12 +11,14 @@ import secrets
 from bastion.scanner.check import Result, check
 from bastion.scanner.checks._util import (
     OWASP_API2,
+    PROTECTED_CANDIDATES,
     RFC,
     WSTG,
     candidates_tried,
     find_login,
     find_protected,
     find_token_resource,
+    no_token_resource,
 )
 from bastion.scanner.context import ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
@@ -107,25 +109,34 @@ async def token_in_url(ctx: ScanContext) -> Result:
 
 @check(
     id="auth.requires-token",
-    title="The protected resource refuses anonymous requests",
+    title="Identity endpoints refuse anonymous requests",
     category="auth",
     severity="high",
     references=(OWASP_API2,),
     remediation="Require authentication on every non-public route (deny by default).",
-    max_requests=8,
+    max_requests=12,
     needs_token=True,
 )
 async def requires_token(ctx: ScanContext) -> Result:
-    """The resource the token opens must answer 401/403 without it (a broken dependency or a
-    route registered outside the auth layer answers 200 to everyone)."""
-    resource = await find_token_resource(ctx)
-    if resource is None:
+    """A "who am I" route (/api/v1/me, /me, /userinfo, ...) that the token opens must answer
+    401/403 without it; a 2xx to an anonymous request there means a route registered outside
+    the authentication layer, or a dependency that lets missing credentials through."""
+    opened = []
+    for path in PROTECTED_CANDIDATES:
+        if ctx.url(path) == ctx.url(""):
+            continue
+        authed = await ctx.fetch("GET", path, headers=ctx.auth_headers(), extra_headers=False)
+        if not 200 <= authed.status < 300:
+            continue
+        anonymous = await ctx.fetch("GET", path, extra_headers=False)
+        opened.append(anonymous)
+        if 200 <= anonymous.status < 300:
+            return Result.failed(
+                anonymous.describe(["www-authenticate"]), f"{anonymous.summary} without a token"
+            )
+    if not opened:
         return Result.skipped(f"the token opened none of {candidates_tried(ctx)}")
-    ex = resource.anonymous
-    evidence = ex.describe(["www-authenticate"])
-    if 200 <= ex.status < 300:
-        return Result.failed(evidence, f"{ex.summary} without a token")
-    return Result.passed(evidence)
+    return Result.passed(join_evidence(*(ex.describe(["www-authenticate"]) for ex in opened)))
 
 
 @check(
@@ -144,7 +155,7 @@ async def invalid_token(ctx: ScanContext) -> Result:
     must be a 401, not a 500 from a parser exception."""
     resource = await find_token_resource(ctx)
     if resource is None:
-        return Result.skipped(f"the token opened none of {candidates_tried(ctx)}")
+        return Result.skipped(no_token_resource(ctx))
     ex = await ctx.fetch(
         "GET",
         resource.path,

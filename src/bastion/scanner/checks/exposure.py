@@ -103,7 +103,7 @@ async def _run(ctx: ScanContext, probes: Sequence[Probe]) -> Result:
     severity="high",
     references=(f"{ZAP}/40035/",),
     remediation="Never deploy the .git directory; deny /.git* at the proxy.",
-    max_requests=3,
+    max_requests=4,
 )
 async def git(ctx: ScanContext) -> Result:
     """An exposed .git directory lets anyone download the full source and history, secrets
@@ -132,7 +132,7 @@ def _env_file(ex: Exchange) -> bool:
     references=(f"{ZAP}/40034/",),
     remediation="Keep .env files out of the web root and the image; deny /.env* at the proxy; "
     "rotate every secret that was exposed.",
-    max_requests=3,
+    max_requests=4,
 )
 async def env(ctx: ScanContext) -> Result:
     """.env files hold database passwords, API keys and signing secrets: one GET away from a
@@ -154,7 +154,7 @@ async def env(ctx: ScanContext) -> Result:
     severity="medium",
     references=(f"{ZAP}/40035/",),
     remediation="Exclude dotfiles from deployments and deny them at the proxy.",
-    max_requests=4,
+    max_requests=5,
 )
 async def vcs_artifacts(ctx: ScanContext) -> Result:
     """.DS_Store lists directory contents, .svn/.hg leak source, .idea leaks paths and run
@@ -180,7 +180,7 @@ _SQL_DUMP = _text_re(r"(?i)(CREATE TABLE|INSERT INTO|-- (MySQL|PostgreSQL) datab
     severity="high",
     references=(WSTG_BACKUPS,),
     remediation="Never store backups under the web root; deny archive and dump extensions.",
-    max_requests=6,
+    max_requests=7,
 )
 async def backups(ctx: ScanContext) -> Result:
     """Backups and database dumps contain the data itself (password hashes, tokens) and the
@@ -222,7 +222,7 @@ def _config(structure: str) -> Matcher:
     severity="high",
     references=(OWASP_API8,),
     remediation="Keep configuration outside the web root; serve only the API's routes.",
-    max_requests=6,
+    max_requests=7,
 )
 async def config_files(ctx: ScanContext) -> Result:
     """Configuration files (appsettings.json, config.json, .npmrc, docker-compose.yml,
@@ -252,7 +252,7 @@ _OPENAPI = _json_keys("openapi", "swagger", any_of=True)
     references=(OWASP_API9,),
     remediation="Serve the API description only where it is meant to be public (or behind "
     "authentication); BASTION_EXPOSE_DOCS=false in production.",
-    max_requests=5,
+    max_requests=6,
 )
 async def openapi(ctx: ScanContext) -> Result:
     """A public spec maps every route, parameter and often internal endpoints (OWASP API9,
@@ -280,7 +280,7 @@ _DOCS_UI = _html_re(r"swagger-ui|redoc|graphiql|graphql-playground|<title>[^<]*A
     severity="low",
     references=(OWASP_API9,),
     remediation="Disable /docs, Swagger UI and ReDoc in production.",
-    max_requests=5,
+    max_requests=6,
 )
 async def docs_ui(ctx: ScanContext) -> Result:
     """Interactive consoles invite exploration of every route with a browser, and load
@@ -316,7 +316,7 @@ def _graphql_schema(ex: Exchange) -> bool:
     severity="medium",
     references=("https://cheatsheetseries.owasp.org/cheatsheets/GraphQL_Cheat_Sheet.html",),
     remediation="Disable introspection (and GraphiQL) in production.",
-    max_requests=2,
+    max_requests=3,
 )
 async def graphql(ctx: ScanContext) -> Result:
     """Introspection hands out the whole schema, including fields the UI never uses
@@ -337,7 +337,7 @@ async def graphql(ctx: ScanContext) -> Result:
     severity="high",
     references=(f"{ZAP}/40042/",),
     remediation="Expose only health (without details) or move actuators to a management port.",
-    max_requests=2,
+    max_requests=3,
 )
 async def actuator(ctx: ScanContext) -> Result:
     """`/actuator/env` prints configuration (secrets masked only partly), `/heapdump` the
@@ -362,7 +362,7 @@ async def actuator(ctx: ScanContext) -> Result:
     severity="medium",
     references=(WSTG_ADMIN,),
     remediation="Restrict /server-status and /nginx_status to localhost.",
-    max_requests=2,
+    max_requests=3,
 )
 async def server_status(ctx: ScanContext) -> Result:
     """Apache's server-status lists every client address and URL being served (tokens in
@@ -386,7 +386,7 @@ _PROMETHEUS = _text_re(r"(?m)^# (HELP|TYPE) \w+")
     severity="medium",
     references=(OWASP_API8,),
     remediation="Serve metrics on an internal port or behind authentication.",
-    max_requests=2,
+    max_requests=3,
 )
 async def metrics(ctx: ScanContext) -> Result:
     """Prometheus metrics reveal routes, versions, traffic patterns and sometimes user ids in
@@ -414,7 +414,7 @@ _DEBUG_BODY = _html_re(
     severity="high",
     references=(f"{ZAP}/40028/",),
     remediation="Remove profilers and debug routes from production builds.",
-    max_requests=8,
+    max_requests=9,
 )
 async def debug_endpoints(ctx: ScanContext) -> Result:
     """pprof, the Symfony profiler, Telescope, ELMAH, trace.axd and Werkzeug's console show
@@ -444,7 +444,7 @@ _PHPINFO = _html_re(r"<title>phpinfo\(\)</title>|PHP Version \d|PHP Credits")
     severity="high",
     references=(WSTG_ADMIN,),
     remediation="Delete phpinfo files from the server.",
-    max_requests=2,
+    max_requests=3,
 )
 async def phpinfo(ctx: ScanContext) -> Result:
     """phpinfo() prints the environment (secrets included), modules and paths."""
@@ -467,7 +467,7 @@ _LISTING = _html_re(r"<title>(Index of /|Directory listing for /)")
     severity="medium",
     references=(f"{ZAP}/10033/",),
     remediation="Turn off autoindex / directory browsing.",
-    max_requests=3,
+    max_requests=4,
 )
 async def dir_listing(ctx: ScanContext) -> Result:
     """An index page lists files nobody linked (backups, configs) for the taking."""

@@ -29,6 +29,7 @@ from bastion.scanner.checks._util import (
     find_protected,
     find_token_resource,
     jwt_parts,
+    no_token_resource,
 )
 from bastion.scanner.context import ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
@@ -98,7 +99,7 @@ async def _resource(ctx: ScanContext) -> Result | tuple[str, dict[str, Any], dic
         return Result.skipped("--token is not a compact JWT (header.payload.signature)")
     resource = await find_token_resource(ctx)
     if resource is None:
-        return Result.skipped(f"the token opened none of {candidates_tried(ctx)}")
+        return Result.skipped(no_token_resource(ctx))
     header, payload, signature = parts
     return resource.path, header, payload, signature
 

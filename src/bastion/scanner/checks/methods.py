@@ -138,7 +138,7 @@ OVERRIDE_HEADERS = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Overrid
     references=(WSTG_METHODS,),
     remediation="Ignore X-HTTP-Method-Override and similar headers (or accept them only on "
     "POST from trusted clients, after authorisation of the overriding method).",
-    max_requests=5,
+    max_requests=6,
 )
 async def override(ctx: ScanContext) -> Result:
     """An override header turns a GET into a DELETE behind filters that only look at the

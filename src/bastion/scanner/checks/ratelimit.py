@@ -197,16 +197,21 @@ def _remaining(ex: Exchange) -> int | None:
     references=(OWASP_API4,),
     remediation="Limit requests per client on the API (e.g. 100 per 15 minutes) with 429 "
     "beyond it.",
-    max_requests=API_BURST,
+    max_requests=API_BURST + 7,
     active=True,
 )
 async def api_burst(ctx: ScanContext) -> Result:
-    """OWASP API4 (unrestricted resource consumption). Sends up to 30 GETs to the target; a
+    """OWASP API4 (unrestricted resource consumption). Sends up to 30 GETs to the protected
+    resource (or the target when none was found); a
     429, or a remaining-quota header that counts down, shows a limit. A limit above 30 per
     window that advertises nothing cannot be seen and is reported as failing."""
+    protected = await find_protected(ctx)
+    # An API route (the protected resource) is what limits guard; the target's own URL is
+    # used when no such route was found.
+    path = protected.path if protected is not None else ""
     exchanges: list[Exchange] = []
     for _ in range(API_BURST):
-        ex = await ctx.request("GET", "", extra_headers=False)
+        ex = await ctx.request("GET", path, extra_headers=False)
         exchanges.append(ex)
         remaining = [r for r in (_remaining(e) for e in exchanges) if r is not None]
         counting_down = len(remaining) >= 2 and remaining[-1] < remaining[0]
