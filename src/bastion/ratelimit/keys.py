@@ -94,7 +94,9 @@ def canonical_path(path: str) -> str:
     """
     if not _NEEDS_WORK.search(path):
         path = path.lower()
-        return path[:-1] if len(path) > 1 and path.endswith("/") else path
+        if path.endswith("/"):
+            return path[:-1] or "/"
+        return path if path.startswith("/") else "/" + path
     for _ in range(4):  # %2525… decodes one level per pass
         decoded = unquote(path, errors="replace")
         if decoded == path:
