@@ -168,6 +168,15 @@ class Exchange:
     status: int | None = None  # None: no response ever arrived (the request was not sent)
     headers: dict[str, str] = field(default_factory=dict)  # raw response headers, lower-case
     cors_error: str | None = None  # Chromium's CorsError name when the CORS check failed
+    request_headers: dict[str, str] = field(default_factory=dict)  # as sent, Cookie included
+    blocked_cookies: dict[str, list[str]] = field(default_factory=dict)  # name -> reasons
+
+    def sent_cookies(self) -> dict[str, str]:
+        """The cookies the browser actually put on the wire."""
+        pairs = (
+            p.strip().partition("=") for p in self.request_headers.get("cookie", "").split(";")
+        )
+        return {name: value for name, _, value in pairs if name}
 
 
 class NetworkLog:
@@ -184,6 +193,7 @@ class NetworkLog:
         self._by_id: dict[str, Exchange] = {}
         cdp = context.new_cdp_session(tab)
         cdp.on("Network.requestWillBeSent", self._sent)
+        cdp.on("Network.requestWillBeSentExtraInfo", self._sent_extra)
         cdp.on("Network.responseReceivedExtraInfo", self._response)
         cdp.on("Network.loadingFailed", self._failed)
         cdp.send("Network.enable")
@@ -196,6 +206,13 @@ class NetworkLog:
         exchange.method = params["request"]["method"]
         exchange.url = params["request"]["url"]
 
+    def _sent_extra(self, params: dict[str, Any]) -> None:
+        exchange = self._exchange(params["requestId"])
+        exchange.request_headers = {k.lower(): v for k, v in params.get("headers", {}).items()}
+        for item in params.get("associatedCookies", ()):
+            if item.get("blockedReasons"):
+                exchange.blocked_cookies[item["cookie"]["name"]] = list(item["blockedReasons"])
+
     def _response(self, params: dict[str, Any]) -> None:
         exchange = self._exchange(params["requestId"])
         exchange.status = params["statusCode"]
@@ -205,15 +222,13 @@ class NetworkLog:
         cors = params.get("corsErrorStatus") or {}
         self._exchange(params["requestId"]).cors_error = cors.get("corsError")
 
-    def find(self, method: str, url: str) -> Exchange:
-        """The exchange for *method url*, once its response or failure has been reported."""
+    def find(self, method: str, url: str, index: int = 0) -> Exchange:
+        """The *index*-th exchange for *method url*, once its response or failure is known."""
 
         def ready() -> Exchange | None:
             self._tab.evaluate("0")  # let Playwright deliver pending protocol events
-            for exchange in self.all(method, url):
-                if exchange.status is not None or exchange.cors_error:
-                    return exchange
-            return None
+            settled = [e for e in self.all(method, url) if e.status is not None or e.cors_error]
+            return settled[index] if len(settled) > index else None
 
         found = wait_until(ready, timeout=10, what=f"{method} {url} in the network log")
         assert isinstance(found, Exchange)

@@ -99,6 +99,26 @@ def test_allowed_origin_reads_the_response_and_exposed_headers(
     assert "x-content-type-options" not in result["headers"]
 
 
+def test_allowed_origin_reads_the_rate_limit_headers(
+    api: Server, pages: Pages, launch: Callable[..., Any]
+) -> None:
+    """A page can only pace itself if it can read the budget: the rate-limit headers are in
+    Access-Control-Expose-Headers, so script sees the values the server sent. (Every answer
+    under /api/ counts, the 401 for a missing token included.)"""
+    tab, log = open_page(launch(api.cert_path), pages.allowed)
+    url = f"{api.url}/api/v1/me"
+
+    first = fetch(tab, url)
+    second = fetch(tab, url)
+
+    assert "error" not in first and "error" not in second, (first, second)
+    network = log.find("GET", url, index=1)
+    for name in ("x-ratelimit-limit", "x-ratelimit-remaining", "ratelimit", "ratelimit-policy"):
+        assert second["headers"][name] == network.headers[name], name
+    remaining = [int(r["headers"]["x-ratelimit-remaining"]) for r in (first, second)]
+    assert remaining[1] == remaining[0] - 1
+
+
 def test_allowed_origin_passes_the_preflight(
     api: Server, pages: Pages, launch: Callable[..., Any]
 ) -> None:
