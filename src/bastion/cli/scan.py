@@ -1,0 +1,222 @@
+"""``bastion scan URL``: the outside-in scanner on the command line.
+
+Exit status: 0 when the grade is at or above ``--fail-under`` (default: never fail), 1 below
+it, 2 for a usage error or an unreachable target (one line on stderr, never a traceback).
+Reports go to stdout (or ``--output``); progress and the ``--active`` announcement go to
+stderr, so stdout stays parseable.
+
+A TOML config file (``--config``) may hold the same settings, and suppress controls with a
+reason::
+
+    fail_under = "B"
+    http_url = "http://127.0.0.1:8080"
+    headers = ["X-Api-Key: ..."]
+
+    [ignore]
+    "headers.corp" = "the CDN adds CORP for us"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bastion.scanner.context import ScanOptions, TargetUnreachable
+from bastion.scanner.grading import at_least
+from bastion.scanner.model import GRADES, Report
+from bastion.scanner.registry import load_default_checks
+from bastion.scanner.reporters import FORMATS, renderer
+from bastion.scanner.runner import scan
+
+EXIT_OK, EXIT_BELOW, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A bad flag, config or target: one line on stderr, exit 2."""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "scan",
+        help="grade a live API from the outside (TLS, headers, CORS, exposure, auth, ...)",
+        description="Scan URL and grade it A+ to F. Exit 0 at or above --fail-under, 1 below, "
+        "2 for a usage error or an unreachable target.",
+    )
+    p.add_argument("url", help="the API to scan, e.g. https://127.0.0.1:8443/")
+    p.add_argument("--format", choices=FORMATS, default=None, help="report format (default text)")
+    p.add_argument("--output", "-o", type=Path, help="write the report to FILE instead of stdout")
+    p.add_argument("--fail-under", choices=GRADES, help="exit 1 when the grade is below GRADE")
+    p.add_argument(
+        "--active",
+        action="store_true",
+        help="also send bounded bursts (rate limits) and login probes (user enumeration)",
+    )
+    p.add_argument("--token", help="a valid access token (JWT) to test token handling with")
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra request header (repeatable); never written into reports",
+    )
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="ID[=REASON]",
+        help="suppress a control (repeatable); reported as skipped with the reason",
+    )
+    p.add_argument(
+        "--insecure", action="store_true", help="connect even if the certificate is not trusted"
+    )
+    p.add_argument("--ca-file", type=Path, help="trust this CA or certificate (PEM) as well")
+    p.add_argument("--config", type=Path, help="TOML file with settings and [ignore] reasons")
+    p.add_argument("--http-url", help="the plain-HTTP listener (default: derived from URL)")
+    p.add_argument("--timeout", type=float, help="per-request timeout in seconds (default 10)")
+    p.add_argument("--concurrency", type=int, help="requests in flight at once (default 8)")
+    p.set_defaults(func=run)
+
+
+def _parse_header(value: str) -> tuple[str, str]:
+    name, sep, rest = value.partition(":")
+    name = name.strip()
+    if not sep or not name or any(c in name for c in " \t\r\n") or "\n" in rest or "\r" in rest:
+        raise UsageError(f"--header {value!r}: expected 'Name: value'")
+    return name, rest.strip()
+
+
+def _load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise UsageError(f"--config {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config {path}: invalid TOML: {exc}") from None
+    known = {"ignore", "fail_under", "http_url", "headers", "timeout", "concurrency", "insecure"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"--config {path}: unknown setting {unknown[0]!r}")
+    ignore = data.get("ignore", {})
+    if not isinstance(ignore, Mapping) or not all(isinstance(v, str) for v in ignore.values()):
+        raise UsageError(f"--config {path}: [ignore] maps control ids to reason strings")
+    headers = data.get("headers", [])
+    if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
+        raise UsageError(f"--config {path}: headers must be a list of 'Name: value' strings")
+    if "fail_under" in data and data["fail_under"] not in GRADES:
+        raise UsageError(f"--config {path}: fail_under must be one of {', '.join(GRADES)}")
+    return data
+
+
+def build_options(args: argparse.Namespace) -> tuple[str, ScanOptions, str | None, str]:
+    """Validate everything before any request: (url, options, fail_under, format)."""
+    config = _load_config(args.config)
+    url = httpx.URL(args.url) if "://" in args.url else None
+    if url is None or url.scheme not in {"http", "https"} or not url.host:
+        raise UsageError(f"{args.url!r} is not an http:// or https:// URL")
+    headers = tuple(_parse_header(h) for h in [*config.get("headers", []), *args.header])
+    ignore: dict[str, str] = {k: v for k, v in config.get("ignore", {}).items()}
+    for item in args.ignore:
+        check_id, _, reason = item.partition("=")
+        ignore[check_id.strip()] = reason.strip() or "ignored with --ignore"
+    known = {c.id for c in load_default_checks()}
+    unknown = sorted(set(ignore) - known)
+    if unknown:
+        raise UsageError(f"unknown control id {unknown[0]!r} (see the README for the list)")
+    if args.ca_file is not None and not args.ca_file.is_file():
+        raise UsageError(f"--ca-file {args.ca_file}: no such file")
+    if args.http_url is not None and not args.http_url.startswith("http://"):
+        raise UsageError(f"--http-url {args.http_url!r}: expected an http:// URL")
+    timeout = args.timeout if args.timeout is not None else config.get("timeout", 10.0)
+    concurrency = args.concurrency if args.concurrency is not None else config.get("concurrency", 8)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    if not isinstance(concurrency, int) or not 1 <= concurrency <= 64:
+        raise UsageError("--concurrency must be an integer from 1 to 64")
+    options = ScanOptions(
+        active=args.active,
+        token=args.token,
+        headers=headers,
+        insecure=bool(args.insecure or config.get("insecure", False)),
+        ca_file=str(args.ca_file) if args.ca_file else None,
+        http_url=args.http_url or config.get("http_url"),
+        timeout=float(timeout),
+        concurrency=concurrency,
+        ignore=ignore,
+    )
+    if args.ca_file is not None:
+        try:
+            from bastion.scanner.context import build_ssl_context
+
+            build_ssl_context(ca_file=options.ca_file)
+        except Exception as exc:
+            raise UsageError(f"--ca-file {args.ca_file}: not a PEM certificate ({exc})") from None
+    fail_under = args.fail_under or config.get("fail_under")
+    return str(url), options, fail_under, args.format or "text"
+
+
+async def _scan_with_progress(url: str, options: ScanOptions, show: bool) -> Report:
+    if not show:
+        return await scan(url, options)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    total = len(load_default_checks())
+    with Progress(
+        TextColumn("[bold]scanning[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(url, total=total)
+        return await scan(url, options, progress=lambda check, finding: progress.advance(task))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        url, options, fail_under, fmt = build_options(args)
+    except UsageError as exc:
+        print(f"bastion scan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if options.active:
+        print(
+            f"bastion scan: --active: sending bounded bursts (up to {options.budget} requests in "
+            f"all) and failed-login probes to {url}",
+            file=sys.stderr,
+        )
+    show_progress = fmt == "text" and sys.stderr.isatty()
+    try:
+        report = asyncio.run(_scan_with_progress(url, options, show_progress))
+    except TargetUnreachable as exc:
+        print(f"bastion scan: cannot reach {url}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if fmt == "text" and args.output is None and sys.stdout.isatty():
+        from bastion.scanner.reporters.text import render as render_text
+
+        width = os.get_terminal_size(sys.stdout.fileno()).columns
+        output = render_text(report, color=True, width=max(80, width))
+    else:
+        output = renderer(fmt)(report)
+    if args.output is not None:
+        try:
+            args.output.write_text(output, encoding="utf-8")
+        except OSError as exc:
+            print(f"bastion scan: --output {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        sys.stdout.write(output)
+        sys.stdout.flush()
+    if fail_under is not None and not at_least(report.grade, fail_under):
+        return EXIT_BELOW
+    return EXIT_OK
