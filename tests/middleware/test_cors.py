@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -635,3 +636,70 @@ async def test_custom_lists_are_sent_as_configured() -> None:
     assert r.status == 403
     r = await call(mw, headers=[("Origin", ALLOWED)])
     assert r.get("access-control-expose-headers") == b"X-Total"
+
+
+# --- in the real stack (`bastion serve`) ----------------------------------------------------
+
+
+@pytest.mark.integration
+def test_live_stack_answers_cors_as_the_contract_says(serve: Any) -> None:
+    """The layer in place: outside method policy (preflights are answered, other OPTIONS are
+    405) and outside the request-id and header layers' reach (refusals carry both)."""
+    server = serve(env={"BASTION_CORS_ORIGINS": "https://app.example.com:443"})
+    preflight = {"Origin": ALLOWED, "Access-Control-Request-Method": "POST"}
+    with server.client() as client:
+        r = client.options("/api/v1/orders", headers=preflight)
+        assert r.status_code == 204
+        assert r.headers["access-control-allow-origin"] == ALLOWED
+        assert r.headers["access-control-max-age"] == "86400"
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+        r = client.options(
+            "/api/v1/orders", headers={**preflight, "Origin": "https://evil.example"}
+        )
+        assert r.status_code == 403
+        assert r.json() == {
+            "error": "CORS origin not allowed",
+            "requestId": r.headers["x-request-id"],
+        }
+        assert not [k for k in r.headers if k.lower().startswith("access-control-")]
+
+        r = client.options("/api/v1/orders", headers={"Origin": ALLOWED})
+        assert r.status_code == 405  # not a preflight: the method policy answers
+
+        # Every answer under /api/ (here a 404) carries CORS and the rate-limit headers.
+        r = client.get("/api/v1/no-such-thing", headers={"Origin": ALLOWED})
+        assert r.status_code == 404
+        assert r.headers["access-control-allow-origin"] == ALLOWED
+        assert r.headers["access-control-expose-headers"] == EXPOSE.decode()
+        assert "x-ratelimit-remaining" in r.headers
+        assert r.headers["vary"] == "Origin"
+
+        # RFC 9700 §2.6: the authorization endpoint never answers CORS, in any spelling.
+        for path in [
+            "/oauth/authorize",
+            "/oauth/authorize/",
+            "/oauth//authorize",
+            "/OAUTH/authorize",
+        ]:
+            for method, headers in [("OPTIONS", preflight), ("GET", {"Origin": ALLOWED})]:
+                r = client.request(method, path, headers=headers)
+                assert r.status_code != 204, (method, path)
+                assert not [k for k in r.headers if k.lower().startswith("access-control-")], (
+                    method,
+                    path,
+                    r.headers,
+                )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "value", ["*", "https://app.example.com/", "null", "https://*.example.com"]
+)
+def test_bad_origin_setting_stops_the_start_with_one_line(serve: Any, value: str) -> None:
+    server = serve(env={"BASTION_CORS_ORIGINS": f"https://ok.example.com,{value}"}, wait=False)
+    assert server.process.wait(60) != 0
+    log = server.log()
+    assert "Traceback" not in log
+    lines = [line for line in log.splitlines() if "BASTION_CORS_ORIGINS" in line]
+    assert len(lines) == 1 and repr(value) in lines[0], log
