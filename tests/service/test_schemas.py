@@ -70,6 +70,14 @@ def test_quantity_bounds_are_inclusive(quantity: int) -> None:
     assert OrderCreate.model_validate(body(quantity=quantity)).quantity == quantity
 
 
+@pytest.mark.parametrize(("given", "stored"), [(1.0, 1), (100.0, 100), (1e1, 10)])
+def test_quantity_written_with_a_zero_fraction_is_that_integer(given: float, stored: int) -> None:
+    """JSON has one number type; JSON Schema's "integer" includes 1.0, and so do we, so the
+    published schema and the server agree (a fuzzer sends 100.0 as valid data)."""
+    order = OrderCreate.model_validate_json(json.dumps(body(quantity=given)))
+    assert order.quantity == stored and type(order.quantity) is int
+
+
 @pytest.mark.parametrize(
     ("quantity", "error"),
     [
@@ -77,14 +85,16 @@ def test_quantity_bounds_are_inclusive(quantity: int) -> None:
         (-1, "greater_than_equal"),
         (101, "less_than_equal"),
         (10**20, "less_than_equal"),
+        (101.0, "less_than_equal"),
+        (0.0, "greater_than_equal"),
         (1.5, "int_type"),
-        (1.0, "int_type"),  # a float that happens to be whole is still not a JSON integer
         ("1", "int_type"),  # lax pydantic would coerce this: the contract refuses it
         (True, "int_type"),  # bool is an int subclass in Python: refused
         (False, "int_type"),
         (None, "int_type"),
         ([1], "int_type"),
         (float("nan"), "int_type"),
+        (float("inf"), "int_type"),
     ],
 )
 def test_quantity_refuses_non_integers_and_out_of_range(quantity: Any, error: str) -> None:

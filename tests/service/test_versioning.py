@@ -69,11 +69,11 @@ def test_requested_version_gives_400_for_an_unknown_version() -> None:
 
 
 def test_requested_version_gives_405_when_the_version_lacks_the_operation() -> None:
-    """POST with API-Version: 2 gets what POST /api/v2/orders gets: 405, Allow: GET."""
+    """POST with API-Version: 2 gets what POST /api/v2/orders gets: 405, Allow: GET, HEAD."""
     with pytest.raises(HTTPError) as info:
         requested_version(make_scope(headers=[("API-Version", "2")]), (1,))
     assert info.value.status == 405
-    assert info.value.headers == [(b"allow", b"GET")]
+    assert info.value.headers == [(b"allow", b"GET, HEAD")]
 
 
 def test_requested_version_defaults_to_1() -> None:

@@ -4,8 +4,10 @@ Why every input field is declared ``strict`` one by one rather than with a model
 ``strict=True``: FastAPI validates the parsed JSON in *python* mode, where a model-wide
 strict mode would also refuse a UUID given as a string, which is the only way JSON can carry
 one. Per-field strictness refuses exactly what the contract names: ``"1"``, ``true`` and
-``1.5`` are not integers (pydantic's lax mode would coerce all three, OWASP API3 mass
-assignment and type confusion), and a number is not a string.
+``1.5`` are not integers (pydantic's lax mode would coerce the first two, a type confusion),
+and a number is not a string. ``1.0`` *is* the integer 1, for JSON and for JSON Schema alike
+(a JavaScript client cannot even tell them apart), so the published schema and the server
+agree on every value.
 
 Every input model forbids unknown fields (``extra="forbid"``): a client cannot smuggle an
 ``id``, ``user_id`` or ``createdAt`` into an order. Control characters and NUL are refused in
@@ -67,6 +69,15 @@ def _uuid_text(value: Any) -> Any:
     return value
 
 
+def _integral_number(value: Any) -> Any:
+    """``100.0`` and ``1e2`` are the JSON integer 100 (JSON has one number type, and JSON
+    Schema's ``integer`` is any number with a zero fractional part); ``1.5``, strings and
+    booleans are left for the strict check to refuse."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _country(value: str) -> str:
     if not _COUNTRY.fullmatch(value):
         raise ValueError("must be a two-letter country code")
@@ -97,7 +108,11 @@ Country = Annotated[
     AfterValidator(_country),
 ]
 ProductId = Annotated[uuid.UUID, BeforeValidator(_uuid_text)]
-Quantity = Annotated[int, Field(strict=True, ge=QUANTITY_MIN, le=QUANTITY_MAX)]
+Quantity = Annotated[
+    int,
+    Field(strict=True, ge=QUANTITY_MIN, le=QUANTITY_MAX),
+    BeforeValidator(_integral_number),
+]
 
 
 class Address(BaseModel):

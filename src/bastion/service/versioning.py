@@ -10,7 +10,8 @@ paths, where the URL already says which version is meant.
 
 Version 2 is the read representation the contract defines (the ``GET`` endpoints); creating
 and deleting orders exist in version 1 only, so ``POST``/``DELETE`` on ``/api/orders`` with
-``API-Version: 2`` get what ``POST /api/v2/orders`` gets: ``405`` with ``Allow: GET``.
+``API-Version: 2`` get what ``POST /api/v2/orders`` gets: ``405`` with ``Allow: GET, HEAD``
+(the method-policy layer serves ``HEAD`` wherever ``GET`` is served).
 
 Deprecation (RFC 9745) and Sunset (RFC 8594) headers are configured per version
 (``BASTION_API_V1_DEPRECATION``, ``BASTION_API_V1_SUNSET``, ``BASTION_API_V1_DEPRECATION_LINK``
@@ -89,7 +90,7 @@ V1VersionHeader = Annotated[
     ),
 ]
 # The methods each version serves on the orders paths (405 ``Allow`` for the others).
-_ALLOW = {2: "GET"}
+_ALLOW = {2: "GET, HEAD"}
 
 
 def requested_version(scope: Scope, available: Sequence[int]) -> int:
