@@ -198,6 +198,9 @@ class MethodPolicyMiddleware:
                 self._cache.clear()  # bounded: distinct paths (ids, scans) must not grow memory
             self._cache[path] = policy
         method: str = scope["method"]
+        if policy is not None and method in policy[0] and method != "HEAD":
+            await self.app(scope, receive, send)  # the usual case; allowed never holds TRACE
+            return
         if method in _BANNED or method.upper() in _BANNED:
             await self._refuse(scope, send, policy[1] if policy else b"")
             return

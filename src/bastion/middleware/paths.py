@@ -52,6 +52,7 @@ _UNSAFE_BYTE = re.compile(rb"[^\x21-\x7e]|\\").search  # controls, space, DEL, n
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _FORBIDDEN_ESCAPES = frozenset({0x2F, 0x5C, 0x7F, *range(0x20)})  # '/', '\', DEL, controls
 _DOT_SEGMENTS = frozenset({b".", b".."})
+_KNOWN_SIZE = 4096
 
 
 class InvalidPath(ValueError):
@@ -95,6 +96,7 @@ class PathCanonicalMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._known_canonical: set[bytes] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,12 +110,18 @@ class PathCanonicalMiddleware:
                 scope["raw_path"] = raw
         else:
             raw = quote(scope.get("path", ""), safe="/!$&'()*+,;=:@").encode("ascii")
-        if _ALREADY_CANONICAL(raw) is None:
-            try:
-                encoded, decoded = canonicalise(raw)
-            except InvalidPath:
-                await send_error(scope, send, 400, "Invalid path")
-                return
-            scope["raw_path"] = encoded
-            scope["path"] = decoded
+        # A path seen before as canonical (the usual request) costs one set lookup.
+        if raw not in self._known_canonical:
+            if _ALREADY_CANONICAL(raw) is not None:
+                if len(self._known_canonical) >= _KNOWN_SIZE:
+                    self._known_canonical.clear()  # bounded: distinct ids must not grow memory
+                self._known_canonical.add(raw)
+            else:
+                try:
+                    encoded, decoded = canonicalise(raw)
+                except InvalidPath:
+                    await send_error(scope, send, 400, "Invalid path")
+                    return
+                scope["raw_path"] = encoded
+                scope["path"] = decoded
         await self.app(scope, receive, send)

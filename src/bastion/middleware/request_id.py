@@ -17,8 +17,8 @@ so the header and the ``requestId`` of an error body can never disagree.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 
 from bastion.asgi import REQUEST_ID_KEY, ASGIApp, Message, Receive, Scope, Send
 
@@ -29,9 +29,38 @@ REQUEST_ID_HEADER = b"x-request-id"
 _VALID = re.compile(rb"[A-Za-z0-9._-]{1,64}").fullmatch
 
 
+class _RandomPool:
+    """os.urandom read 4 KiB at a time: one syscall per 256 ids instead of one per id.
+
+    Still the operating system's CSPRNG (ids are not secrets, but sequential or predictable
+    ids would reveal request volume). Refilled in a forked child so workers never share ids.
+    """
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self.refill()
+
+    def refill(self) -> None:
+        self.pool = os.urandom(self.SIZE)
+        self.offset = 0
+
+    def take16(self) -> bytes:
+        if self.offset >= self.SIZE:
+            self.refill()
+        start = self.offset
+        self.offset = start + 16
+        return self.pool[start : start + 16]
+
+
+_POOL = _RandomPool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.refill)
+
+
 def new_request_id() -> str:
     """A fresh id: 128 random bits as 32 hex digits (unique across processes and hosts)."""
-    return secrets.token_hex(16)
+    return _POOL.take16().hex()
 
 
 def valid_request_id(value: bytes) -> bool:
