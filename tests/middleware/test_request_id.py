@@ -114,3 +114,9 @@ def test_helpers() -> None:
     assert valid_request_id(b"a" * 64)
     assert not valid_request_id(b"a" * 65)
     assert not valid_request_id(b"a\n")
+
+
+def test_fresh_ids_stay_unique_across_pool_refills() -> None:
+    ids = [new_request_id() for _ in range(1000)]  # 256 ids per 4 KiB read of os.urandom
+    assert len(set(ids)) == 1000
+    assert all(FRESH.fullmatch(i) for i in ids)
