@@ -110,6 +110,8 @@ def start_server(
     server = Server(
         process, "127.0.0.1", port, http_port, data_dir, log_path, insecure_http, full_env
     )
+    if "--cert" in cmd:
+        server.own_cert = Path(cmd[cmd.index("--cert") + 1])
     if wait:
 
         def healthy() -> bool:
