@@ -111,6 +111,9 @@ class World:
         config = ServerConfig(self.leaf_files("t13"), minimum=V.TLSv1_3, maximum=V.TLSv1_3)
         return _serve_and_probe(config)
 
+    def s_p256_only(self) -> Scenario:
+        return _serve_and_probe(ServerConfig(self.leaf_files("p256"), ecdh_curve="prime256v1"))
+
     def s_client_order(self) -> Scenario:
         return _serve_and_probe(ServerConfig(self.leaf_files("order"), server_order=False))
 
@@ -342,6 +345,9 @@ CASES: list[tuple[str, str, str, dict[str, object]]] = [
     ("tls.dh-params", "modern", "pass", {}),
     ("tls.ecdh-curves", "weak12", "fail", {}),
     ("tls.ecdh-curves", "modern", "pass", {}),
+    ("tls.ecdh-curves-profile", "weak12", "fail", {}),
+    ("tls.ecdh-curves-profile", "modern", "fail", {}),  # OpenSSL defaults add X448, P-521
+    ("tls.ecdh-curves-profile", "p256-only", "pass", {}),
     ("tls.compression", "fake-legacy", "fail", {}),
     ("tls.compression", "modern", "pass", {}),
     ("tls.secure-renegotiation", "fake-legacy", "fail", {}),

@@ -486,6 +486,39 @@ async def ecdh_curves(ctx: ScanContext) -> Result:
     return Result.passed(evidence)
 
 
+MOZILLA_INTERMEDIATE_CURVES = frozenset({29, 23, 24})  # X25519, prime256v1, secp384r1
+
+
+@check(
+    id="tls.ecdh-curves-profile",
+    title="Only the elliptic curves of Mozilla's profile (informational)",
+    category="tls",
+    severity="info",
+    references=(MOZILLA,),
+    remediation="Optionally limit the groups to X25519, P-256 and P-384 (nginx `ssl_ecdh_curve "
+    "X25519:prime256v1:secp384r1;`).",
+    max_requests=0,
+)
+async def ecdh_curves_profile(ctx: ScanContext) -> Result:
+    """Mozilla's intermediate and modern profiles list X25519, P-256 and P-384 only; sslyze's
+    compliance check flags any other curve (OpenSSL's defaults add X448 and P-521). Those
+    are not weak, so this control is informational (no deduction); weak or deprecated curves
+    are ``tls.ecdh-curves``' finding. Finite-field groups (RFC 7919) are not judged here."""
+    facts = await _facts(ctx)
+    if isinstance(facts, Result):
+        return facts
+    groups = facts.ecdh_groups
+    if isinstance(groups, Untested):
+        return Result.skipped(groups.reason)
+    evidence = f"{_endpoint(facts)} accepts groups: {facts.groups_description()}"
+    extra = [group_name(g) for g in groups if g < 256 and g not in MOZILLA_INTERMEDIATE_CURVES]
+    if extra:
+        return Result.failed(
+            evidence, reason=f"curves outside Mozilla's profile: {', '.join(extra)}"
+        )
+    return Result.passed(evidence)
+
+
 # -- handshake features -------------------------------------------------------------------
 
 
