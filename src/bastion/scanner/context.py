@@ -23,7 +23,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any, TypeVar
 
 import httpx
@@ -143,16 +143,18 @@ class ScanContext:
         self.requests_sent = 0
 
     def _make_client(self, verify: ssl.SSLContext) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             http2=True,
             verify=verify,
             follow_redirects=False,
             timeout=httpx.Timeout(self.options.timeout),
-            cookies=httpx.Cookies(CookieJar(policy=_NoCookies())),
             headers={"User-Agent": USER_AGENT},
             transport=self._transport,
             trust_env=False,  # never route a scan through a proxy from the environment
         )
+        # httpx copies a given jar into a fresh one (losing its policy): set it on the client's.
+        client.cookies.jar.set_policy(_NoCookies())
+        return client
 
     async def preflight(self) -> Exchange:
         """Reach the target once (the baseline) before any control runs.

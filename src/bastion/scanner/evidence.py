@@ -22,6 +22,10 @@ _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
 _SECRET_PARAM_RE = re.compile(
     r"(?i)\b(access_token|id_token|refresh_token|token|api_key|apikey|password|secret)=([^&\s#\"']+)"
 )
+# Credential headers echoed inside a body (TRACE echoes, debug pages).
+_SECRET_HEADER_LINE_RE = re.compile(
+    r"(?i)\b(authorization|proxy-authorization|cookie|set-cookie|x-api-key)(\s*:\s*)([^\r\n\\]+)"
+)
 _SECRET_REQUEST_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 BODY_EXCERPT = 300
 
@@ -37,6 +41,7 @@ class Redactor:
         for secret in self._secrets:
             value = value.replace(secret, REDACTED)
         value = _JWT_RE.sub("<redacted JWT>", value)
+        value = _SECRET_HEADER_LINE_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", value)
         return _SECRET_PARAM_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
 
     def request_header(self, name: str, value: str) -> str:
