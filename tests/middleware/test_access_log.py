@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 
 import httpx
 import pytest
@@ -23,8 +22,9 @@ JWT = (
     ".eyJzdWIiOiIxMjMiLCJ0eXBlIjoiYWNjZXNzIn0"
     ".MEUCIQDx3Jm1q2cL7v0sV9n4kLq8pYt3Zr6wXbA5eF2gH1iJ0"
 )
-REFRESH = secrets.token_urlsafe(32)
-RESET = secrets.token_urlsafe(32)
+# Fixed values shaped like secrets.token_urlsafe(32): parametrize ids must be stable for xdist.
+REFRESH = "q3Vx8Jm2LkP0sT7wYc4Rb1Nf6Hd9Ga5Ez_Ui-Ko3Wp8"
+RESET = "Zt5Bq8Lm1Xc7Vn3Hk9Rw2Pd6Jf4Gs0Ay_Ee-Ou7Ti5M"
 PASSWORD = "correct horse battery staple 42"
 
 

@@ -10,10 +10,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from tests.middleware.rawasgi import call, recorder
 
 from bastion.asgi import REQUEST_ID_KEY, request_id
 from bastion.middleware.request_id import RequestIDMiddleware, new_request_id, valid_request_id
+from tests.middleware.rawasgi import call, recorder
 
 FRESH = re.compile(r"^[0-9a-f]{32}$")
 
