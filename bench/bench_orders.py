@@ -1,0 +1,140 @@
+"""Cost of the orders API's own work: body validation, cursors, and whole requests in-process.
+
+Run: ``.venv/bin/python bench/bench_orders.py``. Prints microseconds per operation (best of
+several runs, the least disturbed by other processes). Requests go through the real FastAPI
+app (error handlers, routes, lifecycle middleware, SQLite in a temporary directory) with an
+in-memory stand-in for the token verifier, so the figures are the service's, not TLS's or
+the security layers' (see bench_layers.py for those).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from bastion.auth import Principal
+from bastion.config import Settings
+from bastion.errors import AuthError
+from bastion.service import errors
+from bastion.service.db import Database
+from bastion.service.pagination import Keyset, decode_cursor, encode_cursor
+from bastion.service.routes import orders as order_routes
+from bastion.service.schemas import OrderCreate
+
+BODY = {
+    "productId": "0b8e7a52-6f1c-4d8e-9a3b-2f6c1d0e9a77",
+    "quantity": 2,
+    "address": {"street": "1 Rue de Rivoli", "city": "Paris", "country": "fr"},
+}
+
+
+class _Verifier:
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+    def verify_access(self, token: str) -> Principal:
+        if token != "bench":
+            raise AuthError("unknown")
+        return self.principal
+
+
+def best_of(fn: Callable[[], object], n: int, repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - start) / n * 1e6)
+    return best
+
+
+async def best_of_async(fn: Callable[[], Awaitable[object]], n: int, repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(n):
+            await fn()
+        best = min(best, (time.perf_counter() - start) / n * 1e6)
+    return best
+
+
+async def requests(tmp: Path) -> list[tuple[str, float]]:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.settings = Settings(data_dir=tmp)
+    app.state.database = Database(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
+    app.state.token_verifier = _Verifier(Principal(uuid.uuid4(), "user", "jti"))
+    errors.install(app)
+    order_routes.install(app)
+    await app.state.database.create_schema()
+    headers = {"Authorization": "Bearer bench"}
+    transport = httpx.ASGITransport(app=app)
+    out: list[tuple[str, float]] = []
+    async with httpx.AsyncClient(transport=transport, base_url="https://bench") as client:
+        created: list[str] = []
+
+        async def post() -> None:
+            response = await client.post("/api/v1/orders", json=BODY, headers=headers)
+            created.append(response.json()["id"])
+
+        out.append(("POST /api/v1/orders (201)", await best_of_async(post, 200)))
+        one = created[0]
+
+        async def get_one() -> None:
+            await client.get(f"/api/v1/orders/{one}", headers=headers)
+
+        async def get_v2() -> None:
+            await client.get(f"/api/orders/{one}", headers={**headers, "API-Version": "2"})
+
+        async def missing() -> None:
+            await client.get(f"/api/v1/orders/{uuid.uuid4()}", headers=headers)
+
+        async def page() -> None:
+            await client.get("/api/v1/orders?limit=20", headers=headers)
+
+        async def invalid() -> None:
+            await client.post("/api/v1/orders", json={**BODY, "quantity": "1"}, headers=headers)
+
+        out.append(("GET /api/v1/orders/{id} (200)", await best_of_async(get_one, 300)))
+        out.append(("GET /api/orders/{id}, API-Version: 2", await best_of_async(get_v2, 300)))
+        out.append(("GET unknown id (404)", await best_of_async(missing, 300)))
+        out.append(("GET /api/v1/orders?limit=20", await best_of_async(page, 200)))
+        out.append(("POST invalid body (400)", await best_of_async(invalid, 300)))
+    await app.state.database.close()
+    return out
+
+
+def main() -> None:
+    raw = json.dumps(BODY)
+    parsed: Any = json.loads(raw)
+    cursor = encode_cursor(Keyset(datetime.now(UTC), uuid.uuid4()))
+    rows = [
+        (
+            "OrderCreate.model_validate (parsed JSON)",
+            best_of(lambda: OrderCreate.model_validate(parsed), 20_000),
+        ),
+        (
+            "encode_cursor",
+            best_of(lambda: encode_cursor(Keyset(datetime.now(UTC), uuid.uuid4())), 20_000),
+        ),
+        ("decode_cursor", best_of(lambda: decode_cursor(cursor), 20_000)),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += asyncio.run(requests(Path(tmp)))
+    width = max(len(name) for name, _ in rows)
+    print(f"{'operation':<{width}}  µs/op")
+    for name, micros in rows:
+        print(f"{name:<{width}}  {micros:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
