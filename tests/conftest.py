@@ -120,7 +120,8 @@ def start_server(
             if not insecure_http and not server.cert_path.exists():
                 return False
             response = httpx.get(f"{server.url}/healthz", verify=server.verify, timeout=2)
-            return response.status_code == 200
+            # Behind a trusted proxy a direct plain-HTTP request is redirected: it is up.
+            return response.status_code == 200 or (insecure_http and response.status_code == 301)
 
         try:
             wait_until(healthy, timeout=30, what="bastion serve /healthz")
