@@ -31,8 +31,8 @@ wrapped = secure(
         insecure_http=True,
         trusted_proxies=["127.0.0.1"],
         cors_origins=["https://app.example.com"],
-        api_limit="1000000000/15m",
-        api_slowdown_after=1_000_000_000,
+        api_limit="999999999/15m",
+        api_slowdown_after=999_999_999,
         data_dir="/tmp/bastion-bench",
     ),
 )
