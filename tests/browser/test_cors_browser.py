@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.pages import FETCH_JS, Exchange, NetworkLog, PageServer
+from tests.browser.pages import FETCH_JS, Exchange, NetworkLog, PageServer, chromium_args
 from tests.conftest import Server, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -35,22 +35,42 @@ EXPOSED = (
 
 
 class Pages:
-    def __init__(self, factory: Callable[[str], PageServer]) -> None:
-        self.allowed = factory("127.0.0.1")
-        self.other_port = factory("127.0.0.1")
-        self.other_host = factory("localhost")
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.allowed = PageServer("127.0.0.1", cert, key)
+        self.other_port = PageServer("127.0.0.1", cert, key)
+        self.other_host = PageServer("localhost", cert, key)
+
+    def close(self) -> None:
+        for server in (self.allowed, self.other_port, self.other_host):
+            server.close()
 
 
-@pytest.fixture
-def pages(page_server: Callable[[str], PageServer]) -> Pages:
-    return Pages(page_server)
+# One set of pages, one server and one browser for the module (each test opens its own
+# browser context, so no cookie or cache carries over): starting them is most of the cost.
+@pytest.fixture(scope="module")
+def pages(page_cert: tuple[Path, Path]) -> Iterator[Pages]:
+    pages = Pages(*page_cert)
+    yield pages
+    pages.close()
 
 
-@pytest.fixture
-def api(pages: Pages, tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def api(pages: Pages, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp_path = tmp_path_factory.mktemp("cors-api")
     server = start_server(tmp_path, env={"BASTION_CORS_ORIGINS": pages.allowed.origin})
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(
+    chromium: str, playwright_driver: Any, page_cert: tuple[Path, Path], api: Server
+) -> Iterator[Any]:
+    browser = playwright_driver.chromium.launch(
+        executable_path=chromium, args=chromium_args([page_cert[0], api.cert_path])
+    )
+    yield browser
+    browser.close()
 
 
 def open_page(browser: Any, page: PageServer, path: str = "/") -> tuple[Any, NetworkLog]:
@@ -75,9 +95,9 @@ def cors_headers(exchange: Exchange) -> dict[str, str]:
 
 
 def test_allowed_origin_reads_the_response_and_exposed_headers(
-    api: Server, pages: Pages, launch: Callable[..., Any]
+    api: Server, pages: Pages, browser: Any
 ) -> None:
-    tab, log = open_page(launch(api.cert_path), pages.allowed)
+    tab, log = open_page(browser, pages.allowed)
     url = f"{api.url}/healthz"
 
     result = fetch(tab, url)
@@ -100,12 +120,12 @@ def test_allowed_origin_reads_the_response_and_exposed_headers(
 
 
 def test_allowed_origin_reads_the_rate_limit_headers(
-    api: Server, pages: Pages, launch: Callable[..., Any]
+    api: Server, pages: Pages, browser: Any
 ) -> None:
     """A page can only pace itself if it can read the budget: the rate-limit headers are in
     Access-Control-Expose-Headers, so script sees the values the server sent. (Every answer
     under /api/ counts, the 401 for a missing token included.)"""
-    tab, log = open_page(launch(api.cert_path), pages.allowed)
+    tab, log = open_page(browser, pages.allowed)
     url = f"{api.url}/api/v1/me"
 
     first = fetch(tab, url)
@@ -119,12 +139,10 @@ def test_allowed_origin_reads_the_rate_limit_headers(
     assert remaining[1] == remaining[0] - 1
 
 
-def test_allowed_origin_passes_the_preflight(
-    api: Server, pages: Pages, launch: Callable[..., Any]
-) -> None:
+def test_allowed_origin_passes_the_preflight(api: Server, pages: Pages, browser: Any) -> None:
     """``Authorization`` and a JSON body force a preflight (Fetch §4.8); it must pass, and the
     page sees the same status a non-browser client gets."""
-    tab, log = open_page(launch(api.cert_path), pages.allowed)
+    tab, log = open_page(browser, pages.allowed)
     url = f"{api.url}/api/v1/orders"
     headers = {"Authorization": "Bearer not-a-token", "Content-Type": "application/json"}
 
@@ -141,10 +159,7 @@ def test_allowed_origin_passes_the_preflight(
 
 
 @pytest.mark.parametrize("which", ["other_port", "other_host"])
-def test_disallowed_origin_is_blocked(
-    which: str, api: Server, pages: Pages, launch: Callable[..., Any]
-) -> None:
-    browser = launch(api.cert_path)
+def test_disallowed_origin_is_blocked(which: str, api: Server, pages: Pages, browser: Any) -> None:
     page = getattr(pages, which)
     tab, log = open_page(browser, page)
 
@@ -178,8 +193,9 @@ def test_no_origins_configured_blocks_every_page(
 ) -> None:
     """An internal API (no BASTION_CORS_ORIGINS) answers no cross-origin page at all."""
     server = start_server(tmp_path)
+    browser = launch(server.cert_path)
     try:
-        tab, log = open_page(launch(server.cert_path), pages.allowed)
+        tab, log = open_page(browser, pages.allowed)
         url = f"{server.url}/healthz"
         assert fetch(tab, url) == {"error": BLOCKED}
         network = log.find("GET", url)
@@ -187,4 +203,5 @@ def test_no_origins_configured_blocks_every_page(
         assert cors_headers(network) == {}
         assert network.cors_error == "MissingAllowOriginHeader"
     finally:
+        browser.close()  # first: the server's graceful stop waits for its open connections
         server.stop()
