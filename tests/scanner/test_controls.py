@@ -227,3 +227,28 @@ async def test_control_passes_on_the_secure_app(check_id: str) -> None:
     findings = await run_checks(case.pass_app(), [check_id], **case.pass_opts)
     finding = findings[check_id]
     assert finding.status == "pass", (finding.reason, finding.evidence)
+
+
+async def test_a_catch_all_spa_is_not_an_exposure() -> None:
+    """An app answering 200 + index.html to every path (an SPA fallback) must not be reported
+    as exposing .git, .env, backups or docs: exposure is judged by content."""
+    index = Response(
+        200, "<!doctype html><html><div id=app>Loading</div></html>", content_type="text/html"
+    )
+    app = custom_app({}, default=index)
+    exposure = [c.id for c in load_default_checks() if c.category == "exposure"]
+    findings = await run_checks(app, exposure)
+    assert {f.status for f in findings.values()} == {"pass"}, {
+        i: f.reason for i, f in findings.items() if f.status != "pass"
+    }
+
+
+async def test_an_api_whose_root_is_404_is_still_graded() -> None:
+    """Unlike the Observatory, a 404 at the target is judged (its headers are the API's)."""
+    findings = await run_checks(
+        secure_app(), ["headers.xcto", "headers.csp"], target="https://api.test/nothing-here"
+    )
+    assert {f.status for f in findings.values()} == {"pass"}
+    assert (
+        "-> 404" in findings["headers.xcto"].evidence or "404" in findings["headers.xcto"].evidence
+    )

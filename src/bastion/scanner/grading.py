@@ -93,13 +93,16 @@ def grade(findings: Iterable[Finding], caps_by_id: dict[str, str | None] | None 
     findings = list(findings)
     score = max(0, 100 - sum(deduction(f) for f in findings))
     result = band(score)
-    caps: list[str] = []
+    caps: list[tuple[int, str, str]] = []
     for finding in findings:
         if finding.status != "fail":
             continue
         cap = caps_by_id.get(finding.id) or SEVERITY_CAP.get(finding.severity)
         if cap is None:
             continue
-        caps.append(f"{cap} ({finding.id}: {finding.severity} failure)")
+        caps.append(
+            (-_GRADE_RANK[cap], finding.id, f"{cap} ({finding.id}: {finding.severity} failure)")
+        )
         result = worse(result, cap)
-    return Grade(score=score, grade=result, caps=tuple(caps))
+    # Harshest cap first: the one that decided the grade leads the explanation.
+    return Grade(score=score, grade=result, caps=tuple(text for *_, text in sorted(caps)))

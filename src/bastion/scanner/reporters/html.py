@@ -33,7 +33,7 @@ border:1px solid var(--line);border-radius:12px;padding:20px 24px}
 flex-direction:column;align-items:center;justify-content:center;font-weight:700}
 .badge .g{font-size:48px;line-height:1}.badge .s{font-size:14px;opacity:.9;margin-top:4px}
 h1{font-size:20px;margin:0 0 4px;word-break:break-all}
-.meta{color:var(--muted);font-size:13px}
+.meta{color:var(--muted);font-size:13px}.caps{margin-top:8px;color:var(--fail)}
 .counts{margin-top:8px;display:flex;gap:8px;flex-wrap:wrap}
 .pill{display:inline-block;border-radius:999px;padding:1px 10px;font-size:12px;font-weight:600;
 color:#fff;text-transform:uppercase;letter-spacing:.02em}
@@ -128,6 +128,14 @@ def _finding(f: Finding) -> str:
     return "".join(parts)
 
 
+def _caps_line(report: Report) -> str:
+    if not report.caps:
+        return ""
+    shown = ", ".join(_e(cap) for cap in report.caps[:3])
+    more = f" and {len(report.caps) - 3} more" if len(report.caps) > 3 else ""
+    return f'<div class="meta caps">Grade capped: {shown}{more}</div>'
+
+
 def _card(category: str, counts: dict[str, int]) -> str:
     skipped = f" · {counts['skip']} skipped" if counts["skip"] else ""
     return (
@@ -178,7 +186,7 @@ def render(report: Report) -> str:
 <h1>{_e(report.target)}</h1>
 <div class="meta">Scanned {_e(report.started_at)} in {report.duration_s:.2f} s ·
 {report.requests} requests{active} · bastion-scan {_e(report.scanner_version)}</div>
-<div class="counts">{summary_pills}</div></div></header>
+<div class="counts">{summary_pills}</div>{_caps_line(report)}</div></header>
 <h2>Categories</h2><div class="grid">{cards}</div>
 <h2>Controls</h2>{sections}
 <h2>How the grade was computed</h2>

@@ -1,0 +1,212 @@
+"""`bastion scan` as a user runs it: a subprocess against loopback servers; exit codes, one-line
+errors, formats, suppressions, secrets kept out of reports, --insecure and --ca-file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.scanner.apps import insecure_app, mint, secure_app
+from tests.scanner.servers import Certs, Running, make_certs, running
+from tests.support import free_port
+
+
+def subprocess_bastion(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real entry point, in a child process (exit status, stderr, no traceback)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bastion", "scan", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+_capture: pytest.CaptureFixture[str] | None = None
+
+
+@pytest.fixture(autouse=True)
+def _bind_capsys(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    global _capture
+    _capture = capsys
+    yield
+    _capture = None
+
+
+def bastion(*args: str) -> subprocess.CompletedProcess[str]:
+    """``bastion scan ARGS`` in this process (same code path as the CLI, without the ~1 s
+    interpreter start-up per call); returns what a subprocess would."""
+    from bastion.cli.main import main
+
+    assert _capture is not None
+    _capture.readouterr()
+    try:
+        code = main(["scan", *args])
+    except SystemExit as exc:  # argparse usage errors
+        code = int(exc.code or 0)
+    out, err = _capture.readouterr()
+    return subprocess.CompletedProcess(["bastion", "scan", *args], code, out, err)
+
+
+@pytest.fixture(scope="module")
+def insecure_server() -> Iterator[Running]:
+    with running(insecure_app()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def tls_server(certs: Certs) -> Iterator[Running]:
+    with running(secure_app(), certs=certs) as server:
+        yield server
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert result.stdout == ""
+    return lines[0]
+
+
+def test_unreachable_target_is_one_line_and_exit_2() -> None:
+    line = _one_line_error(subprocess_bastion(f"http://127.0.0.1:{free_port()}/"))
+    assert line.startswith("bastion scan: cannot reach http://127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["ftp://127.0.0.1/"], "is not an http:// or https:// URL"),
+        (["http://127.0.0.1:1/", "--header", "NoColon"], "expected 'Name: value'"),
+        (["http://127.0.0.1:1/", "--ignore", "headers.nope"], "unknown control id 'headers.nope'"),
+        (["http://127.0.0.1:1/", "--ca-file", "/nonexistent.pem"], "no such file"),
+        (["http://127.0.0.1:1/", "--fail-under", "E"], "invalid choice"),
+        (["http://127.0.0.1:1/", "--format", "xml"], "invalid choice"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args: list[str], expected: str) -> None:
+    assert expected in _one_line_error(bastion(*args))
+
+
+def test_bad_config_file_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "scan.toml"
+    config.write_text("[ignore\n")
+    assert "invalid TOML" in _one_line_error(
+        bastion("http://127.0.0.1:1/", "--config", str(config))
+    )
+    config.write_text('colour = "blue"\n')
+    assert "unknown setting 'colour'" in _one_line_error(
+        bastion("http://127.0.0.1:1/", "--config", str(config))
+    )
+
+
+def test_json_report_and_fail_under(insecure_server: Running) -> None:
+    result = subprocess_bastion(insecure_server.url, "--format", "json", "--fail-under", "D")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["grade"] == "F"
+    assert report["target"] == insecure_server.url
+    statuses = {f["id"]: f["status"] for f in report["findings"]}
+    assert statuses["exposure.env"] == "fail"
+    assert statuses["disclosure.stack-trace"] == "fail"  # the `%` path / malformed JSON leak
+    assert statuses["https.redirect"] == "fail"  # an http:// target that does not redirect
+    # At or above the threshold: exit 0.
+    assert bastion(insecure_server.url, "--format", "json", "--fail-under", "F").returncode == 0
+    # No --fail-under: never fails.
+    assert bastion(insecure_server.url, "--format", "json").returncode == 0
+
+
+def test_ignore_and_config_suppress_with_a_reason(insecure_server: Running, tmp_path: Path) -> None:
+    config = tmp_path / "scan.toml"
+    config.write_text('[ignore]\n"exposure.git" = "a decoy repository, on purpose"\n')
+    result = bastion(
+        insecure_server.url,
+        "--format",
+        "json",
+        "--config",
+        str(config),
+        "--ignore",
+        "exposure.env=the file is a honeypot",
+        "--ignore",
+        "methods.trace",
+    )
+    findings = {f["id"]: f for f in json.loads(result.stdout)["findings"]}
+    assert findings["exposure.git"]["status"] == "skip"
+    assert findings["exposure.git"]["reason"] == "suppressed: a decoy repository, on purpose"
+    assert findings["exposure.env"]["reason"] == "suppressed: the file is a honeypot"
+    assert findings["methods.trace"]["reason"] == "suppressed: ignored with --ignore"
+    assert all(findings[i]["deduction"] == 0 for i in ("exposure.git", "exposure.env"))
+
+
+def test_active_announces_itself_on_stderr_and_keeps_stdout_parseable(
+    insecure_server: Running,
+) -> None:
+    result = bastion(insecure_server.url, "--format", "json", "--active")
+    assert result.stderr.startswith("bastion scan: --active: sending bounded bursts")
+    report = json.loads(result.stdout)
+    assert report["active"] is True
+    statuses = {f["id"]: f["status"] for f in report["findings"]}
+    assert statuses["auth.user-enumeration"] == "fail"
+    assert statuses["ratelimit.login-burst"] == "fail"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "sarif", "html"])
+def test_secrets_never_reach_a_report(insecure_server: Running, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"report.{fmt}"
+    token = mint()
+    result = bastion(
+        insecure_server.url,
+        "--format",
+        fmt,
+        "--output",
+        str(out),
+        "--token",
+        token,
+        "--header",
+        "X-Api-Key: cli-secret-9d1c",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    text = out.read_text()
+    assert len(text) > 1000
+    assert token not in text
+    assert "cli-secret-9d1c" not in text
+    assert token.split(".")[1] not in text  # not even the payload
+
+
+def test_tls_target_with_a_private_ca(tls_server: Running, certs: Certs) -> None:
+    trusted = json.loads(
+        bastion(tls_server.url, "--format", "json", "--ca-file", str(certs.ca)).stdout
+    )
+    insecure = json.loads(bastion(tls_server.url, "--format", "json", "--insecure").stdout)
+    untrusted = json.loads(bastion(tls_server.url, "--format", "json").stdout)
+
+    def status(report: dict[str, object], check_id: str) -> str:
+        return {f["id"]: f["status"] for f in report["findings"]}[check_id]  # type: ignore[attr-defined, index]
+
+    assert status(trusted, "tls.cert-trust") == "pass"
+    assert status(insecure, "tls.cert-trust") == "warn"
+    assert status(untrusted, "tls.cert-trust") == "fail"
+    # The HTTP controls ran over TLS in every case.
+    for report in (trusted, insecure, untrusted):
+        assert status(report, "headers.xcto") == "pass"
+        assert status(report, "cors.origin-reflection-credentials") == "pass"
+
+
+def test_localhost_name_and_text_output(tls_server: Running, certs: Certs) -> None:
+    url = tls_server.url.replace("127.0.0.1", "localhost")
+    result = bastion(url, "--ca-file", str(certs.ca))
+    assert result.returncode == 0, result.stderr
+    assert f"{url}" in result.stdout
+    assert "How the grade was computed" in result.stdout
