@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -50,7 +51,7 @@ async def test_four_processes_sharing_redis_admit_exactly_the_limit(
         for _ in range(4)
     ]
     for server in servers:  # started together, then each awaited: faster than one by one
-        wait_until(lambda s=server: healthy(s), timeout=60, what=f"bastion serve :{server.port}")
+        wait_until(partial(healthy, server), timeout=60, what=f"bastion serve :{server.port}")
     clients = [s.async_client(limits=httpx.Limits(max_connections=25)) for s in servers]
     try:
 

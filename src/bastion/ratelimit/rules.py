@@ -42,13 +42,13 @@ AUTH_MESSAGE = "Too many authentication attempts"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Rule:
     """One limit.
 
     * ``name`` — the policy name in ``RateLimit-Policy`` and the key namespace in the store
       (two rules never share counters: pitfall #11, double counting).
-    * ``rate`` — a :class:`Rate` or its text (``"100/15m"``).
+    * ``rate`` — a :class:`Rate` or its text (``"100/15m"``). Options after it are keywords.
     * ``paths`` — path prefixes, matched segment by segment against the canonical path
       (case-insensitive, dot segments and doubled slashes resolved): ``/api/`` matches
       ``/api`` and ``/API//v1/x`` but not ``/apix``. Routed or not: a 404 counts (pitfall #7),
@@ -69,74 +69,92 @@ class Rule:
     """
 
     name: str
-    rate: Rate  # text such as "100/15m" is accepted too and parsed here
-    paths: Iterable[str] = ("/",)
-    when: Callable[[Scope], bool] | None = None
-    methods: Collection[str] | None = None
-    key: Callable[[Scope], str | None] = client_key
-    count: Count = "all"
-    slowdown_after: int | None = None
-    slowdown_delay_ms: int = 0
-    slowdown_max_delay_ms: int | None = None
-    message: str = "Too many requests"
-    on_store_failure: FailureMode = "fail-open"
+    rate: Rate
+    paths: tuple[str, ...]
+    when: Callable[[Scope], bool] | None
+    methods: frozenset[str] | None
+    key: Callable[[Scope], str | None]
+    count: Count
+    slowdown_after: int | None
+    slowdown_delay_ms: int
+    slowdown_max_delay_ms: int | None
+    message: str
+    on_store_failure: FailureMode
     # Precomputed at construction:
-    prefixes: tuple[str, ...] = field(init=False, repr=False)
-    policy: bytes = field(init=False, repr=False)
-    store_prefix: str = field(init=False, repr=False)
+    prefixes: tuple[str, ...] = field(repr=False)
+    policy: bytes = field(repr=False)
+    store_prefix: str = field(repr=False)
 
-    def __post_init__(self) -> None:
-        def fix(name: str, value: object) -> None:
-            object.__setattr__(self, name, value)
+    def __init__(
+        self,
+        name: str,
+        rate: Rate | str,
+        *,
+        paths: str | Iterable[str] = ("/",),
+        when: Callable[[Scope], bool] | None = None,
+        methods: Collection[str] | None = None,
+        key: Callable[[Scope], str | None] = client_key,
+        count: Count = "all",
+        slowdown_after: int | None = None,
+        slowdown_delay_ms: int = 0,
+        slowdown_max_delay_ms: int | None = None,
+        message: str = "Too many requests",
+        on_store_failure: FailureMode = "fail-open",
+    ) -> None:
+        def fix(attribute: str, value: object) -> None:
+            object.__setattr__(self, attribute, value)
 
-        if not isinstance(self.name, str) or not POLICY_NAME.match(self.name):
+        if not isinstance(name, str) or not POLICY_NAME.match(name):
             raise ConfigError(
-                "name", f"{self.name!r}: 1-64 letters, digits, '.', '_' or '-', starting alnum"
+                "name", f"{name!r}: 1-64 letters, digits, '.', '_' or '-', starting alnum"
             )
-        rate: object = self.rate
-        if isinstance(rate, str):
-            try:
-                rate = Rate.parse(rate)
-            except ValueError as exc:
-                raise ConfigError(f"rule {self.name}: rate", str(exc)) from None
-        if not isinstance(rate, Rate):
-            raise ConfigError(f"rule {self.name}: rate", "must be a Rate or text like 100/15m")
-        fix("rate", rate)
+        fix("name", name)
+        fix("rate", _rate(name, rate))
 
-        paths = (self.paths,) if isinstance(self.paths, str) else tuple(self.paths)
-        if not paths or not all(isinstance(p, str) and p.startswith("/") for p in paths):
-            raise ConfigError(f"rule {self.name}: paths", "must be prefixes starting with '/'")
-        fix("paths", paths)
-        fix("prefixes", tuple(sorted({canonical_path(p) for p in paths})))
+        path_list = (paths,) if isinstance(paths, str) else tuple(paths)
+        if not path_list or not all(isinstance(p, str) and p.startswith("/") for p in path_list):
+            raise ConfigError(f"rule {name}: paths", "must be prefixes starting with '/'")
+        fix("paths", path_list)
+        fix("prefixes", tuple(sorted({canonical_path(p) for p in path_list})))
 
-        if self.methods is not None:
-            if isinstance(self.methods, str):
-                raise ConfigError(f"rule {self.name}: methods", "must be a collection of names")
-            methods = frozenset(m.upper() for m in self.methods)
-            unknown = methods - _METHODS
-            if not methods or unknown:
-                raise ConfigError(f"rule {self.name}: methods", f"unknown {sorted(unknown)}")
-            fix("methods", methods)
-        if self.when is not None and not callable(self.when):
-            raise ConfigError(f"rule {self.name}: when", "must be callable")
-        if not callable(self.key):
-            raise ConfigError(f"rule {self.name}: key", "must be callable")
-        if self.count not in ("all", "failures"):
-            raise ConfigError(f"rule {self.name}: count", "must be 'all' or 'failures'")
-        if self.on_store_failure not in ("fail-open", "fail-closed"):
+        method_set: frozenset[str] | None = None
+        if methods is not None:
+            if isinstance(methods, str):
+                raise ConfigError(f"rule {name}: methods", "must be a collection of names")
+            method_set = frozenset(m.upper() for m in methods)
+            unknown = method_set - _METHODS
+            if not method_set or unknown:
+                raise ConfigError(f"rule {name}: methods", f"unknown {sorted(unknown)}")
+        fix("methods", method_set)
+        if when is not None and not callable(when):
+            raise ConfigError(f"rule {name}: when", "must be callable")
+        fix("when", when)
+        if not callable(key):
+            raise ConfigError(f"rule {name}: key", "must be callable")
+        fix("key", key)
+        if count not in ("all", "failures"):
+            raise ConfigError(f"rule {name}: count", "must be 'all' or 'failures'")
+        fix("count", count)
+        if on_store_failure not in ("fail-open", "fail-closed"):
             raise ConfigError(
-                f"rule {self.name}: on_store_failure", "must be 'fail-open' or 'fail-closed'"
+                f"rule {name}: on_store_failure", "must be 'fail-open' or 'fail-closed'"
             )
-        for option in ("slowdown_after", "slowdown_max_delay_ms"):
-            value = getattr(self, option)
+        fix("on_store_failure", on_store_failure)
+        for option, value in (
+            ("slowdown_after", slowdown_after),
+            ("slowdown_max_delay_ms", slowdown_max_delay_ms),
+        ):
             if value is not None and (not _is_int(value) or value < 0):
-                raise ConfigError(f"rule {self.name}: {option}", "must be a non-negative integer")
-        if not _is_int(self.slowdown_delay_ms) or not 0 <= self.slowdown_delay_ms <= 60_000:
-            raise ConfigError(f"rule {self.name}: slowdown_delay_ms", "must be 0..60000")
-        if not isinstance(self.message, str) or not self.message:
-            raise ConfigError(f"rule {self.name}: message", "must be a non-empty string")
-        fix("policy", policy_item(self.name, rate.limit, rate.window))
-        fix("store_prefix", f"{self.name}:")
+                raise ConfigError(f"rule {name}: {option}", "must be a non-negative integer")
+            fix(option, value)
+        if not _is_int(slowdown_delay_ms) or not 0 <= slowdown_delay_ms <= 60_000:
+            raise ConfigError(f"rule {name}: slowdown_delay_ms", "must be 0..60000")
+        fix("slowdown_delay_ms", slowdown_delay_ms)
+        if not isinstance(message, str) or not message:
+            raise ConfigError(f"rule {name}: message", "must be a non-empty string")
+        fix("message", message)
+        fix("policy", policy_item(name, self.rate.limit, self.rate.window))
+        fix("store_prefix", f"{name}:")
 
     def matches(self, scope: Scope, path: str) -> bool:
         """Whether this rule applies to the request (*path* is :func:`canonical_path`'s)."""
@@ -160,12 +178,14 @@ class Rule:
         return delay_ms / 1000
 
 
-def _rate(name: str, rate: Rate | str) -> Rate:
+def _rate(name: str, rate: object) -> Rate:
     if isinstance(rate, Rate):
         return rate
+    if not isinstance(rate, str):
+        raise ConfigError(f"rule {name}: rate", "must be a Rate or text like 100/15m")
     try:
         return Rate.parse(rate)
-    except (ValueError, TypeError) as exc:
+    except ValueError as exc:
         raise ConfigError(f"rule {name}: rate", str(exc)) from None
 
 
@@ -184,7 +204,7 @@ def api_rule(
     """The contract's global rule: everything under ``/api/``, with progressive slow-down."""
     return Rule(
         "api",
-        _rate("api", rate),
+        rate,
         paths=API_PATHS,
         key=key,
         slowdown_after=slowdown_after,
@@ -206,7 +226,7 @@ def auth_rule(
     """
     return Rule(
         "auth",
-        _rate("auth", rate),
+        rate,
         paths=AUTH_PATHS,
         key=key,
         count="failures",
