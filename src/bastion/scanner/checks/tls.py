@@ -634,9 +634,11 @@ async def fallback_scsv(ctx: ScanContext) -> Result:
     if isinstance(value, Untested):
         return Result.skipped(value.reason)
     if value:
+        how = next((n for n in facts.notes if "TLS_FALLBACK_SCSV" in n), "")
         return Result.passed(
-            f"{_endpoint(facts)} answered a downgraded hello with TLS_FALLBACK_SCSV with the "
-            "inappropriate_fallback alert"
+            f"{_endpoint(facts)} refused a hello at its second-best version carrying "
+            "TLS_FALLBACK_SCSV (the same hello without it is accepted)"
+            + (f"; {how}" if how else " with the inappropriate_fallback alert")
         )
     return Result.failed(
         f"{_endpoint(facts)} completed a ServerHello for a downgraded hello carrying "

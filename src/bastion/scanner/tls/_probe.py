@@ -516,16 +516,21 @@ async def probe_tls(
     fallback: Tri
     if fallback_version is None:
         fallback = Untested("only one TLS version offered: there is nothing to downgrade to")
-    elif fallback_answer is not None and fallback_answer.kind == "alert":
-        fallback = fallback_answer.alert == 86  # inappropriate_fallback (RFC 7507 §3)
-        if not fallback:
-            fallback = Untested(f"downgrade probe got {fallback_answer.describe()}")
-    elif fallback_answer is not None and fallback_answer.kind == "hello":
+    elif fallback_answer is None or fallback_answer.kind not in ("alert", "closed", "hello"):
+        detail = fallback_answer.describe() if fallback_answer else "nothing"
+        fallback = Untested(f"downgrade probe got {detail}")
+    elif fallback_answer.kind == "hello":
         fallback = False
     else:
-        fallback = Untested(
-            f"downgrade probe got {fallback_answer.describe() if fallback_answer else 'nothing'}"
-        )
+        # The same hello without the SCSV was accepted (the version is offered), so refusing
+        # it with the SCSV honours RFC 7507. The right alert is inappropriate_fallback (86),
+        # but some stacks (asyncio servers) close without flushing the alert.
+        fallback = True
+        if fallback_answer.alert != 86:
+            run.notes.append(
+                f"downgraded hello with TLS_FALLBACK_SCSV refused by {fallback_answer.describe()}"
+                " rather than the inappropriate_fallback alert"
+            )
 
     # -- key exchange parameters ------------------------------------------------------------
     dh_sizes: list[int] = []
