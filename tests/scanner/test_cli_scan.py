@@ -210,3 +210,18 @@ def test_localhost_name_and_text_output(tls_server: Running, certs: Certs) -> No
     assert result.returncode == 0, result.stderr
     assert f"{url}" in result.stdout
     assert "How the grade was computed" in result.stdout
+
+
+def test_list_controls_prints_every_control() -> None:
+    from bastion.scanner.registry import load_default_checks
+
+    result = bastion("--list-controls")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(load_default_checks())
+    assert any(line.startswith("exposure.env ") and "critical" in line for line in lines)
+    assert any("auth.user-enumeration" in line and line.endswith("[active]") for line in lines)
+
+
+def test_missing_url_is_a_usage_error() -> None:
+    assert "the URL to scan is required" in _one_line_error(bastion())

@@ -50,7 +50,10 @@ def register(subparsers: Any) -> None:
         description="Scan URL and grade it A+ to F. Exit 0 at or above --fail-under, 1 below, "
         "2 for a usage error or an unreachable target.",
     )
-    p.add_argument("url", help="the API to scan, e.g. https://127.0.0.1:8443/")
+    p.add_argument("url", nargs="?", help="the API to scan, e.g. https://127.0.0.1:8443/")
+    p.add_argument(
+        "--list-controls", action="store_true", help="print every control (id, severity, title)"
+    )
     p.add_argument("--format", choices=FORMATS, default=None, help="report format (default text)")
     p.add_argument("--output", "-o", type=Path, help="write the report to FILE instead of stdout")
     p.add_argument("--fail-under", choices=GRADES, help="exit 1 when the grade is below GRADE")
@@ -121,6 +124,8 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 def build_options(args: argparse.Namespace) -> tuple[str, ScanOptions, str | None, str]:
     """Validate everything before any request: (url, options, fail_under, format)."""
     config = _load_config(args.config)
+    if not args.url:
+        raise UsageError("the URL to scan is required")
     url = httpx.URL(args.url) if "://" in args.url else None
     if url is None or url.scheme not in {"http", "https"} or not url.host:
         raise UsageError(f"{args.url!r} is not an http:// or https:// URL")
@@ -183,7 +188,26 @@ async def _scan_with_progress(url: str, options: ScanOptions, show: bool) -> Rep
         return await scan(url, options, progress=lambda check, finding: progress.advance(task))
 
 
+def list_controls() -> int:
+    lines = []
+    for c in load_default_checks():
+        flags = " [active]" if c.active else " [--token]" if c.needs_token else ""
+        lines.append(f"{c.id:40} {c.severity:8} {c.title}{flags}\n")
+    _write_stdout("".join(lines))
+    return EXIT_OK
+
+
+def _write_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `bastion scan ... | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.list_controls:
+        return list_controls()
     try:
         url, options, fail_under, fmt = build_options(args)
     except UsageError as exc:
@@ -215,8 +239,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"bastion scan: --output {args.output}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_USAGE
     else:
-        sys.stdout.write(output)
-        sys.stdout.flush()
+        _write_stdout(output)
     if fail_under is not None and not at_least(report.grade, fail_under):
         return EXIT_BELOW
     return EXIT_OK
