@@ -207,3 +207,14 @@ def test_text_report_explains_the_grade() -> None:
     headers_part = text[text.index("Security headers (headers)") :]
     assert headers_part.index("FAIL") < headers_part.index("SKIP")
     assert "\x1b[" not in text  # no colour codes unless asked
+
+
+def test_text_names_the_response_each_passing_control_judged() -> None:
+    from bastion.scanner.reporters.text import judged
+
+    assert judged("> GET https://a/x HTTP/2\n> Origin: o\n< 404 Not Found\n< vary: x") == (
+        "GET https://a/x -> 404 Not Found"
+    )
+    assert judged("TLSv1.2 handshake refused") == "TLSv1.2 handshake refused"
+    text = render(_reports()["secure"], "text")
+    assert "GET https://api.test/ -> 200 OK" in text

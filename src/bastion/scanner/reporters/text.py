@@ -35,11 +35,22 @@ def grade_style(grade: str) -> str:
     )
 
 
+def judged(evidence: str) -> str:
+    """``GET https://host/path -> 404 Not Found``: the first exchange an evidence text shows."""
+    request = response = ""
+    for line in evidence.splitlines():
+        if not request and line.startswith("> "):
+            request = line[2:].rsplit(" HTTP/", 1)[0]
+        elif request and line.startswith("< ") and line[2:5].isdigit():
+            response = line[2:]
+            break
+    if request and response:
+        return f"{request} -> {response}"
+    return evidence.splitlines()[0] if evidence else ""
+
+
 def _detail(finding: Finding) -> str:
-    if finding.reason:
-        return finding.reason
-    first = finding.evidence.splitlines()[0] if finding.evidence else ""
-    return first.removeprefix("> ")
+    return finding.reason or judged(finding.evidence)
 
 
 def build(report: Report) -> Group:
