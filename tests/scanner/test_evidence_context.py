@@ -147,3 +147,25 @@ async def test_untrusted_certificate_does_not_stop_the_scan(tmp_path: Path) -> N
         async with ScanContext(server.url, ScanOptions(insecure=True)) as ctx:
             await ctx.preflight()
             assert ctx.http_trust_error is None
+
+
+async def test_user_headers_anonymous_probes_and_plain_http() -> None:
+    """--header values go with ordinary probes; anonymous probes drop only credentials; plain
+    HTTP probes send none (a secret must never cross the network in clear)."""
+    from bastion.scanner.context import ANONYMOUS
+
+    seen: list[dict[str, str]] = []
+
+    def handle(request: Request) -> Response:
+        seen.append(request.headers)
+        return Response(200, {"ok": True})
+
+    app = App(handle, lambda request, response: None)
+    options = ScanOptions(headers=(("Authorization", "Bearer user-secret"), ("X-Api-Key", "k-1")))
+    async with ScanContext("https://api.test/", options, transport=httpx.ASGITransport(app)) as ctx:
+        await ctx.request("GET", "/a")
+        await ctx.request("GET", "/b", extra_headers=ANONYMOUS)
+        await ctx.request("GET", "/c", extra_headers=False)
+    assert (seen[0].get("authorization"), seen[0].get("x-api-key")) == ("Bearer user-secret", "k-1")
+    assert (seen[1].get("authorization"), seen[1].get("x-api-key")) == (None, "k-1")
+    assert (seen[2].get("authorization"), seen[2].get("x-api-key")) == (None, None)

@@ -45,6 +45,13 @@ class TargetUnreachable(ScanError):
     """The target could not be reached at all (DNS, refused, TLS trust): CLI exit 2."""
 
 
+ANONYMOUS = "anonymous"
+"""``extra_headers=ANONYMOUS``: the user's ``--header`` values minus credentials
+(Authorization, Cookie, Proxy-Authorization), so an API-key gateway still lets the probe
+through while the probe itself stays unauthenticated."""
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
 class BudgetExhausted(ScanError):
     """A check (or the whole scan) tried to send more requests than it was allowed."""
 
@@ -265,16 +272,18 @@ class ScanContext:
         headers: Mapping[str, str] | None = None,
         content: bytes | str | None = None,
         json_body: Any = None,
-        extra_headers: bool = True,
+        extra_headers: bool | str = True,
         raw_target: bytes | None = None,
         follow: bool = False,
     ) -> Exchange:
         """Send one request (uncached) and return the exchange.
 
-        ``extra_headers`` adds the user's ``--header`` values (off for probes that must be
-        anonymous). ``raw_target`` sends a request-target byte-for-byte (e.g. ``/%``, which a
-        URL library would "fix"). ``follow`` follows redirects that stay on the target's host
-        (each hop counts as a request); the exchange's ``history`` holds the earlier hops.
+        ``extra_headers`` adds the user's ``--header`` values: ``True`` all of them, ``False``
+        none (plain-HTTP probes: never send a secret in clear), :data:`ANONYMOUS` all but
+        credentials (probes that must be unauthenticated). ``raw_target`` sends a
+        request-target byte-for-byte (e.g. ``/%``, which a URL library would "fix").
+        ``follow`` follows redirects that stay on the target's host (each hop counts as a
+        request); the exchange's ``history`` holds the earlier hops.
         """
         url = self.url(path)
         history: list[Exchange] = []
@@ -311,11 +320,15 @@ class ScanContext:
         headers: Mapping[str, str] | None,
         content: bytes | str | None,
         json_body: Any,
-        extra_headers: bool,
+        extra_headers: bool | str,
         raw_target: bytes | None,
     ) -> Exchange:
         sent_headers: dict[str, str] = {}
-        if extra_headers:
+        if extra_headers == ANONYMOUS:
+            sent_headers.update(
+                (k, v) for k, v in self.options.headers if k.lower() not in _CREDENTIAL_HEADERS
+            )
+        elif extra_headers:
             sent_headers.update(dict(self.options.headers))
         sent_headers.update(headers or {})
         extensions = {"target": raw_target} if raw_target is not None else None
@@ -359,7 +372,7 @@ class ScanContext:
         *,
         headers: Mapping[str, str] | None = None,
         content: bytes | str | None = None,
-        extra_headers: bool = True,
+        extra_headers: bool | str = True,
         follow: bool = False,
     ) -> Exchange:
         """Like :meth:`request`, but shared: the same request is sent once per scan.

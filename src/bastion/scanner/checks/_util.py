@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bastion.scanner.context import ScanContext
+from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange
 
 # --- references (one source per control; these are the ones used most) -------------------
@@ -322,7 +322,7 @@ async def find_protected(ctx: ScanContext) -> Protected | None:
 
     async def discover() -> Protected | None:
         for path in _candidates(ctx):
-            anonymous = await ctx.fetch("GET", path, extra_headers=False)
+            anonymous = await ctx.fetch("GET", path, extra_headers=ANONYMOUS)
             if anonymous.status in (401, 403):
                 return Protected(path, anonymous)
         return None
@@ -339,10 +339,12 @@ async def find_token_resource(ctx: ScanContext) -> Protected | None:
         if not ctx.options.token:
             return None
         for path in _candidates(ctx):
-            anonymous = await ctx.fetch("GET", path, extra_headers=False)
+            anonymous = await ctx.fetch("GET", path, extra_headers=ANONYMOUS)
             if anonymous.status not in (401, 403):
                 continue
-            authed = await ctx.fetch("GET", path, headers=ctx.auth_headers(), extra_headers=False)
+            authed = await ctx.fetch(
+                "GET", path, headers=ctx.auth_headers(), extra_headers=ANONYMOUS
+            )
             if 200 <= authed.status < 300:
                 return Protected(path, anonymous, authed)
         return None
@@ -367,7 +369,7 @@ async def find_login(ctx: ScanContext) -> str | None:
 
     async def discover() -> str | None:
         for path in LOGIN_CANDIDATES:
-            ex = await ctx.fetch("GET", path, extra_headers=False)
+            ex = await ctx.fetch("GET", path, extra_headers=ANONYMOUS)
             if ex.status != 404 and ex.status < 500:
                 return path
         return None
@@ -409,4 +411,4 @@ TRACE_MARKER = ("X-Bastion-Scan-Trace", "bastion-trace-7f3a9c")
 
 async def trace(ctx: ScanContext, method: str = "TRACE") -> Exchange:
     """``TRACE /`` (or TRACK) with a marker header an echoing server would reflect."""
-    return await ctx.fetch(method, "/", headers=dict([TRACE_MARKER]), extra_headers=False)
+    return await ctx.fetch(method, "/", headers=dict([TRACE_MARKER]), extra_headers=ANONYMOUS)

@@ -20,7 +20,7 @@ from bastion.scanner.checks._util import (
     find_token_resource,
     no_token_resource,
 )
-from bastion.scanner.context import ScanContext
+from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
 
 WSTG_ENUM = (
@@ -83,7 +83,7 @@ async def token_in_url(ctx: ScanContext) -> Result:
         ex = await ctx.fetch(
             "GET",
             ctx.url(resource.path) + f"{sep}access_token={ctx.options.token}",
-            extra_headers=False,
+            extra_headers=ANONYMOUS,
         )
         evidence = ex.describe(["www-authenticate"])
         if 200 <= ex.status < 300:
@@ -94,7 +94,9 @@ async def token_in_url(ctx: ScanContext) -> Result:
         return Result.skipped(f"no 401/403 found at {candidates_tried(ctx)}")
     url = ctx.url(protected.path)
     sep = "&" if "?" in url else "?"
-    junk = await ctx.fetch("GET", url + f"{sep}access_token={GARBAGE_TOKEN}", extra_headers=False)
+    junk = await ctx.fetch(
+        "GET", url + f"{sep}access_token={GARBAGE_TOKEN}", extra_headers=ANONYMOUS
+    )
     evidence = join_evidence(
         protected.anonymous.describe(["www-authenticate"]), junk.describe(["www-authenticate"])
     )
@@ -125,10 +127,10 @@ async def requires_token(ctx: ScanContext) -> Result:
     for path in PROTECTED_CANDIDATES:
         if ctx.url(path) == ctx.url(""):
             continue
-        authed = await ctx.fetch("GET", path, headers=ctx.auth_headers(), extra_headers=False)
+        authed = await ctx.fetch("GET", path, headers=ctx.auth_headers(), extra_headers=ANONYMOUS)
         if not 200 <= authed.status < 300:
             continue
-        anonymous = await ctx.fetch("GET", path, extra_headers=False)
+        anonymous = await ctx.fetch("GET", path, extra_headers=ANONYMOUS)
         opened.append(anonymous)
         if 200 <= anonymous.status < 300:
             return Result.failed(
@@ -160,7 +162,7 @@ async def invalid_token(ctx: ScanContext) -> Result:
         "GET",
         resource.path,
         headers={"Authorization": f"Bearer {GARBAGE_TOKEN}"},
-        extra_headers=False,
+        extra_headers=ANONYMOUS,
     )
     evidence = ex.describe(["www-authenticate"])
     if 200 <= ex.status < 300:
@@ -201,10 +203,10 @@ async def enumeration_pair(ctx: ScanContext) -> tuple[str, Exchange, Exchange] |
         domain = ctx.host if "." in ctx.host and not ctx.host[0].isdigit() else "example.com"
         likely = f"admin@{domain}"
         a = await ctx.request(
-            "POST", path, headers=headers, content=login_body(unknown), extra_headers=False
+            "POST", path, headers=headers, content=login_body(unknown), extra_headers=ANONYMOUS
         )
         b = await ctx.request(
-            "POST", path, headers=headers, content=login_body(likely), extra_headers=False
+            "POST", path, headers=headers, content=login_body(likely), extra_headers=ANONYMOUS
         )
         return path, a, b
 

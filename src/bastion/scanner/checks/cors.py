@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bastion.scanner.check import Result, check
 from bastion.scanner.checks._util import OBSERVATORY, list_tokens
-from bastion.scanner.context import ScanContext
+from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
 
 WSTG_CORS = (
@@ -27,7 +27,7 @@ CORS_HEADERS = (
 
 
 async def _with_origin(ctx: ScanContext, origin: str) -> Exchange:
-    return await ctx.fetch("GET", "", headers={"Origin": origin}, extra_headers=False)
+    return await ctx.fetch("GET", "", headers={"Origin": origin}, extra_headers=ANONYMOUS)
 
 
 def _allows(ex: Exchange, origin: str) -> bool:
@@ -206,7 +206,7 @@ async def _preflight(ctx: ScanContext, origin: str, method: str, headers: str) -
             "Access-Control-Request-Method": method,
             "Access-Control-Request-Headers": headers,
         },
-        extra_headers=False,
+        extra_headers=ANONYMOUS,
     )
 
 
@@ -299,8 +299,8 @@ async def vary_origin(ctx: ScanContext) -> Result:
 async def legacy_policy_files(ctx: ScanContext) -> Result:
     """Flash and Silverlight policy files with `*` grant cross-domain reads to any site for
     clients that still honour them (ZAP 10098)."""
-    cross = await ctx.fetch("GET", "/crossdomain.xml", extra_headers=False)
-    client = await ctx.fetch("GET", "/clientaccesspolicy.xml", extra_headers=False)
+    cross = await ctx.fetch("GET", "/crossdomain.xml", extra_headers=ANONYMOUS)
+    client = await ctx.fetch("GET", "/clientaccesspolicy.xml", extra_headers=ANONYMOUS)
     evidence = join_evidence(cross.describe((), body=True), client.describe((), body=True))
     problems = []
     if cross.status == 200 and '<allow-access-from domain="*"' in cross.text:

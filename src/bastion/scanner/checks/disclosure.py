@@ -23,7 +23,7 @@ from bastion.scanner.checks._util import (
     find_signatures,
     response_text,
 )
-from bastion.scanner.context import ScanContext
+from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
 
 WSTG_ERRORS = f"{WSTG}/08-Testing_for_Error_Handling/01-Testing_For_Improper_Error_Handling"
@@ -40,25 +40,25 @@ async def error_probes(ctx: ScanContext) -> list[Exchange]:
     async def send() -> list[Exchange]:
         probes = [
             lambda: ctx.not_found(),
-            lambda: ctx.fetch("PUT", "/", extra_headers=False),
+            lambda: ctx.fetch("PUT", "/", extra_headers=ANONYMOUS),
             lambda: ctx.fetch(
                 "POST",
                 "",
                 headers={"Content-Type": "application/json"},
                 content=b'{"bastion_scan": ',
-                extra_headers=False,
+                extra_headers=ANONYMOUS,
             ),
             lambda: ctx.fetch(
                 "POST",
                 "",
                 headers={"Content-Type": "application/json"},
                 content=DEEP_JSON,
-                extra_headers=False,
+                extra_headers=ANONYMOUS,
             ),
             lambda: ctx.fetch(
-                "GET", "", headers={"X-Bastion-Scan-Padding": "a" * 16384}, extra_headers=False
+                "GET", "", headers={"X-Bastion-Scan-Padding": "a" * 16384}, extra_headers=ANONYMOUS
             ),
-            lambda: ctx.request("GET", raw_target=b"/bastion-scan/%", extra_headers=False),
+            lambda: ctx.request("GET", raw_target=b"/bastion-scan/%", extra_headers=ANONYMOUS),
         ]
         exchanges = []
         for probe in probes:

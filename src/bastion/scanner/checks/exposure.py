@@ -79,9 +79,7 @@ async def _run(ctx: ScanContext, probes: Sequence[Probe]) -> Result:
     for probe in probes:
         headers = {"Content-Type": "application/json"} if probe.body is not None else None
         try:
-            ex = await ctx.fetch(
-                probe.method, probe.path, headers=headers, content=probe.body, extra_headers=False
-            )
+            ex = await ctx.fetch(probe.method, probe.path, headers=headers, content=probe.body)
         except httpx.HTTPError:
             continue
         seen.append(ex)

@@ -31,7 +31,7 @@ from bastion.scanner.checks._util import (
     jwt_parts,
     no_token_resource,
 )
-from bastion.scanner.context import ScanContext
+from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
 
 RFC8725 = f"{RFC}/rfc8725"
@@ -47,13 +47,15 @@ async def _jwks(ctx: ScanContext) -> tuple[Exchange, list[dict[str, Any]]] | Non
 
     async def fetch() -> tuple[Exchange, list[dict[str, Any]]] | None:
         paths = ["/.well-known/jwks.json"]
-        config = await ctx.fetch("GET", "/.well-known/openid-configuration", extra_headers=False)
+        config = await ctx.fetch(
+            "GET", "/.well-known/openid-configuration", extra_headers=ANONYMOUS
+        )
         data = config.json() if config.status == 200 else None
         uri = data.get("jwks_uri") if isinstance(data, dict) else None
         if isinstance(uri, str) and ctx.same_target(uri):
             paths.append(uri)
         for path in paths:
-            ex = await ctx.fetch("GET", path, extra_headers=False)
+            ex = await ctx.fetch("GET", path, extra_headers=ANONYMOUS)
             body = ex.json() if ex.status == 200 else None
             if isinstance(body, dict) and isinstance(body.get("keys"), list):
                 return ex, [k for k in body["keys"] if isinstance(k, dict)]
@@ -106,7 +108,7 @@ async def _resource(ctx: ScanContext) -> Result | tuple[str, dict[str, Any], dic
 
 async def _try(ctx: ScanContext, path: str, forged: str) -> Exchange:
     return await ctx.request(
-        "GET", path, headers={"Authorization": f"Bearer {forged}"}, extra_headers=False
+        "GET", path, headers={"Authorization": f"Bearer {forged}"}, extra_headers=ANONYMOUS
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bastion.scanner.check import Result, check
 from bastion.scanner.checks._util import RFC, TRACE_MARKER, WSTG, list_tokens, trace
-from bastion.scanner.context import ScanContext
+from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
 
 WSTG_METHODS = f"{WSTG}/02-Configuration_and_Deployment_Management_Testing/06-Test_HTTP_Methods"
@@ -57,7 +57,7 @@ async def track_disabled(ctx: ScanContext) -> Result:
 async def _writes(ctx: ScanContext) -> list[Exchange]:
     # Empty bodies, on the origin root: a write method that succeeds there is a finding by
     # itself, and nothing meaningful can be created by an empty PUT on "/".
-    return [await ctx.fetch(m, "/", extra_headers=False) for m in ("PUT", "DELETE")]
+    return [await ctx.fetch(m, "/", extra_headers=ANONYMOUS) for m in ("PUT", "DELETE")]
 
 
 @check(
@@ -92,7 +92,7 @@ async def unexpected(ctx: ScanContext) -> Result:
 async def options(ctx: ScanContext) -> Result:
     """A plain OPTIONS (no CORS headers) that lists TRACE, TRACK or CONNECT advertises echo
     and tunnelling; listing write methods on `/` is a warning."""
-    ex = await ctx.fetch("OPTIONS", "/", extra_headers=False)
+    ex = await ctx.fetch("OPTIONS", "/", extra_headers=ANONYMOUS)
     evidence = ex.describe(["allow", "public"])
     allowed = list_tokens(ex.header("allow")) + list_tokens(ex.header("public"))
     dangerous = [m for m in ("trace", "track", "connect") if m in allowed]
@@ -145,14 +145,14 @@ async def override(ctx: ScanContext) -> Result:
     real method (auth bypass, WAF bypass). Differential probe: `GET /` with
     `X-HTTP-Method-Override: DELETE` must answer like `GET /`; answering like `DELETE /`
     (when the two differ) means the override was honoured."""
-    get = await ctx.fetch("GET", "/", extra_headers=False)
+    get = await ctx.fetch("GET", "/", extra_headers=ANONYMOUS)
     delete = (await _writes(ctx))[1]
     if get.status == delete.status:
         return Result.skipped(
             f"GET / and DELETE / both answer {get.status}: no difference to detect"
         )
     for header in OVERRIDE_HEADERS:
-        ex = await ctx.fetch("GET", "/", headers={header: "DELETE"}, extra_headers=False)
+        ex = await ctx.fetch("GET", "/", headers={header: "DELETE"}, extra_headers=ANONYMOUS)
         if ex.status == delete.status and ex.status != get.status:
             evidence = join_evidence(get.describe(()), delete.describe(()), ex.describe(()))
             return Result.failed(evidence, f"{header}: DELETE turned GET / into a DELETE")

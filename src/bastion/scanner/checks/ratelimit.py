@@ -21,7 +21,7 @@ from bastion.scanner.checks._util import (
     find_protected,
 )
 from bastion.scanner.checks.auth import enumeration_pair, login_body
-from bastion.scanner.context import ScanContext
+from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
 
 RATELIMIT_DRAFT = "https://datatracker.ietf.org/doc/draft-ietf-httpapi-ratelimit-headers/"
@@ -57,7 +57,9 @@ async def headers(ctx: ScanContext) -> Result:
     else:
         # Discovery already fetched these API paths (cached): whatever they answered, a
         # limiter in front of them shows in their headers.
-        exchanges += [await ctx.fetch("GET", p, extra_headers=False) for p in PROTECTED_CANDIDATES]
+        exchanges += [
+            await ctx.fetch("GET", p, extra_headers=ANONYMOUS) for p in PROTECTED_CANDIDATES
+        ]
     limited = [ex for ex in exchanges if any(ex.header(h) for h in LIMIT_HEADERS[:4])]
     if limited:
         return Result.passed(limited[0].describe(LIMIT_HEADERS[:4]))
@@ -87,7 +89,9 @@ async def login_burst(ctx: ScanContext) -> Burst | None:
         exchanges: list[Exchange] = []
         limited = None
         for _ in range(AUTH_BURST):
-            ex = await ctx.request("POST", path, headers=headers, content=body, extra_headers=False)
+            ex = await ctx.request(
+                "POST", path, headers=headers, content=body, extra_headers=ANONYMOUS
+            )
             exchanges.append(ex)
             if ex.status == 429:
                 limited = ex
@@ -103,7 +107,7 @@ async def login_burst(ctx: ScanContext) -> Burst | None:
                 "X-Client-IP": ip,
             }
             result.spoofed = await ctx.request(
-                "POST", path, headers=spoof, content=body, extra_headers=False
+                "POST", path, headers=spoof, content=body, extra_headers=ANONYMOUS
             )
         return result
 
@@ -223,7 +227,7 @@ async def api_burst(ctx: ScanContext) -> Result:
     path = protected.path if protected is not None else ""
     exchanges: list[Exchange] = []
     for _ in range(API_BURST):
-        ex = await ctx.request("GET", path, extra_headers=False)
+        ex = await ctx.request("GET", path, extra_headers=ANONYMOUS)
         exchanges.append(ex)
         remaining = [r for r in (_remaining(e) for e in exchanges) if r is not None]
         counting_down = len(remaining) >= 2 and remaining[-1] < remaining[0]

@@ -13,7 +13,7 @@ from bastion.scanner.checks._util import (
     find_protected,
     is_catch_all,
 )
-from bastion.scanner.context import ScanContext
+from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
 
 _VERSION_SEGMENT = re.compile(r"/v(\d+)(?=/|$)")
@@ -53,7 +53,7 @@ async def versioned(ctx: ScanContext) -> Result:
             seen.append(ctx.url(path))
     not_found = await ctx.not_found()
     for path in ("/api/v1/", "/v1/"):
-        ex = await ctx.fetch("GET", path, extra_headers=False)
+        ex = await ctx.fetch("GET", path, extra_headers=ANONYMOUS)
         if _alive(ex, not_found):
             return Result.passed(ex.describe(()), f"versioned prefix {path} exists")
         seen.append(ex.summary)
@@ -75,7 +75,7 @@ async def prerelease_gone(ctx: ScanContext) -> Result:
     example: a beta host without rate limiting). Probes /api/v0/, /v0/, /api/beta/,
     /api/old/, /api/legacy/: each must be 404/410."""
     not_found = await ctx.not_found()
-    exchanges = [await ctx.fetch("GET", p, extra_headers=False) for p in PRERELEASE_PATHS]
+    exchanges = [await ctx.fetch("GET", p, extra_headers=ANONYMOUS) for p in PRERELEASE_PATHS]
     alive = [ex for ex in exchanges if _alive(ex, not_found)]
     if alive:
         return Result.failed(
@@ -105,7 +105,7 @@ async def previous_deprecated(ctx: ScanContext) -> Result:
     previous_path = (
         ctx.target.path[: match.start()] + f"/v{current - 1}" + ctx.target.path[match.end() :]
     )
-    ex = await ctx.fetch("GET", previous_path, extra_headers=False)
+    ex = await ctx.fetch("GET", previous_path, extra_headers=ANONYMOUS)
     if not _alive(ex, await ctx.not_found()):
         return Result.passed(ex.describe(()), f"v{current - 1} is gone")
     evidence = ex.describe(["deprecation", "sunset", "link"])
