@@ -312,7 +312,12 @@ def test_certificate_problems_agree(both: tuple[Deployment, BastionView, Any]) -
     # sslyze folds dates and the host name into path validation; bastion judges them apart
     bastion_valid = all(
         ours.results[c].status == "pass"
-        for c in ("tls.cert-trust", "tls.cert-expired", "tls.cert-hostname")
+        for c in (
+            "tls.cert-trust",
+            "tls.cert-expired",
+            "tls.cert-hostname",
+            "tls.cert-strict-chain",
+        )
     )
     assert bastion_valid == validated
     assert ours.results["tls.cert-chain-order"].status == (
@@ -336,7 +341,9 @@ MOZILLA_TO_BASTION: dict[str, tuple[str, ...]] = {
     "tls_curves": ("tls.ecdh-curves-profile", "tls.ecdh-curves"),
     "ecdh_param_size": ("tls.ecdh-curves",),
     "dh_param_size": ("tls.dh-params",),
-    "certificate_path_validation": ("tls.cert-trust", "tls.cert-expired", "tls.cert-hostname"),
+    "certificate_path_validation": (
+        "tls.cert-trust", "tls.cert-expired", "tls.cert-hostname", "tls.cert-strict-chain",
+    ),
     "rsa_key_size": ("tls.cert-key-size",),
     "certificate_signatures": ("tls.cert-signature",),
     "maximum_certificate_lifespan": ("tls.cert-lifespan",),

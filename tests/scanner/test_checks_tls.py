@@ -373,6 +373,11 @@ CASES: list[tuple[str, str, str, dict[str, object]]] = [
     ("tls.cert-trust", "modern", "pass", {}),
     ("tls.cert-trust", "self-signed-pinned", "pass", {}),
     ("tls.cert-trust", "expired", "pass", {}),  # dates are tls.cert-expired's finding
+    # a pinned self-signed leaf without authorityKeyIdentifier: OpenSSL trusts it, sslyze's
+    # verifier (cryptography) refuses it
+    ("tls.cert-strict-chain", "self-signed-pinned", "fail", {}),
+    ("tls.cert-strict-chain", "modern", "pass", {}),
+    ("tls.cert-strict-chain", "self-signed", "skip", {}),
     ("tls.cert-ca-leaf", "ca-leaf", "fail", {}),
     ("tls.cert-ca-leaf", "modern", "pass", {}),
     ("tls.cert-key-size", "rsa1024", "fail", {}),
@@ -458,6 +463,11 @@ def test_failure_evidence_names_the_offending_suites(world: World, judge: Judge)
     assert dh.reason == "DH group of 1024 bits (< 2048)"
     curves = judge("tls.ecdh-curves", world.get("weak12"))
     assert curves.reason == "deprecated curves accepted: secp224r1"
+
+
+def test_strict_chain_names_the_missing_extension(world: World, judge: Judge) -> None:
+    result = judge("tls.cert-strict-chain", world.get("self-signed-pinned"))
+    assert "2.5.29.35" in result.reason  # authorityKeyIdentifier (RFC 5280 §4.2.1.1)
 
 
 def test_trust_reasons_come_from_openssl(world: World, judge: Judge) -> None:

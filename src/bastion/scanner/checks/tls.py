@@ -789,6 +789,38 @@ async def cert_trust(ctx: ScanContext) -> Result:
 
 
 @check(
+    id="tls.cert-strict-chain",
+    title="The chain also passes strict RFC 5280 validation",
+    category="tls",
+    severity="low",
+    references=("https://www.rfc-editor.org/rfc/rfc5280#section-4.2.1.1",),
+    remediation="Issue certificates with the extensions strict validators require: "
+    "authorityKeyIdentifier (RFC 5280 §4.2.1.1; also on a self-signed leaf that clients pin), "
+    "subjectKeyIdentifier, subjectAltName, keyUsage and extendedKeyUsage serverAuth.",
+    max_requests=0,
+)
+async def cert_strict_chain(ctx: ScanContext) -> Result:
+    """OpenSSL (and browsers) accept chains that stricter validators refuse: ``cryptography``'s
+    RFC 5280 / CA/B-profile verifier, used by sslyze 6 and Python tools built on it, requires
+    e.g. an authorityKeyIdentifier on every certificate (RFC 5280 §4.2.1.1). Run only on a
+    chain OpenSSL already trusts, against the same anchors, with dates and host name left to
+    their own controls, so a failure here is purely a certificate-profile problem."""
+    facts = await _facts(ctx)
+    if isinstance(facts, Result):
+        return facts
+    value = facts.strict_chain
+    if isinstance(value, Untested):
+        return Result.skipped(value.reason)
+    subjects = " <- ".join(c.subject for c in facts.chain)
+    if value:
+        return Result.passed(f"{subjects}: accepted by cryptography's X.509 verifier")
+    return Result.failed(
+        f"{subjects}: cryptography's X.509 verifier: {facts.strict_chain_error}",
+        reason=f"strict validation fails: {facts.strict_chain_error}",
+    )
+
+
+@check(
     id="tls.cert-ca-leaf",
     title="The server certificate is not a CA certificate",
     category="tls",

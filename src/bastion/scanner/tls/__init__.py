@@ -105,6 +105,8 @@ def plain_http_facts(host: str, port: int) -> TLSFacts:
         chain_complete=unknown,
         hostname_match=unknown,
         trust=TrustResult(unknown, "", ()),
+        strict_chain=unknown,
+        strict_chain_error="",
         negotiated="",
         handshakes=0,
         duration_s=0.0,

@@ -8,18 +8,26 @@ matches only an iPAddress SAN (§6.3 rule 4). Browsers behave the same way.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import ipaddress
+import os
+import ssl
+import warnings
+from collections.abc import Sequence
 from contextlib import suppress
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from bastion.scanner.tls.facts import CertificateInfo
 
-__all__ = ["hostname_matches", "parse_certificate"]
+__all__ = ["hostname_matches", "parse_certificate", "strict_validation", "system_anchors"]
 
 
 def _key(cert: x509.Certificate) -> tuple[str, int, str | None]:
@@ -158,3 +166,85 @@ def hostname_matches(cert: CertificateInfo, name: str) -> bool:
     except UnicodeError:
         host = target.rstrip(".").lower()
     return any(_dns_match(pattern, host) for pattern in cert.dns_names)
+
+
+def _load_pem_bundle(data: bytes) -> tuple[x509.Certificate, ...]:
+    with warnings.catch_warnings():
+        # some public roots have a negative serial; they still anchor chains (cryptography warns)
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return tuple(x509.load_pem_x509_certificates(data))
+
+
+@functools.lru_cache(maxsize=4)
+def _bundle(path: str, _stamp: tuple[int, int]) -> tuple[x509.Certificate, ...]:
+    with open(path, "rb") as handle:
+        return _load_pem_bundle(handle.read())
+
+
+def pem_anchors(path: str) -> tuple[x509.Certificate, ...]:
+    """Certificates of a PEM file (a --ca-file), cached by path, mtime and size."""
+    info = os.stat(path)
+    return _bundle(path, (info.st_mtime_ns, info.st_size))
+
+
+def system_anchors() -> tuple[x509.Certificate, ...]:
+    """The system CA bundle as ``cryptography`` certificates (Rust parser: a few ms)."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and os.path.exists(candidate):
+            return pem_anchors(candidate)
+    return ()
+
+
+def strict_validation(
+    chain: Sequence[bytes], name: str, anchors: Sequence[x509.Certificate]
+) -> str | None:
+    """Validate with ``cryptography``'s RFC 5280 / CA/B-profile verifier; the error, or None.
+
+    This is the validator sslyze 6 uses, stricter than OpenSSL: it requires, for example, an
+    authorityKeyIdentifier on every certificate it does not take from the trust store as is.
+    Dates and the host name are judged by their own controls, so the check runs at a moment
+    inside the chain's validity and against a name the leaf covers.
+    """
+    certs = [x509.load_der_x509_certificate(der) for der in chain]
+    leaf, intermediates = certs[0], certs[1:]
+    start = max(c.not_valid_before_utc for c in certs)
+    end = min(c.not_valid_after_utc for c in certs)
+    now = dt.datetime.now(dt.UTC)
+    moment = now if start <= now <= end else start + (end - start) / 2
+    subject = _subject_for(leaf, name)
+    try:
+        builder = PolicyBuilder().store(Store(list(anchors))).time(moment)
+        builder.build_server_verifier(subject).verify(leaf, intermediates)
+    except VerificationError as exc:
+        return str(exc)
+    except ValueError as exc:  # e.g. an empty store
+        return str(exc)
+    return None
+
+
+def _subject_for(leaf: x509.Certificate, name: str) -> x509.DNSName | x509.IPAddress:
+    info_dns: list[str] = []
+    info_ips: list[str] = []
+    san = _extension(leaf, x509.SubjectAlternativeName)
+    if isinstance(san, x509.SubjectAlternativeName):
+        info_dns = list(san.get_values_for_type(x509.DNSName))
+        info_ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    target = name.strip("[]")
+    try:
+        ip = ipaddress.ip_address(target)
+    except ValueError:
+        ip = None
+    if ip is not None and str(ip) in info_ips:
+        return x509.IPAddress(ip)
+    if ip is None and target.lower() in (d.lower() for d in info_dns):
+        return x509.DNSName(target)
+    # a mismatch is tls.cert-hostname's finding: validate against a name the leaf does cover
+    if info_dns:
+        first = info_dns[0]
+        return x509.DNSName("bastion-scan" + first[1:] if first.startswith("*.") else first)
+    if info_ips:
+        return x509.IPAddress(ipaddress.ip_address(info_ips[0]))
+    if ip is not None:
+        return x509.IPAddress(ip)
+    return x509.DNSName(target)

@@ -29,7 +29,13 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bastion.scanner.tls import _wire
-from bastion.scanner.tls._certs import hostname_matches, parse_certificate
+from bastion.scanner.tls._certs import (
+    hostname_matches,
+    parse_certificate,
+    pem_anchors,
+    strict_validation,
+    system_anchors,
+)
 from bastion.scanner.tls._wire import VERSIONS, Answer
 from bastion.scanner.tls.facts import (
     PROTOCOLS,
@@ -327,6 +333,29 @@ def _trust(result: _Handshake, stores: tuple[str, ...]) -> TrustResult:
     return TrustResult(Untested(f"verifying handshake failed: {error}"), "", stores)
 
 
+def _strict(
+    chain_der: Sequence[bytes],
+    chain: Sequence[CertificateInfo],
+    complete: Tri,
+    trust: TrustResult,
+    name: str,
+    ca_file: str | None,
+) -> tuple[Tri, str]:
+    """Strict (cryptography / sslyze) validation of a chain OpenSSL already trusts."""
+    if trust.trusted is not True:
+        return Untested("the chain is not trusted (see tls.cert-trust)"), ""
+    if not chain or len(chain) != len(chain_der):
+        return Untested("no parsed certificate chain"), ""
+    if complete is not True and not chain[0].self_signed:
+        return Untested("the intermediates were not visible (TLS 1.3 only)"), ""
+    try:
+        anchors = (pem_anchors(ca_file) if ca_file else ()) + system_anchors()
+    except (OSError, ValueError) as exc:
+        return Untested(f"trust anchors could not be read: {exc}"), ""
+    error = strict_validation(chain_der, name, anchors)
+    return (error is None), (error or "")
+
+
 def _flight_answer(answers: Iterable[Answer]) -> Answer | None:
     for answer in answers:
         if answer.kind == "hello" and answer.hello is not None:
@@ -585,6 +614,9 @@ async def probe_tls(
         hostname_matches(chain[0], name) if chain else Untested("no certificate to compare")
     )
 
+    trust = _trust(verified, stores)
+    strict, strict_error = _strict(chain_der, chain, chain_complete, trust, name, ca_file)
+
     return TLSFacts(
         host=host,
         address=run.host,
@@ -605,7 +637,9 @@ async def probe_tls(
         chain=tuple(chain),
         chain_complete=chain_complete,
         hostname_match=hostname,
-        trust=_trust(verified, stores),
+        trust=trust,
+        strict_chain=strict,
+        strict_chain_error=strict_error,
         negotiated=plain.negotiated,
         handshakes=run.handshakes,
         duration_s=time.perf_counter() - started,
@@ -672,6 +706,8 @@ def _failed(
         chain_complete=unknown,
         hostname_match=unknown,
         trust=TrustResult(unknown, "", stores),
+        strict_chain=unknown,
+        strict_chain_error="",
         negotiated="",
         handshakes=run.handshakes,
         duration_s=time.perf_counter() - started,

@@ -138,6 +138,8 @@ class TLSFacts:
     chain_complete: Tri  # False when the chain was not visible (TLS 1.3 only: leaf from ssl)
     hostname_match: Tri
     trust: TrustResult
+    strict_chain: Tri  # also valid under cryptography's strict RFC 5280 verifier (as sslyze)
+    strict_chain_error: str  # that verifier's message when not
     negotiated: str  # what a default modern client negotiates, e.g. "TLSv1.3 TLS_AES_256_..."
     handshakes: int
     duration_s: float
