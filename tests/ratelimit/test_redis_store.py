@@ -92,8 +92,8 @@ async def test_huge_rates_use_the_array_reply() -> None:
         allowed, used, reset, token = await store.hit("api:k", huge)
         assert (allowed, used, reset) == (True, 1, 365 * 86400.0)
         assert isinstance(token, bytes)
-        assert store._packed[huge][1] is False  # the array reply was used
-        assert store._prepare(RATE)[1] is True  # while ordinary rates get one integer
+        assert store._specs[huge][2] is False  # the array reply was used
+        assert store._prepare(RATE)[2] is True  # while ordinary rates get one integer
     finally:
         await store.aclose()
         delete_prefix(url, prefix)

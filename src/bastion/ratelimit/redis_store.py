@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from importlib import resources
@@ -100,9 +101,11 @@ class RedisStore:
         self.timeout = float(timeout)
         self._clock = clock
         self._idle: list[AbstractConnection] = []
-        self._slots = asyncio.Semaphore(max_connections)
-        self._sha = b""
-        self._packed: dict[Rate, tuple[bytes, bool, int]] = {}
+        self._waiters: deque[asyncio.Future[AbstractConnection]] = deque()
+        self._opened = 0
+        self._max_connections = max_connections
+        self._head = b""  # b"*9 EVALSHA <sha> 1" once the script is loaded
+        self._specs: dict[Rate, tuple[bytes, bytes, bool, int]] = {}
         self._token_prefix = os.urandom(6).hex().encode() + b":"
         self._seq = itertools.count(1)
 
@@ -110,17 +113,32 @@ class RedisStore:
 
     async def hit(self, key: str, rate: Rate) -> Decision:
         """Charge *key* if *rate* allows: one ``EVALSHA`` round trip."""
-        spec = self._packed.get(rate)
+        spec = self._specs.get(rate)
         if spec is None:
             spec = self._prepare(rate)
-        tail, packed_reply, base = spec
+        limit_window, mode, packed_reply, base = spec
         token = b"%s%x" % (self._token_prefix, next(self._seq))
         clock = self._clock
-        now = b"%d" % round(clock() * 1_000_000) if clock is not None else b""
-        reply = await self._evalsha(
-            _bulk(f"{self.prefix}{{{key}}}".encode()) + tail + _bulk(now) + _bulk(token),
-            packed_reply,
+        now = b"" if clock is None else b"%d" % round(clock() * 1_000_000)
+        full_key = f"{self.prefix}{{{key}}}".encode()
+        # KEYS[1], then ARGV: limit, window, now, token, reply mode (see sliding_log.lua).
+        args = b"$%d\r\n%s\r\n%s$%d\r\n%s\r\n$%d\r\n%s\r\n%s" % (
+            len(full_key),
+            full_key,
+            limit_window,
+            len(now),
+            now,
+            len(token),
+            token,
+            mode,
         )
+        if self._head:
+            try:
+                reply = await self._call(self._head + args)
+            except (_StaleConnection, _NoScript):
+                reply = await self._evalsha_slowly(args)
+        else:
+            reply = await self._evalsha_slowly(args)
         if packed_reply:
             allowed = reply > 0
             reset_ms, used = divmod(reply if allowed else -reply, base)
@@ -132,8 +150,8 @@ class RedisStore:
         """``ZREM`` the charge's token: atomic, and a no-op once it expired or was refunded."""
         if token is None:
             return
-        command = b"*3\r\n$4\r\nZREM\r\n" + _bulk(f"{self.prefix}{{{key}}}".encode()) + _bulk(token)
-        await self._call_retrying(command)
+        full_key = f"{self.prefix}{{{key}}}".encode()
+        await self._call_retrying(b"*3\r\n$4\r\nZREM\r\n" + _bulk(full_key) + _bulk(token))
 
     async def ping(self) -> bool:
         try:
@@ -142,42 +160,32 @@ class RedisStore:
             return False
 
     async def aclose(self) -> None:
-        await self._drop_idle()
-
-    async def _drop_idle(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            with suppress(Exception):
-                await conn.disconnect(nowait=True)
+        await self._close_idle()
 
     # -- wire ------------------------------------------------------------------------------
 
-    def _prepare(self, rate: Rate) -> tuple[bytes, bool, int]:
-        """The constant part of this rate's ``EVALSHA`` arguments, and its reply encoding."""
-        limit, window_us = rate.limit, rate.window * 1_000_000
-        base = limit + 1
+    def _prepare(self, rate: Rate) -> tuple[bytes, bytes, bool, int]:
+        """This rate's constant arguments, encoded once: limit and window, reply mode."""
+        base = rate.limit + 1
         packed_reply = (rate.window * 1000 + 1) * base < _MAX_PACKED
-        tail = _bulk(b"%d" % limit) + _bulk(b"%d" % window_us)
-        spec = (tail, packed_reply, base)
-        self._packed[rate] = spec
+        limit_window = _bulk(b"%d" % rate.limit) + _bulk(b"%d" % (rate.window * 1_000_000))
+        spec = (limit_window, _bulk(b"p" if packed_reply else b"a"), packed_reply, base)
+        self._specs[rate] = spec
         return spec
 
-    async def _evalsha(self, args: bytes, packed_reply: bool) -> Any:
-        """Run the script with *args* (key, limit, window, now, token), loading it if needed."""
-        mode = _bulk(b"p" if packed_reply else b"a")
-        for _ in range(2):
-            if not self._sha:
+    async def _evalsha_slowly(self, args: bytes) -> Any:
+        """The script call after a failure: reload the script and redial as needed."""
+        for _ in range(3):
+            if not self._head:
                 sha = await self._call_retrying(
                     b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n" + _bulk(SCRIPT.encode())
                 )
-                self._sha = sha if isinstance(sha, bytes) else str(sha).encode()
-            command = b"*9\r\n$7\r\nEVALSHA\r\n" + _bulk(self._sha) + b"$1\r\n1\r\n" + args + mode
+                sha = sha if isinstance(sha, bytes) else str(sha).encode()
+                self._head = b"*9\r\n$7\r\nEVALSHA\r\n" + _bulk(sha) + b"$1\r\n1\r\n"
             try:
-                return await self._call_retrying(command)
-            except StoreError as exc:
-                if not isinstance(exc.__cause__, NoScriptError):
-                    raise
-                self._sha = b""  # the script cache was flushed (a restart): load it again
+                return await self._call_retrying(self._head + args)
+            except _NoScript:
+                self._head = b""  # the script cache was flushed (a restart): load it again
         raise StoreError("Redis keeps forgetting the rate-limit script")
 
     async def _call_retrying(self, command: bytes) -> Any:
@@ -186,41 +194,77 @@ class RedisStore:
             return await self._call(command)
         except _StaleConnection as stale:
             # The server went away since these connections were opened (a restart, a
-            # failover): every idle one is as stale as this one, so dial afresh.
-            await self._drop_idle()
+            # failover): every idle one is as stale as this one, so they all dial afresh.
+            await self._close_idle()
             try:
                 return await self._call(command)
             except _StaleConnection as again:
-                raise StoreError(f"Redis connection lost: {again.__cause__}") from stale.__cause__
+                raise StoreError(f"Redis connection lost: {again.__cause__!r}") from stale
 
     async def _call(self, command: bytes) -> Any:
-        """Write *command* on an idle connection and read its reply, within the timeout."""
-        await self._slots.acquire()
-        conn = self._idle.pop() if self._idle else self._connection_class(**self._connection_kwargs)
-        was_open = conn.is_connected
+        """Write *command* on a connection and read its reply, all within the timeout."""
+        conn: AbstractConnection | None = None
+        was_open = False
         try:
             async with asyncio.timeout(self.timeout):
+                if self._idle:
+                    conn = self._idle.pop()
+                elif self._opened < self._max_connections:
+                    self._opened += 1
+                    conn = self._connection_class(**self._connection_kwargs)
+                else:
+                    conn = await self._wait_for_connection()
+                was_open = conn.is_connected
                 await conn.send_packed_command(command, check_health=False)
                 reply = await conn.read_response()
         except NoScriptError as exc:
-            self._idle.append(conn)  # an error reply leaves the connection in a clean state
-            raise StoreError("NOSCRIPT") from exc
+            self._release(conn)  # an error reply leaves the connection in a clean state
+            raise _NoScript() from exc
         except BaseException as exc:
-            # Unknown state (timeout mid-reply, cancellation, reset): never reuse it, or the
-            # next caller would read this request's reply.
-            with suppress(Exception):
-                await conn.disconnect(nowait=True)
+            if conn is not None:
+                # Unknown state (timeout mid-reply, cancellation, reset): close it, or the
+                # next caller could read this request's reply. It dials again when reused.
+                with suppress(Exception):
+                    await conn.disconnect(nowait=True)  # nowait: no suspension point
+                self._release(conn)
             if isinstance(exc, RedisConnectionError) and was_open:
                 raise _StaleConnection() from exc
             if isinstance(exc, RedisError | OSError | TimeoutError):
                 raise StoreError(f"Redis unavailable: {exc!r}") from exc
             raise
-        else:
-            self._idle.append(conn)
-            return reply
-        finally:
-            self._slots.release()
+        self._release(conn)
+        return reply
+
+    async def _wait_for_connection(self) -> AbstractConnection:
+        """All connections are busy: wait until one is handed back (bounded by the timeout)."""
+        waiter: asyncio.Future[AbstractConnection] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release(waiter.result())  # handed over as we gave up: pass it on
+            raise
+
+    def _release(self, conn: AbstractConnection | None) -> None:
+        if conn is None:
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.append(conn)
+
+    async def _close_idle(self) -> None:
+        for conn in self._idle:
+            with suppress(Exception):
+                await conn.disconnect(nowait=True)
 
 
 class _StaleConnection(Exception):
     """A connection that had worked broke: worth one retry on a new connection."""
+
+
+class _NoScript(Exception):
+    """Redis answered NOSCRIPT: its script cache is empty (restarted or flushed)."""
