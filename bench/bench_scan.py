@@ -73,6 +73,13 @@ MOZILLA_TO_BASTION: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+# CBC suites, static-RSA key exchange; SECLEVEL 0 lets OpenSSL 3 load a 1024-bit key
+WEAK_CIPHERS = (
+    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA:"
+    "AES128-SHA:AES256-GCM-SHA384:@SECLEVEL=0"
+)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -187,7 +194,7 @@ http {{
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;
-        ssl_ciphers "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA:AES128-SHA:AES256-GCM-SHA384:@SECLEVEL=0";
+        ssl_ciphers "{WEAK_CIPHERS}";
         location / {{ return 200 "ok\\n"; }}
     }}
 }}
