@@ -166,3 +166,41 @@ def test_bad_options_are_refused_at_construction() -> None:
         RedisStore("redis://127.0.0.1:6379/0", timeout=0)
     with pytest.raises(ConfigError, match="max_connections"):
         RedisStore("redis://127.0.0.1:6379/0", max_connections=0)
+
+
+async def test_waiting_for_a_busy_pool_is_bounded_by_the_timeout() -> None:
+    sock, port = silent_server()
+    try:
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout=0.3, max_connections=1)
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(store.hit("api:k", RATE) for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, StoreError) for r in results), results
+        assert time.monotonic() - started < 1.5  # each waits at most its own timeout
+        await store.aclose()
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("cancel_holder", [False, True])
+async def test_cancelled_callers_leak_no_connection(
+    redis_server: RedisServer, cancel_holder: bool
+) -> None:
+    """Requests cancelled (client gone) while holding or awaiting the only connection."""
+    store = RedisStore(redis_server.url, max_connections=1, timeout=5)
+    rate = Rate(1000, 60)
+    await store.hit("api:k", rate)
+    redis_server.client().client_pause(400)  # the server holds every reply for 0.4 s
+    tasks = [asyncio.create_task(store.hit("api:k", rate)) for _ in range(4)]
+    await asyncio.sleep(0.1)  # task 0 holds the connection, the others wait for it
+    for task in tasks[0 if cancel_holder else 1 :]:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(isinstance(r, asyncio.CancelledError) for r in results) == (
+        4 if cancel_holder else 3
+    )
+    assert (await store.hit("api:k", rate))[0]  # the single connection is usable again
+    assert store._opened == 1
+    assert len(store._idle) == 1 and not store._waiters
+    await store.aclose()
