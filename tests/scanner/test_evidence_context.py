@@ -14,6 +14,7 @@ from bastion.scanner.context import ScanContext, ScanOptions
 from bastion.scanner.evidence import REDACTED, Redactor
 from tests.scanner.apps import App, Request, Response
 from tests.scanner.servers import make_certs, running
+from tests.support import free_port
 
 JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJlLWJ5dGVz"
 
@@ -169,3 +170,18 @@ async def test_user_headers_anonymous_probes_and_plain_http() -> None:
     assert (seen[0].get("authorization"), seen[0].get("x-api-key")) == ("Bearer user-secret", "k-1")
     assert (seen[1].get("authorization"), seen[1].get("x-api-key")) == (None, "k-1")
     assert (seen[2].get("authorization"), seen[2].get("x-api-key")) == (None, None)
+
+
+async def test_a_redirect_to_a_dead_port_is_judged_not_fatal() -> None:
+    """The target answers with a redirect to a port where nothing listens: the redirect is the
+    response judged, the target is not "unreachable"."""
+    dead = free_port()
+    app = App(
+        lambda request: Response(301, b"", [("Location", f"http://127.0.0.1:{dead}/")]),
+        lambda request, response: None,
+    )
+    with running(app) as server:
+        async with ScanContext(server.url) as ctx:
+            ex = await ctx.preflight()
+    assert ex.status == 301
+    assert ex.header("location") == f"http://127.0.0.1:{dead}/"

@@ -289,15 +289,23 @@ class ScanContext:
         history: list[Exchange] = []
         current_method = method
         for _ in range(MAX_REDIRECTS + 1):
-            exchange = await self._send_one(
-                current_method,
-                url,
-                headers=headers,
-                content=content,
-                json_body=json_body,
-                extra_headers=extra_headers,
-                raw_target=raw_target,
-            )
+            try:
+                exchange = await self._send_one(
+                    current_method,
+                    url,
+                    headers=headers,
+                    content=content,
+                    json_body=json_body,
+                    extra_headers=extra_headers,
+                    raw_target=raw_target,
+                )
+            except httpx.TransportError:
+                if not history:
+                    raise
+                # The target answered; only a hop it pointed to is dead. Judge the redirect
+                # itself rather than calling the whole target unreachable.
+                exchange = history.pop()
+                break
             location = exchange.header("location")
             if not (follow and exchange.status in {301, 302, 303, 307, 308} and location):
                 break
