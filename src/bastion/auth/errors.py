@@ -117,6 +117,10 @@ class InvalidResetToken(AuthError):
 
 
 class WeakPassword(AuthError):
-    """The password policy refused a new password; the public message says which rule."""
+    """The password policy refused a new password; ``problems`` lists every broken rule."""
 
     public_message = "Password does not meet the policy"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems), public_message=problems[0] if problems else None)
+        self.problems = list(problems)
