@@ -225,3 +225,11 @@ def test_list_controls_prints_every_control() -> None:
 
 def test_missing_url_is_a_usage_error() -> None:
     assert "the URL to scan is required" in _one_line_error(bastion())
+
+
+def test_ca_file_that_is_not_pem_is_a_usage_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate\n")
+    assert "not a PEM certificate" in _one_line_error(
+        bastion("https://127.0.0.1:1/", "--ca-file", str(bogus))
+    )
