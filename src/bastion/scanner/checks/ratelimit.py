@@ -197,6 +197,19 @@ async def forwarded_spoof(ctx: ScanContext) -> Result:
     return Result.passed(evidence)
 
 
+async def _burst_path(ctx: ScanContext) -> str:
+    """Where a limit should be: the protected resource; else an API path whose answer already
+    advertised a limit; else the target itself."""
+    protected = await find_protected(ctx)
+    if protected is not None:
+        return protected.path
+    for path in PROTECTED_CANDIDATES:
+        ex = await ctx.fetch("GET", path, extra_headers=ANONYMOUS)
+        if any(ex.header(h) for h in LIMIT_HEADERS[:4]):
+            return path
+    return ""
+
+
 def _remaining(ex: Exchange) -> int | None:
     value = ex.header("x-ratelimit-remaining")
     if value and value.strip().isdigit():
@@ -218,13 +231,10 @@ def _remaining(ex: Exchange) -> int | None:
 )
 async def api_burst(ctx: ScanContext) -> Result:
     """OWASP API4 (unrestricted resource consumption). Sends up to 30 GETs to the protected
-    resource (or the target when none was found); a
+    resource (or an API path that advertises a limit, or the target); a
     429, or a remaining-quota header that counts down, shows a limit. A limit above 30 per
     window that advertises nothing cannot be seen and is reported as failing."""
-    protected = await find_protected(ctx)
-    # An API route (the protected resource) is what limits guard; the target's own URL is
-    # used when no such route was found.
-    path = protected.path if protected is not None else ""
+    path = await _burst_path(ctx)
     exchanges: list[Exchange] = []
     for _ in range(API_BURST):
         ex = await ctx.request("GET", path, extra_headers=ANONYMOUS)
