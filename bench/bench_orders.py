@@ -27,6 +27,7 @@ from bastion.config import Settings
 from bastion.errors import AuthError
 from bastion.service import errors
 from bastion.service.db import Database
+from bastion.service.models import User
 from bastion.service.pagination import Keyset, decode_cursor, encode_cursor
 from bastion.service.routes import orders as order_routes
 from bastion.service.schemas import OrderCreate
@@ -72,10 +73,14 @@ async def requests(tmp: Path) -> list[tuple[str, float]]:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = Settings(data_dir=tmp)
     app.state.database = Database(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
-    app.state.token_verifier = _Verifier(Principal(uuid.uuid4(), "user", "jti"))
+    user_id = uuid.uuid4()
+    app.state.token_verifier = _Verifier(Principal(user_id, "user", "jti"))
     errors.install(app)
     order_routes.install(app)
     await app.state.database.create_schema()
+    async with app.state.database.session() as session:
+        session.add(User(id=user_id, email="bench@example.test", password_hash="-"))
+        await session.commit()
     headers = {"Authorization": "Bearer bench"}
     transport = httpx.ASGITransport(app=app)
     out: list[tuple[str, float]] = []

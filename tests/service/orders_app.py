@@ -24,18 +24,25 @@ from bastion.config import Settings
 from bastion.errors import AuthError
 from bastion.service import errors
 from bastion.service.db import Database
+from bastion.service.models import User
 from bastion.service.routes import orders as order_routes
 
 
 class Tokens:
     """A stand-in verifier: token -> Principal; anything else is refused like a bad JWT."""
 
-    def __init__(self) -> None:
+    def __init__(self, database: Database) -> None:
+        self.database = database
         self.principals: dict[str, Principal] = {}
 
-    def issue(self, role: str = "user") -> str:
+    async def issue(self, role: str = "user") -> str:
+        """A token for a new user, whose account row exists (orders reference it)."""
+        user_id = uuid.uuid4()
+        async with self.database.session() as session:
+            session.add(User(id=user_id, email=f"{user_id}@example.test", password_hash="-"))
+            await session.commit()
         token = secrets.token_urlsafe(24)
-        self.principals[token] = Principal(uuid.uuid4(), role, secrets.token_hex(8))
+        self.principals[token] = Principal(user_id, role, secrets.token_hex(8))
         return token
 
     def verify_access(self, token: str) -> Principal:
@@ -50,7 +57,7 @@ def build_app(tmp_path: Path, **settings: Any) -> tuple[FastAPI, Tokens]:
     app = FastAPI(openapi_url="/openapi.json", docs_url=None, redoc_url=None)
     app.state.settings = config
     app.state.database = Database(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
-    tokens = Tokens()
+    tokens = Tokens(app.state.database)
     app.state.token_verifier = tokens
     errors.install(app)
     order_routes.install(app)

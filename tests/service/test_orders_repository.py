@@ -9,14 +9,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import delete, event, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from bastion.service import orders as repo
 from bastion.service.db import Base
+from bastion.service.models import User
 from bastion.service.pagination import Keyset, decode_cursor, encode_cursor
 from tests.support import require_tcp
 
+ALICE = uuid.UUID("a11ce000-0000-4000-8000-000000000001")
+BOB = uuid.UUID("b0b00000-0000-4000-8000-000000000002")
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 SQLI = [
     "'; DROP TABLE orders; --",
@@ -27,6 +31,10 @@ SQLI = [
 ]
 
 
+def _foreign_keys_on(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    dbapi_connection.cursor().execute("PRAGMA foreign_keys=ON")  # as bastion.service.db does
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def sessions(
     request: pytest.FixtureRequest, tmp_path: Path
@@ -35,6 +43,7 @@ async def sessions(
     (so parallel test workers never see each other's rows)."""
     if request.param == "sqlite":
         engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
+        event.listen(engine.sync_engine, "connect", _foreign_keys_on)
         schema = None
     else:
         require_tcp("127.0.0.1", 5432, "PostgreSQL")
@@ -47,7 +56,12 @@ async def sessions(
     try:
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
-        yield async_sessionmaker(engine, expire_on_commit=False)
+        factory = async_sessionmaker(engine, expire_on_commit=False)
+        async with factory() as session:  # the owners (orders reference their accounts)
+            for user_id in (ALICE, BOB):
+                session.add(User(id=user_id, email=f"{user_id}@example.test", password_hash="-"))
+            await session.commit()
+        yield factory
     finally:
         if schema is not None:
             async with engine.begin() as conn:
@@ -65,10 +79,6 @@ def new_order(**changes: object) -> repo.NewOrder:
     }
     values.update(changes)
     return repo.NewOrder(**values)  # type: ignore[arg-type]
-
-
-ALICE = uuid.UUID("a11ce000-0000-4000-8000-000000000001")
-BOB = uuid.UUID("b0b00000-0000-4000-8000-000000000002")
 
 
 async def test_create_and_get_round_trip(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -143,6 +153,28 @@ async def test_the_owner_filter_is_in_the_sql(sessions: async_sessionmaker[Async
             for p in (params.values() if isinstance(params, dict) else params)
         ]  # type: ignore[union-attr]
         assert BOB.hex in flat or str(BOB) in flat
+
+
+async def test_an_order_needs_an_existing_owner(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as s:
+        with pytest.raises(IntegrityError):
+            await repo.create_order(s, uuid.uuid4(), new_order())
+
+
+async def test_deleting_an_account_deletes_its_orders(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as s:
+        alices = await repo.create_order(s, ALICE, new_order())
+        bobs = await repo.create_order(s, BOB, new_order())
+    async with sessions() as s:
+        await s.execute(delete(User).where(User.id == ALICE))
+        await s.commit()
+    async with sessions() as s:
+        assert await repo.get_order(s, ALICE, alices.id) is None
+        assert await repo.get_order(s, BOB, bobs.id) is not None
 
 
 async def test_delete_removes_only_the_owners_order(

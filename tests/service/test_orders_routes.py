@@ -36,7 +36,7 @@ class Api:
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     app, tokens = build_app(tmp_path)
     async with running(app) as client:
-        yield Api(client, tokens, bearer(tokens.issue()), bearer(tokens.issue()))
+        yield Api(client, tokens, bearer(await tokens.issue()), bearer(await tokens.issue()))
 
 
 def without_request_id(response: httpx.Response) -> dict[str, Any]:
@@ -416,8 +416,8 @@ async def test_lifecycle_headers_follow_the_version(tmp_path: Path) -> None:
         api_v1_deprecation=datetime(2026, 1, 1, tzinfo=UTC),
         api_v1_sunset=datetime(2027, 1, 1, tzinfo=UTC),
     )
-    who = bearer(tokens.issue())
     async with running(app) as client:
+        who = bearer(await tokens.issue())
         v1 = await client.get("/api/v1/orders", headers=who)
         h1 = await client.get("/api/orders", headers=who)
         missing = await client.get(f"/api/v1/orders/{uuid.uuid4()}", headers=who)

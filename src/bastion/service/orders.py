@@ -21,69 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import (
-    CheckConstraint,
-    CursorResult,
-    DateTime,
-    Dialect,
-    Index,
-    String,
-    TypeDecorator,
-    Uuid,
-    and_,
-    delete,
-    or_,
-    select,
-)
+from sqlalchemy import CursorResult, and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from bastion.service.db import Base
+from bastion.service.models import Order
 from bastion.service.pagination import Keyset
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """An aware UTC datetime on every backend (SQLite keeps no offset: stored as naive UTC).
-
-    Naive values are refused on the way in, so local time can never be stored by mistake;
-    values read back are always aware UTC.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Order(Base):
-    """An order. ``user_id`` is the owner: set from the access token, never from the body."""
-
-    __tablename__ = "orders"
-    __table_args__ = (
-        # The list query: owner filter + keyset order, served by one index range scan.
-        Index("ix_orders_owner_created", "user_id", "created_at", "id"),
-        CheckConstraint("quantity BETWEEN 1 AND 100", name="ck_orders_quantity"),
-    )
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
-    product_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
-    quantity: Mapped[int] = mapped_column(nullable=False)
-    street: Mapped[str] = mapped_column(String(200), nullable=False)
-    city: Mapped[str] = mapped_column(String(100), nullable=False)
-    country: Mapped[str] = mapped_column(String(2), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 @dataclass(frozen=True, slots=True)
