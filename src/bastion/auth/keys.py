@@ -193,7 +193,7 @@ class KeyRing:
             entries = self._read_entries()
             if self._active_entry(entries) is None:
                 self._add_key(entries)
-            self._write_entries(entries)
+                self._write_entries(entries)
         self.load()
         return self.active
 

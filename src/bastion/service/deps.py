@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.auth.bearer import authenticate
 from bastion.auth.principal import Principal
+from bastion.auth.service import AuthService
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -29,7 +30,14 @@ async def require_principal(request: Request) -> Principal:
     return authenticate(request.scope, request.app.state.token_verifier)
 
 
+def get_auth(request: Request) -> AuthService:
+    """The app's :class:`AuthService` (built by ``create_app``)."""
+    service: AuthService = request.app.state.auth
+    return service
+
+
 DbSession = Annotated[AsyncSession, Depends(get_session)]
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+Auth = Annotated[AuthService, Depends(get_auth)]
 
-__all__ = ["CurrentPrincipal", "DbSession", "get_session", "require_principal"]
+__all__ = ["Auth", "CurrentPrincipal", "DbSession", "get_auth", "get_session", "require_principal"]

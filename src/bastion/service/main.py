@@ -15,15 +15,25 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from bastion.asgi import ASGIApp
+from bastion.auth.passwords import PasswordHasher
 from bastion.config import Settings, load_settings
 from bastion.service import errors
 from bastion.service.db import Database
+from bastion.service.routes import auth as auth_routes
 from bastion.service.routes import orders as orders_routes
 from bastion.stack import Stack, secure, secure_redirect
 
 
-def create_app(settings: Settings, *, stack: Stack | None = None) -> FastAPI:
-    """The bare service. *stack* gives /healthz access to the rate-limit store."""
+def create_app(
+    settings: Settings,
+    *,
+    stack: Stack | None = None,
+    password_hasher: PasswordHasher | None = None,
+) -> FastAPI:
+    """The bare service. *stack* gives /healthz access to the rate-limit store.
+
+    *password_hasher* defaults to the OWASP argon2id profile (tests may pass a cheaper one).
+    """
     database = Database(settings.database)
 
     @asynccontextmanager
@@ -49,6 +59,7 @@ def create_app(settings: Settings, *, stack: Stack | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     errors.install(app)
+    auth_routes.install(app, password_hasher=password_hasher)
     orders_routes.install(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness, with the state of each backend")
@@ -70,7 +81,8 @@ def build(settings: Settings) -> ASGIApp:
 
 
 async def prepare(settings: Settings) -> None:
-    """One-time work before workers start: the database schema (and, later, signing keys)."""
+    """One-time work before workers start: the signing keys and the database schema."""
+    auth_routes.prepare_keys(settings)
     database = Database(settings.database)
     try:
         await database.create_schema()

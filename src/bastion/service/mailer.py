@@ -1,0 +1,48 @@
+"""Mailers of the reference service. The default appends to a local outbox file.
+
+``<data dir>/outbox.jsonl`` gets one JSON object a line: ``{"to", "subject", "text"}``.
+The file holds live reset tokens, so it is created with mode 0600; the mailer never logs
+the text it sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from pathlib import Path
+
+from bastion.auth.reset import Mailer
+from bastion.config import Settings
+from bastion.errors import ConfigError
+
+OUTBOX_FILE = "outbox.jsonl"
+
+
+class OutboxMailer:
+    """Appends each message as one JSON line (O_APPEND: whole lines, even across processes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def _append(self, line: bytes) -> None:
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+
+    async def send(self, to: str, subject: str, text: str) -> None:
+        record = {"to": to, "subject": subject, "text": text}
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        await asyncio.to_thread(self._append, line)
+
+
+def make_mailer(settings: Settings) -> Mailer:
+    """The mailer BASTION_MAILER names."""
+    if settings.mailer == "outbox":
+        return OutboxMailer(settings.data_dir / OUTBOX_FILE)
+    raise ConfigError("BASTION_MAILER", f"unknown mailer {settings.mailer!r}")  # pragma: no cover

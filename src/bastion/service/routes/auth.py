@@ -1,0 +1,326 @@
+"""Accounts: register, login, refresh, logout (``/api/v1/auth``) and password reset.
+
+The handlers are thin: :class:`bastion.auth.service.AuthService` holds the rules (uniform
+answers and timing, rotation, reuse detection). What lives here is HTTP:
+
+* the refresh token travels only in the ``refresh_token`` cookie
+  (``HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth; Max-Age=604800``), never in JSON;
+* every ``401`` carries ``WWW-Authenticate: Bearer`` (RFC 9110 §15.5.2), with
+  ``error="invalid_token"`` when a refresh token was presented and refused (RFC 6750 §3.1);
+* token responses carry ``Cache-Control: no-store`` (RFC 6749 §5.1);
+* passwords, tokens and reset tokens are never logged or echoed (validation messages never
+  contain the input; see :mod:`bastion.service.errors`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Cookie, FastAPI, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from bastion.auth import refresh as refresh_tokens
+from bastion.auth.errors import (
+    InvalidCredentials,
+    InvalidRefreshToken,
+    InvalidResetToken,
+    WeakPassword,
+)
+from bastion.auth.keys import KeyRing
+from bastion.auth.passwords import MAX_LENGTH, MIN_LENGTH, PasswordHasher
+from bastion.auth.service import AuthService, Session
+from bastion.auth.tokens import TokenIssuer, TokenVerifier
+from bastion.config import Settings
+from bastion.errors import HTTPError
+from bastion.service.accounts import SqlAccountStore
+from bastion.service.deps import Auth
+from bastion.service.errors import INVALID_BODY
+from bastion.service.mailer import make_mailer
+from bastion.service.routes import jwks, me
+from bastion.service.schemas import ErrorBody
+
+log = logging.getLogger("bastion.auth")
+
+# The same rule as a JSON Schema pattern and for pydantic: a local part and a domain without
+# spaces, controls or a second "@". (Deliverability is the mail system's business.)
+EMAIL_PATTERN = r"^[^@\u0000-\u0020\u007f-\u009f]{1,64}@[^@\u0000-\u0020\u007f-\u009f]{1,253}$"
+
+Email = Annotated[
+    StrictStr,
+    Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN, examples=["ada@example.com"]),
+]
+NewPassword = Annotated[
+    StrictStr,
+    Field(
+        min_length=MIN_LENGTH,
+        max_length=MAX_LENGTH,
+        description="15-128 characters, any characters; common passwords and passwords "
+        "containing the email's local part are refused (NIST SP 800-63B-4)",
+    ),
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Registration(_Body):
+    email: Email
+    password: NewPassword
+
+
+class Credentials(_Body):
+    # Any string: a malformed email is simply an unknown one (same 401, same time).
+    email: Annotated[StrictStr, Field(min_length=1, max_length=254)]
+    password: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+
+
+class ResetRequest(_Body):
+    email: Email
+
+
+class ResetConfirmation(_Body):
+    token: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+    password: NewPassword
+
+
+class Accepted(BaseModel):
+    status: str = Field("accepted", examples=["accepted"])
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = Field("Bearer", examples=["Bearer"])
+    expires_in: int = Field(examples=[900])
+
+
+Responses = dict[int | str, dict[str, Any]]
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+INVALID_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _error(description: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"model": ErrorBody, "description": description}
+    if headers:
+        entry["headers"] = {
+            name: {"description": value, "required": True, "schema": {"type": "string"}}
+            for name, value in headers.items()
+        }
+    return entry
+
+
+_LIMITED: Responses = {
+    429: _error("Too many authentication attempts", {"Retry-After": "seconds to wait"}),
+    500: _error("An internal error occurred"),
+}
+_BODY_ERRORS: Responses = {
+    400: _error("Invalid request body (see details)"),
+    413: _error("Request body larger than 64 KiB"),
+    415: _error("Content-Type is not application/json"),
+}
+_COOKIE_401: Responses = {
+    401: _error("Missing, unknown, expired or revoked refresh token", CHALLENGE),
+}
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+
+def _weak(exc: WeakPassword) -> HTTPError:
+    return HTTPError(400, INVALID_BODY, details={"password": exc.problems}, detail="weak password")
+
+
+def _session_response(session: Session) -> JSONResponse:
+    body = {
+        "access_token": session.access.token,
+        "token_type": "Bearer",
+        "expires_in": session.access.expires_in,
+    }
+    response = JSONResponse(body, headers=NO_STORE)
+    response.headers.append(
+        "set-cookie",
+        refresh_tokens.set_cookie_header(session.refresh_token, session.refresh_max_age),
+    )
+    return response
+
+
+def _refused_refresh(token_presented: bool) -> HTTPError:
+    challenge = INVALID_CHALLENGE if token_presented else CHALLENGE
+    headers = [(b"www-authenticate", challenge["WWW-Authenticate"].encode())]
+    # Drop the dead cookie too, so the browser stops sending it.
+    headers.append((b"set-cookie", refresh_tokens.clear_cookie_header().encode()))
+    return HTTPError(401, InvalidRefreshToken.public_message, headers=headers)
+
+
+RefreshCookie = Annotated[
+    str | None,
+    Cookie(
+        alias=refresh_tokens.COOKIE_NAME,
+        include_in_schema=False,  # a browser cookie, set by login; not a client parameter
+    ),
+]
+
+
+@router.post(
+    "/auth/register",
+    status_code=202,
+    summary="Create an account (the same answer whether or not the email has one)",
+    response_model=Accepted,
+    responses={**_BODY_ERRORS, **_LIMITED},
+)
+async def register(body: Registration, auth: Auth) -> dict[str, str]:
+    try:
+        await auth.register(body.email, body.password)
+    except WeakPassword as exc:
+        raise _weak(exc) from None
+    return {"status": "accepted"}
+
+
+@router.post(
+    "/auth/login",
+    summary="Exchange email and password for an access token and a refresh cookie",
+    response_model=TokenResponse,
+    responses={
+        **_BODY_ERRORS,
+        401: _error("Invalid email or password", {"WWW-Authenticate": "Bearer"}),
+        **_LIMITED,
+    },
+)
+async def login(body: Credentials, auth: Auth) -> JSONResponse:
+    try:
+        session = await auth.login(body.email, body.password)
+    except InvalidCredentials as exc:
+        raise HTTPError(
+            401,
+            InvalidCredentials.public_message,
+            headers=[(b"www-authenticate", b"Bearer")],
+            detail=exc.detail,
+        ) from None
+    return _session_response(session)
+
+
+@router.post(
+    "/auth/refresh",
+    summary="Rotate the refresh cookie and get a new access token",
+    response_model=TokenResponse,
+    responses={**_COOKIE_401, **_LIMITED},
+)
+async def refresh(auth: Auth, refresh_token: RefreshCookie = None) -> JSONResponse:
+    try:
+        session = await auth.refresh(refresh_token)
+    except InvalidRefreshToken as exc:
+        log.info("refresh refused: %s", exc.__class__.__name__)  # never the token itself
+        raise _refused_refresh(refresh_token is not None) from None
+    return _session_response(session)
+
+
+@router.post(
+    "/auth/logout",
+    status_code=204,
+    summary="Revoke the refresh cookie and clear it",
+    response_class=Response,
+    responses=_LIMITED,
+)
+async def logout(auth: Auth, refresh_token: RefreshCookie = None) -> Response:
+    await auth.logout(refresh_token)
+    response = Response(status_code=204)
+    response.headers.append("set-cookie", refresh_tokens.clear_cookie_header())
+    return response
+
+
+async def _send_reset(auth: AuthService, email: str) -> None:
+    try:
+        await auth.request_reset(email)
+    except Exception as exc:  # after the response: nobody to answer, so log one line
+        log.error("password-reset mail not sent: %s", exc.__class__.__name__)
+
+
+@router.post(
+    "/password-reset",
+    status_code=202,
+    summary="Mail a single-use reset link (the same answer for unknown emails)",
+    response_model=Accepted,
+    responses={**_BODY_ERRORS, **_LIMITED},
+)
+async def password_reset(
+    body: ResetRequest, auth: Auth, background: BackgroundTasks
+) -> dict[str, str]:
+    # The account lookup and the mail happen after the answer: same status, body and
+    # time for every address (pitfall #24: fastapi-users' forgot-password does more work
+    # for existing accounts before answering).
+    background.add_task(_send_reset, auth, body.email)
+    return {"status": "accepted"}
+
+
+@router.post(
+    "/password-reset/confirm",
+    status_code=204,
+    summary="Set a new password with a reset token; revokes every refresh token",
+    response_class=Response,
+    responses={
+        **_BODY_ERRORS,
+        **_LIMITED,
+    },
+)
+async def password_reset_confirm(body: ResetConfirmation, auth: Auth) -> Response:
+    try:
+        await auth.confirm_reset(body.token, body.password)
+    except InvalidResetToken as exc:
+        raise HTTPError(400, InvalidResetToken.public_message, detail=exc.detail) from None
+    except WeakPassword as exc:
+        raise _weak(exc) from None
+    return Response(status_code=204)
+
+
+__all__ = ["router"]
+
+
+# --- wiring --------------------------------------------------------------------------------
+
+
+def key_ring(settings: Settings) -> KeyRing:
+    """The key ring of the data directory, as the settings configure it."""
+    return KeyRing(
+        settings.data_dir / "keys", alg=settings.jwt_alg, token_ttl=settings.access_token_ttl
+    )
+
+
+def prepare_keys(settings: Settings) -> None:
+    """Generate the signing key if there is none (run once by the parent before workers)."""
+    key_ring(settings).ensure()
+
+
+def install(app: FastAPI, *, password_hasher: PasswordHasher | None = None) -> None:
+    """Open the key ring, build the verifier and AuthService, add the auth routes to *app*.
+
+    ``app.state`` gains ``key_ring``, ``token_issuer``, ``token_verifier`` (used by
+    :func:`bastion.service.deps.require_principal`) and ``auth``. *password_hasher* defaults
+    to the OWASP argon2id profile; tests may pass a cheaper one.
+    """
+    settings: Settings = app.state.settings
+    ring = key_ring(settings)
+    ring.ensure()  # normally done by prepare(); idempotent, under the directory lock
+    issuer = TokenIssuer(
+        ring,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        ttl=settings.access_token_ttl,
+    )
+    app.state.key_ring = ring
+    app.state.token_issuer = issuer
+    app.state.token_verifier = TokenVerifier(
+        ring, issuer=settings.issuer, audience=settings.audience
+    )
+    app.state.auth = AuthService(
+        SqlAccountStore(app.state.database),
+        issuer,
+        mailer=make_mailer(settings),
+        reset_base_url=settings.issuer,
+        hasher=password_hasher,
+        refresh_ttl=settings.refresh_token_ttl,
+    )
+    app.include_router(router)
+    app.include_router(me.router)
+    app.include_router(jwks.router)
