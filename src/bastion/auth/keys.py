@@ -355,7 +355,7 @@ class KeyRing:
         """The key with this id, or ``None``: a plain lookup, whatever the string holds."""
         return self._keys.get(kid)
 
-    def keys(self) -> list[SigningKey]:
+    def verifying_keys(self) -> list[SigningKey]:
         """Keys that currently verify, newest first."""
         if self._active is None:
             self.load()
@@ -363,4 +363,4 @@ class KeyRing:
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The JSON Web Key Set (RFC 7517 §5): public members only, with kid, alg, use."""
-        return {"keys": [key.public_jwk() for key in self.keys()]}
+        return {"keys": [key.public_jwk() for key in self.verifying_keys()]}

@@ -17,7 +17,7 @@ from bastion.errors import ConfigError
 
 # Each module defines ``register(subparsers)`` which adds its parser and sets ``func``
 # (a callable taking the parsed namespace and returning an exit code).
-COMMAND_MODULES = ("serve", "nginx", "scan")
+COMMAND_MODULES = ("serve", "nginx", "scan", "keys")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
