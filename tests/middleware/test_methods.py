@@ -213,3 +213,32 @@ def test_bad_routes_option(bad: Any) -> None:
     inner, _ = recorder()
     with pytest.raises(ConfigError):
         MethodPolicyMiddleware(inner, routes=bad)
+
+
+async def test_fastapi_included_routers_are_probed_route_by_route() -> None:
+    # FastAPI 0.16x wraps include_router() in lazy route objects of its own: the layer must
+    # still list both methods of /items/{id}, declared as two routes in an included router.
+    from fastapi import APIRouter
+
+    router = APIRouter(prefix="/api")
+
+    @router.get("/items/{item_id}")
+    async def read(item_id: str) -> dict[str, str]:
+        return {"id": item_id}
+
+    @router.delete("/items/{item_id}", status_code=204)
+    async def delete(item_id: str) -> None:
+        return None
+
+    app = FastAPI()
+    app.include_router(router)
+    guarded_app = MethodPolicyMiddleware(app, routes=app.router.routes)
+    transport = httpx.ASGITransport(app=guarded_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        refused = await client.put("/api/items/1")
+        served = await client.delete("/api/items/1")
+        missing = await client.put("/api/nothing")
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "DELETE, GET, HEAD"
+    assert served.status_code == 204
+    assert missing.status_code == 404

@@ -31,6 +31,7 @@ import uvicorn
 
 from bastion.config import Settings, load_settings
 from bastion.errors import ConfigError
+from bastion.http_protocol import ContractHttpToolsProtocol
 from bastion.tls import TLS12_CIPHERS, ensure_self_signed, harden
 
 log = logging.getLogger("bastion.serve")
@@ -139,7 +140,7 @@ def _configs(settings: Settings) -> tuple[uvicorn.Config, uvicorn.Config | None]
         "date_header": True,
         "access_log": False,
         "log_config": None,
-        "http": "httptools",
+        "http": ContractHttpToolsProtocol,
         "loop": "none",
         "timeout_graceful_shutdown": 10,
         "timeout_keep_alive": 5,

@@ -23,9 +23,11 @@ matches, the way Starlette's router would reach them, and:
 Routes understood: ``Route``/``APIRoute`` (their compiled ``path_regex`` and ``methods``), a
 ``Route`` to an ``HTTPEndpoint`` class (its handler methods), ``Mount`` (recursing into the
 mounted app's ``routes``; a mount of an app without routes — static files, another ASGI app —
-is opaque) and ``WebSocketRoute`` (ignored: not HTTP). ``Host`` routes, route classes it does
-not know and endpoints that are plain ASGI apps are opaque: from there on, the path is passed
-through (only TRACE/TRACK are still refused). ``routes`` may instead be a callable
+is opaque) and ``WebSocketRoute`` (ignored: not HTTP). Any other route class (FastAPI 0.16x's
+``include_router`` adds lazy ``_IncludedRouter`` routes) is asked through Starlette's public
+``BaseRoute.matches`` with each method in turn: ``FULL`` means served. ``Host`` routes and
+endpoints that are plain ASGI apps are opaque: from there on, the path is passed through
+(only TRACE/TRACK are still refused). ``routes`` may instead be a callable
 ``path -> set of methods | None``.
 
 Results are cached per route path (bounded; a flood of distinct paths only costs the regex
@@ -39,7 +41,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from starlette.endpoints import HTTPEndpoint
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Host, Match, Mount, Route, WebSocketRoute
 
 from bastion.asgi import ASGIApp, Receive, Scope, Send, send_error
 from bastion.errors import ConfigError
@@ -60,7 +62,8 @@ class _Opaque(Exception):
     """A route whose methods cannot be known statically; the path is passed through."""
 
 
-# A table entry: ("route", regex, methods) | ("mount", regex, sub-table | None) | ("opaque",)
+# A table entry: ("route", regex, methods) | ("mount", regex, sub-table | None)
+#                | ("probe", route) | ("opaque",)
 _Entry = tuple[Any, ...]
 
 
@@ -90,9 +93,24 @@ def _compile(routes: Sequence[BaseRoute]) -> list[_Entry]:
             inner = getattr(route, "_base_app", None)
             sub = getattr(inner, "routes", None)
             table.append(("mount", route.path_regex, _compile(sub) if sub is not None else None))
-        else:  # Host (matches on the Host header) or a route class we do not know
+        elif isinstance(route, Host):  # matches on the Host header: not a function of the path
             table.append(("opaque",))
+        else:  # another BaseRoute: ask it, method by method
+            table.append(("probe", route))
     return table
+
+
+def _probe(route: BaseRoute, path: str) -> set[str] | None:
+    """The methods *route* fully matches at *path*; None when it does not match the path."""
+    served: set[str] = set()
+    matched = False
+    for method in _ENDPOINT_METHODS:
+        scope = {"type": "http", "path": path, "root_path": "", "method": method, "headers": []}
+        result = route.matches(scope)[0]
+        if result is Match.FULL:
+            served.add(method)
+        matched = matched or result is not Match.NONE
+    return served if matched else None
 
 
 def _walk(table: list[_Entry], path: str) -> set[str] | None:
@@ -102,6 +120,11 @@ def _walk(table: list[_Entry], path: str) -> set[str] | None:
         kind = entry[0]
         if kind == "opaque":
             raise _Opaque
+        if kind == "probe":
+            probed = _probe(entry[1], path)
+            if probed is not None:
+                found = (found or set()) | probed
+            continue
         match = entry[1].match(path)
         if match is None:
             continue
