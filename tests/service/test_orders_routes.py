@@ -559,3 +559,28 @@ async def test_documented_parameters_match_the_rules(document: dict[str, Any]) -
     assert post["API-Version"]["schema"]["enum"] == ["1"]
     one = document["paths"]["/api/v1/orders/{order_id}"]["get"]["parameters"][0]
     assert one["schema"]["format"] == "uuid"
+
+
+async def test_every_orders_route_is_visible_to_the_method_policy_layer(tmp_path: Path) -> None:
+    """Behind the method layer, each path's 405 lists all its methods (pitfall #23), and the
+    header path's v2 refusal is the same as the URL path's."""
+    from bastion.middleware.methods import MethodPolicyMiddleware
+
+    app, tokens = build_app(tmp_path)
+    guarded = MethodPolicyMiddleware(app, routes=app.router.routes)
+    await app.state.database.create_schema()
+    who = bearer(await tokens.issue())
+    transport = httpx.ASGITransport(app=guarded)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        one = f"/api/v1/orders/{uuid.uuid4()}"
+        put = await client.put(one, json=order_body(), headers=who)
+        patch = await client.patch("/api/orders", json=order_body(), headers=who)
+        by_url = await client.post("/api/v2/orders", json=order_body(), headers=who)
+        by_header = await client.post(
+            "/api/orders", json=order_body(), headers={**who, "API-Version": "2"}
+        )
+    await app.state.database.close()
+    assert (put.status_code, put.headers["allow"]) == (405, "DELETE, GET, HEAD")
+    assert (patch.status_code, patch.headers["allow"]) == (405, "GET, HEAD, POST")
+    assert by_url.status_code == by_header.status_code == 405
+    assert by_url.headers["allow"] == by_header.headers["allow"] == "GET, HEAD"

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Path, Response
+from fastapi import FastAPI, Path, Response
 from fastapi.responses import JSONResponse
 
 from bastion.errors import HTTPError
@@ -244,7 +244,12 @@ async def delete_by_header(
 
 # --- routing table ---------------------------------------------------------------------------
 
-router = APIRouter(tags=["orders"])
+# Route specifications, added to the app one by one by ``install``. Not an ``APIRouter`` +
+# ``include_router``: since FastAPI 0.16x an included router is one opaque ``_IncludedRouter``
+# entry in ``app.routes``, which the method-policy layer cannot see into (so a PUT would get
+# the router's first-match ``Allow``, research pitfall #23). Plain ``APIRoute`` entries keep
+# every method of every path visible to it.
+ROUTES: list[dict[str, Any]] = []
 
 
 def _route(
@@ -257,16 +262,19 @@ def _route(
     responses: dict[int | str, dict[str, Any]],
     summary: str,
 ) -> None:
-    router.add_api_route(
-        path,
-        endpoint,
-        methods=[method],
-        response_model=model,
-        status_code=status,
-        responses=responses,
-        summary=summary,
-        openapi_extra=_SECURED,
-        response_class=Response if status == HTTPStatus.NO_CONTENT else JSONResponse,
+    ROUTES.append(
+        dict(
+            path=path,
+            endpoint=endpoint,
+            methods=[method],
+            tags=["orders"],
+            response_model=model,
+            status_code=status,
+            responses=responses,
+            summary=summary,
+            openapi_extra=_SECURED,
+            response_class=Response if status == HTTPStatus.NO_CONTENT else JSONResponse,
+        )
     )
 
 
@@ -365,8 +373,9 @@ _route(
 
 def install(app: FastAPI) -> None:
     """Add the orders routes to *app*, and the per-version lifecycle headers."""
-    app.include_router(router)
+    for spec in ROUTES:
+        app.add_api_route(**spec)
     app.add_middleware(VersionHeaders, lifecycle=lifecycle_headers(app.state.settings))
 
 
-__all__ = ["as_v1", "as_v2", "install", "router"]
+__all__ = ["ROUTES", "as_v1", "as_v2", "install"]
