@@ -151,6 +151,8 @@ class KeyRing:
     *alg* is the configured algorithm: only keys of that algorithm sign or verify
     (the verifier's algorithm list is pinned to it). *token_ttl* (seconds, plus
     *leeway*) says how long a retired key must keep verifying the tokens it signed.
+    *reload_interval* bounds how often ``ring.json`` is checked for another process's
+    rotation (and so how often a stream of unknown ``kid`` values can cause disk access).
     *clock* is injectable for tests.
     """
 
@@ -162,6 +164,7 @@ class KeyRing:
         token_ttl: int = 900,
         leeway: int = 30,
         rsa_bits: int = DEFAULT_RSA_BITS,
+        reload_interval: float = RELOAD_INTERVAL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if alg not in ALGORITHMS:
@@ -173,6 +176,7 @@ class KeyRing:
         self.token_ttl = token_ttl
         self.leeway = leeway
         self.rsa_bits = rsa_bits
+        self.reload_interval = reload_interval
         self.clock = clock
         self._keys: dict[str, SigningKey] = {}
         self._active: SigningKey | None = None
@@ -306,7 +310,7 @@ class KeyRing:
         self._keys = keys
         self._active = keys[str(active["kid"])]
         self._stamp = (stat.st_mtime_ns, stat.st_size)
-        self._next_check = time.monotonic() + RELOAD_INTERVAL
+        self._next_check = time.monotonic() + self.reload_interval
         for listener in self._listeners:
             listener()
 
@@ -330,7 +334,7 @@ class KeyRing:
         now = time.monotonic()
         if now < self._next_check:
             return False
-        self._next_check = now + RELOAD_INTERVAL
+        self._next_check = now + self.reload_interval
         try:
             stat = (self.directory / RING_FILE).stat()
         except OSError:
@@ -359,7 +363,7 @@ class KeyRing:
         """Keys that currently verify, newest first."""
         if self._active is None:
             self.load()
-        return sorted(self._keys.values(), key=lambda k: k.created, reverse=True)
+        return list(reversed(self._keys.values()))  # ring.json lists keys in creation order
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The JSON Web Key Set (RFC 7517 §5): public members only, with kid, alg, use."""

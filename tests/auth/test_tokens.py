@@ -1,0 +1,489 @@
+"""TokenIssuer and TokenVerifier, attacked from outside: every forged token is refused
+with its own error class, and the genuine ones pass (with the 30 s leeway, no more)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from bastion.auth import errors as E
+from bastion.auth.keys import KeyRing
+from bastion.auth.principal import Principal
+from bastion.auth.tokens import TokenIssuer, TokenVerifier
+from tests.auth import forge
+from tests.auth.forge import AUDIENCE, ISSUER, claims, token
+
+ALGS = ["ES256", "RS256", "EdDSA"]
+
+
+class Setup:
+    def __init__(self, tmp_path: Path, alg: str = "ES256", reload_interval: float = 1.0) -> None:
+        self.ring = KeyRing(
+            tmp_path / "keys",
+            alg=alg,  # type: ignore[arg-type]
+            rsa_bits=2048,
+            reload_interval=reload_interval,
+        )
+        self.key = self.ring.ensure()
+        self.alg = alg
+        self.issuer = TokenIssuer(self.ring, issuer=ISSUER, audience=AUDIENCE)
+        self.verifier = TokenVerifier(self.ring, issuer=ISSUER, audience=AUDIENCE)
+
+    @property
+    def header(self) -> dict[str, Any]:
+        return {"alg": self.alg, "kid": self.key.kid, "typ": "JWT"}
+
+    def signed(self, payload: dict[str, Any], **header: Any) -> str:
+        """Signed with the REAL key: only a header or claim check can refuse it."""
+        merged = {k: v for k, v in {**self.header, **header}.items() if v is not None}
+        return token(merged, payload, key=self.key.private_key, alg=self.alg)
+
+
+@pytest.fixture
+def es(tmp_path: Path) -> Setup:
+    return Setup(tmp_path)
+
+
+def refused(setup: Setup, value: str, error: type[E.TokenError]) -> E.TokenError:
+    with pytest.raises(error) as caught:
+        setup.verifier.verify_access(value)
+    assert caught.value.public_message == "Invalid token"
+    return caught.value
+
+
+# --- the genuine article ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_an_issued_token_verifies_to_its_principal(tmp_path: Path, alg: str) -> None:
+    setup = Setup(tmp_path, alg)
+    user_id = uuid.uuid4()
+    issued = setup.issuer.issue(user_id, "user")
+    principal = setup.verifier.verify_access(issued.token)
+    assert principal == Principal(user_id, "user", issued.token_id)
+    assert issued.expires_in == 900
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_issued_tokens_carry_the_contract_claims_and_kid(tmp_path: Path, alg: str) -> None:
+    setup = Setup(tmp_path, alg)
+    issued = setup.issuer.issue(uuid.uuid4(), "admin")
+    header = jwt.get_unverified_header(issued.token)
+    assert header == {"alg": alg, "kid": setup.key.kid, "typ": "JWT"}
+    body = jwt.decode(
+        issued.token,
+        setup.key.public_key,  # type: ignore[arg-type]
+        algorithms=[alg],
+        audience=AUDIENCE,
+        issuer=ISSUER,
+    )
+    assert set(body) == {"iss", "sub", "aud", "iat", "exp", "jti", "type", "role"}
+    assert body["type"] == "access" and body["role"] == "admin"
+    assert body["exp"] - body["iat"] == 900
+    assert abs(body["iat"] - time.time()) < 5
+
+
+def test_each_token_has_a_distinct_jti(es: Setup) -> None:
+    user_id = uuid.uuid4()
+    assert len({es.issuer.issue(user_id, "user").token_id for _ in range(50)}) == 50
+
+
+def test_an_audience_list_that_names_us_is_accepted(es: Setup) -> None:
+    es.verifier.verify_access(es.signed(claims(aud=["other-api", AUDIENCE])))
+
+
+@pytest.mark.parametrize("typ", [None, "JWT", "jwt"])
+def test_typ_may_be_absent_or_jwt(es: Setup, typ: str | None) -> None:
+    es.verifier.verify_access(es.signed(claims(), typ=typ))
+
+
+# --- RFC 8725 §2.1 / CVE-2015-9235 family: alg none --------------------------------------------
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
+@pytest.mark.parametrize("signature", [b"", b"x"])
+def test_alg_none_in_any_casing_is_refused(es: Setup, alg: str, signature: bytes) -> None:
+    forged = token({"alg": alg, "kid": es.key.kid, "typ": "JWT"}, claims(), signature=signature)
+    with pytest.raises(E.TokenError):
+        es.verifier.verify_access(forged)
+
+
+def test_alg_none_with_a_real_signature_segment_is_refused_by_the_algorithm_pin(
+    es: Setup,
+) -> None:
+    forged = token({"alg": "none", "kid": es.key.kid}, claims(), signature=b"\x00" * 64)
+    refused(es, forged, E.DisallowedAlgorithm)
+
+
+# --- algorithm confusion: HMAC keyed with our public key (CVE-2016-10555, CVE-2022-29217) ------
+
+
+@pytest.mark.parametrize("alg", ALGS)
+@pytest.mark.parametrize("hmac_alg", ["HS256", "HS384", "HS512"])
+@pytest.mark.parametrize(
+    "encoding",
+    ["pem", "pem-crlf", "pem-no-newline", "der", "jwk-json", "jwks-json", "jwk-x-raw", "openssh"],
+)
+def test_hmac_signed_with_the_public_key_is_refused(
+    tmp_path: Path, alg: str, hmac_alg: str, encoding: str
+) -> None:
+    setup = Setup(tmp_path, alg)
+    secret = forge.public_key_encodings(setup.key.public_key, setup.key.kid, alg)[encoding]
+    forged = token(
+        {"alg": hmac_alg, "kid": setup.key.kid, "typ": "JWT"}, claims(), hmac_secret=secret
+    )
+    refused(setup, forged, E.DisallowedAlgorithm)
+
+
+def test_hmac_with_the_public_key_is_refused_even_claiming_our_algorithm(es: Setup) -> None:
+    # alg says ES256 but the "signature" is an HMAC: it is simply a bad signature.
+    secret = forge.public_key_encodings(es.key.public_key, es.key.kid, "ES256")["pem"]
+    forged = token(es.header, claims(), alg="HS256", hmac_secret=secret)
+    with pytest.raises(E.BadSignature):
+        es.verifier.verify_access(forged)
+
+
+# --- another algorithm, another key ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alg", "key"),
+    [
+        ("RS256", rsa.generate_private_key(65537, 2048)),
+        ("PS256", rsa.generate_private_key(65537, 2048)),
+        ("ES384", ec.generate_private_key(ec.SECP384R1())),
+        ("EdDSA", ed25519.Ed25519PrivateKey.generate()),
+    ],
+)
+def test_a_token_of_another_algorithm_is_refused(es: Setup, alg: str, key: Any) -> None:
+    forged = token({"alg": alg, "kid": es.key.kid, "typ": "JWT"}, claims(), key=key)
+    refused(es, forged, E.DisallowedAlgorithm)
+
+
+@pytest.mark.parametrize("alg", ["es256", "Es256", "ES256 ", "ES256\u0000"])
+def test_a_case_or_padding_variant_of_our_algorithm_is_refused(es: Setup, alg: str) -> None:
+    # RFC 8725bis: allow-lists compare exactly; "es256" must not slip through a lowercase map.
+    forged = token({"alg": alg, "kid": es.key.kid}, claims(), key=es.key.private_key, alg="ES256")
+    refused(es, forged, E.DisallowedAlgorithm)
+
+
+def test_our_algorithm_signed_by_another_key_under_our_kid_is_refused(es: Setup) -> None:
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    forged = token(es.header, claims(), key=attacker)
+    refused(es, forged, E.BadSignature)
+
+
+def test_psychic_signature_r_s_zero_is_refused(es: Setup) -> None:
+    # CVE-2022-21449 (Java): an ECDSA signature of r = s = 0 verified everything.
+    forged = token(es.header, claims(), signature=b"\x00" * 64)
+    refused(es, forged, E.BadSignature)
+
+
+def test_a_signature_of_the_wrong_length_is_refused(es: Setup) -> None:
+    good = es.signed(claims())
+    head, body, sig = good.split(".")
+    longer = forge.b64(base64.urlsafe_b64decode(sig + "==") + b"\x00")
+    refused(es, f"{head}.{body}.{longer}", E.BadSignature)
+
+
+# --- time claims -------------------------------------------------------------------------------
+
+
+def test_an_expired_token_is_refused(es: Setup) -> None:
+    now = int(time.time())
+    refused(es, es.signed(claims(iat=now - 1000, exp=now - 31)), E.Expired)
+
+
+def test_expiry_within_the_30_second_leeway_is_tolerated(es: Setup) -> None:
+    now = int(time.time())
+    es.verifier.verify_access(es.signed(claims(iat=now - 1000, exp=now - 20)))
+
+
+def test_a_future_nbf_is_refused(es: Setup) -> None:
+    now = int(time.time())
+    refused(es, es.signed(claims(nbf=now + 60)), E.NotYetValid)
+
+
+def test_nbf_within_the_leeway_is_tolerated(es: Setup) -> None:
+    es.verifier.verify_access(es.signed(claims(nbf=int(time.time()) + 20)))
+
+
+def test_a_token_issued_in_the_future_is_refused(es: Setup) -> None:
+    now = int(time.time())
+    refused(es, es.signed(claims(iat=now + 3600, exp=now + 7200)), E.IssuedInFuture)
+
+
+@pytest.mark.parametrize("name", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("value", ["9999999999", True, [1], {"a": 1}])
+def test_time_claims_must_be_numbers(es: Setup, name: str, value: Any) -> None:
+    refused(es, es.signed(claims(**{name: value})), E.InvalidClaim)
+
+
+def test_nan_or_infinite_exp_cannot_defeat_expiry(es: Setup) -> None:
+    # Python's json accepts NaN/Infinity; a NaN exp would compare False against the clock.
+    for literal in ("NaN", "Infinity"):
+        body = claims(exp=0)
+        raw = json.dumps(body).replace('"exp": 0', f'"exp": {literal}')
+        head = forge.segment(es.header)
+        signing_input = f"{head}.{forge.b64(raw.encode())}".encode()
+        signature = forge.sign_raw(es.key.private_key, "ES256", signing_input)
+        refused(es, f"{signing_input.decode()}.{forge.b64(signature)}", E.MalformedToken)
+
+
+# --- issuer, audience, type, subject -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "iss",
+    [
+        "https://evil.example",
+        ISSUER[:-1],  # a prefix of ours
+        ISSUER + "/",  # ours plus a suffix
+        ISSUER + ".evil.example",
+        ISSUER.upper(),
+        "",
+        ["https://localhost:8443"],
+    ],
+)
+def test_a_wrong_issuer_is_refused(es: Setup, iss: Any) -> None:
+    refused(es, es.signed(claims(iss=iss)), E.WrongIssuer)
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [
+        "other-api",
+        AUDIENCE[:-1],
+        AUDIENCE + "-admin",
+        "x" + AUDIENCE,
+        ["other-api"],
+        [],
+        [AUDIENCE, 7],
+    ],
+)
+def test_a_wrong_audience_is_refused(es: Setup, aud: Any) -> None:
+    refused(es, es.signed(claims(aud=aud)), E.WrongAudience)
+
+
+@pytest.mark.parametrize("name", ["exp", "iat", "iss", "aud", "type", "sub", "jti", "role"])
+def test_a_missing_required_claim_is_refused(es: Setup, name: str) -> None:
+    refused(es, es.signed(claims(**{name: None})), E.MissingClaim)
+
+
+@pytest.mark.parametrize("kind", ["refresh", "reset", "id", "ACCESS", "access "])
+def test_another_kind_of_token_is_refused(es: Setup, kind: str) -> None:
+    # RFC 8725 §3.12: a refresh, reset or ID token must never pass as an access token.
+    refused(es, es.signed(claims(type=kind)), E.WrongTokenType)
+
+
+@pytest.mark.parametrize("sub", ["alice", "", 42, "not-a-uuid-0000"])
+def test_a_subject_that_is_not_a_uuid_is_refused(es: Setup, sub: Any) -> None:
+    refused(es, es.signed(claims(sub=sub)), E.InvalidClaim)
+
+
+# --- tampering ---------------------------------------------------------------------------------
+
+
+def test_a_tampered_payload_is_refused(es: Setup) -> None:
+    genuine = es.issuer.issue(uuid.uuid4(), "user").token
+    head, body, sig = genuine.split(".")
+    payload = json.loads(base64.urlsafe_b64decode(body + "=="))
+    payload["role"] = "admin"
+    refused(es, f"{head}.{forge.segment(payload)}.{sig}", E.BadSignature)
+
+
+def test_a_tampered_header_is_refused(es: Setup) -> None:
+    genuine = es.issuer.issue(uuid.uuid4(), "user").token
+    _, body, sig = genuine.split(".")
+    header = forge.segment({"kid": es.key.kid, "alg": "ES256", "typ": "JWT"})  # reordered
+    refused(es, f"{header}.{body}.{sig}", E.BadSignature)
+
+
+@pytest.mark.parametrize("shape", ["empty-signature", "two-segments", "one-segment"])
+def test_a_stripped_signature_is_refused(es: Setup, shape: str) -> None:
+    genuine = es.issuer.issue(uuid.uuid4(), "user").token
+    head, body, _ = genuine.split(".")
+    value = {
+        "empty-signature": f"{head}.{body}.",
+        "two-segments": f"{head}.{body}",
+        "one-segment": head,
+    }[shape]
+    refused(es, value, E.MalformedToken)
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t + "=",  # padding
+        lambda t: t + "==",
+        lambda t: t.replace("-", "+").replace("_", "/") if ("-" in t or "_" in t) else t + "+",
+        lambda t: " " + t,
+        lambda t: t[:20] + "\n" + t[20:],
+        lambda t: t + ".",  # four segments
+        lambda t: t + ".AAAA.AAAA",  # a JWE's five segments
+        lambda t: t.replace(".", ".\u00e9", 1),  # non-ASCII
+    ],
+)
+def test_non_base64url_characters_are_refused(es: Setup, mangle: Any) -> None:
+    genuine = es.issuer.issue(uuid.uuid4(), "user").token
+    refused(es, mangle(genuine), E.MalformedToken)
+
+
+@pytest.mark.parametrize(
+    "header_json",
+    [
+        b"not json",
+        b"[]",
+        b'"ES256"',
+        b'{"alg":"ES256","alg":"none"}',  # duplicate member: refused, not last-wins
+        b"\xff\xfe{}",
+    ],
+)
+def test_a_malformed_header_is_refused(es: Setup, header_json: bytes) -> None:
+    body = forge.segment(claims())
+    refused(es, f"{forge.b64(header_json)}.{body}.{forge.b64(b'x' * 64)}", E.MalformedToken)
+
+
+def test_a_signed_payload_that_is_not_an_object_is_refused(es: Setup) -> None:
+    head = forge.segment(es.header)
+    body = forge.b64(b"[1,2,3]")
+    signature = forge.sign_raw(es.key.private_key, "ES256", f"{head}.{body}".encode())
+    refused(es, f"{head}.{body}.{forge.b64(signature)}", E.MalformedToken)
+
+
+# --- kid ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kid",
+    [
+        "unknown-kid",
+        "../../../../../../dev/null",  # path traversal: kid used as a file name
+        "/etc/passwd",
+        "' OR '1'='1' --",  # SQL injection: kid used in a query
+        "x' UNION SELECT 'secret' --",
+        "http://attacker.example/key.pem",
+        "a" * 1000,
+        "",
+    ],
+)
+def test_an_unknown_or_malicious_kid_is_refused(es: Setup, kid: str) -> None:
+    refused(es, es.signed(claims(), kid=kid), E.UnknownKey)
+
+
+@pytest.mark.parametrize("kid", [None, 1, ["x"], {"a": 1}])
+def test_a_kid_that_is_not_a_string_is_refused(es: Setup, kid: Any) -> None:
+    header = {**es.header, "kid": kid} if kid is not None else {"alg": "ES256"}
+    forged = token(header, claims(), key=es.key.private_key)
+    refused(es, forged, E.UnknownKey)
+
+
+# --- headers that bring their own key (RFC 8725 §3.10, CVE-2018-0114) --------------------------
+
+
+def test_an_embedded_jwk_signed_by_the_attacker_is_refused(es: Setup) -> None:
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    from bastion.auth.keys import public_jwk
+
+    forged = token({**es.header, "jwk": public_jwk(attacker.public_key())}, claims(), key=attacker)
+    refused(es, forged, E.ForbiddenHeader)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("jku", "https://attacker.example/jwks.json"),
+        ("x5u", "https://attacker.example/cert.pem"),
+        ("jwk", {"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"}),
+        ("x5c", ["MIIB..."]),
+        ("x5t", "abc"),
+        ("x5t#S256", "abc"),
+    ],
+)
+def test_key_carrying_headers_are_refused_even_when_our_key_signed(
+    es: Setup, name: str, value: Any
+) -> None:
+    refused(es, es.signed(claims(), **{name: value}), E.ForbiddenHeader)
+
+
+@pytest.mark.parametrize("crit", [["exp"], ["b64"], ["x-custom"], [], "exp"])
+def test_a_crit_header_is_refused(es: Setup, crit: Any) -> None:
+    forged = es.signed(claims(), crit=crit, **{"x-custom": True, "b64": False})
+    refused(es, forged, E.UnknownCritical)
+
+
+def test_an_unknown_header_member_is_refused(es: Setup) -> None:
+    refused(es, es.signed(claims(), cty="JWT"), E.ForbiddenHeader)
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "JWE", "refresh+jwt", 1])
+def test_a_typ_other_than_jwt_is_refused(es: Setup, typ: Any) -> None:
+    refused(es, es.signed(claims(), typ=typ), E.ForbiddenHeader)
+
+
+# --- size ----------------------------------------------------------------------------------------
+
+
+def test_a_100_kb_token_is_refused_before_decoding(es: Setup) -> None:
+    huge = es.signed(claims(padding="A" * 100_000))
+    assert len(huge) > 100_000
+    refused(es, huge, E.TokenTooLarge)
+
+
+def test_a_deeply_nested_payload_is_refused_without_a_crash(es: Setup) -> None:
+    head = forge.segment(es.header)
+    body = forge.b64(b"[" * 2000 + b"]" * 2000)
+    verifier = TokenVerifier(es.ring, issuer=ISSUER, audience=AUDIENCE, max_length=20_000)
+    signature = forge.sign_raw(es.key.private_key, "ES256", f"{head}.{body}".encode())
+    with pytest.raises(E.MalformedToken):
+        verifier.verify_access(f"{head}.{body}.{forge.b64(signature)}")
+
+
+# --- the header cache and rotation ------------------------------------------------------------
+
+
+def test_the_header_cache_is_bounded_against_forged_header_variants(es: Setup) -> None:
+    # Each variant passes the header checks (so it is cached) and then fails its signature.
+    body = forge.segment(claims())
+    for spaces in range(500):
+        raw = '{"alg":"ES256",' + " " * spaces + f'"kid":"{es.key.kid}"}}'
+        forged = f"{forge.b64(raw.encode())}.{body}.{forge.b64(bytes(64))}"
+        with pytest.raises(E.BadSignature):
+            es.verifier.verify_access(forged)
+    assert 0 < len(es.verifier._headers) <= 64
+
+
+def test_tokens_of_a_rotated_key_keep_verifying_and_new_ones_use_the_new_key(
+    tmp_path: Path,
+) -> None:
+    setup = Setup(tmp_path, reload_interval=0.0)
+    old_token = setup.issuer.issue(uuid.uuid4(), "user").token
+    other = KeyRing(tmp_path / "keys", alg="ES256")  # `bastion keys rotate`, elsewhere
+    new_key = other.rotate()
+    new_token = setup.issuer.issue(uuid.uuid4(), "user").token
+    assert jwt.get_unverified_header(new_token)["kid"] == new_key.kid
+    setup.verifier.verify_access(old_token)
+    setup.verifier.verify_access(new_token)
+
+
+def test_a_token_from_another_process_new_key_verifies_after_a_reload(tmp_path: Path) -> None:
+    setup = Setup(tmp_path, reload_interval=0.0)
+    other_ring = KeyRing(tmp_path / "keys", alg="ES256")
+    other_ring.rotate()
+    other_issuer = TokenIssuer(other_ring, issuer=ISSUER, audience=AUDIENCE)
+    fresh = other_issuer.issue(uuid.uuid4(), "user").token
+    setup.verifier.verify_access(fresh)  # unknown kid -> ring reloaded -> found
+
+
+def test_a_verifier_for_another_audience_refuses_our_tokens(es: Setup) -> None:
+    other = TokenVerifier(es.ring, issuer=ISSUER, audience="payments-api")
+    with pytest.raises(E.WrongAudience):
+        other.verify_access(es.issuer.issue(uuid.uuid4(), "user").token)
