@@ -21,6 +21,7 @@ import itertools
 import json
 import ssl
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -86,9 +87,10 @@ def send(
     all_headers = {"Connection": "close", **(headers or {})}
     if client is not None:
         all_headers["X-Forwarded-For"] = client
-    if body is None and method == "POST":
-        credentials = {"email": "nobody@example.com", "password": "not-the-password-42"}
-        body = json.dumps(credentials).encode()
+    if method == "POST":
+        if body is None:
+            credentials = {"email": "nobody@example.com", "password": "not-the-password-42"}
+            body = json.dumps(credentials).encode()
         all_headers["Content-Type"] = "application/json"
     try:
         conn.request(method, raw_path, body=body, headers=all_headers)
@@ -200,3 +202,26 @@ def test_rate_headers_over_the_wire(server: Server) -> None:
     assert reply.headers["RateLimit"] == '"api";r=29;t=900, "auth";r=4;t=900'
     assert reply.headers["X-RateLimit-Limit"] == "5"
     assert reply.headers["X-RateLimit-Remaining"] == "4"
+
+
+def test_parallel_wrong_passwords_and_free_successes_end_to_end(server: Server) -> None:
+    """Pitfall #10 against the real login: successes are never counted, 20 parallel wrong
+    passwords get at most 5 answers from the handler, then even the right password is 429."""
+    client = new_client()
+    email = f"rl-{next(_clients)}@example.com"
+    password = "correct horse battery staple 42!"
+    account = json.dumps({"email": email, "password": password}).encode()
+    assert send(server, "POST", "/api/v1/auth/register", client=client, body=account).status == 202
+    for _ in range(8):  # more than the budget of 5: successes give their charge back
+        ok = send(server, "POST", LOGIN, client=client, body=account)
+        assert ok.status == 200, ok.body
+        assert ok.headers["RateLimit"].endswith('"auth";r=5;t=0')
+
+    wrong = json.dumps({"email": email, "password": "wrong horse battery staple 42!"}).encode()
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        replies = list(
+            pool.map(lambda _: send(server, "POST", LOGIN, client=client, body=wrong), range(20))
+        )
+    statuses = sorted(r.status for r in replies)
+    assert statuses == [401] * 5 + [429] * 15, statuses
+    assert_locked_out(send(server, "POST", LOGIN, client=client, body=account), "right password")
