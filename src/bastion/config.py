@@ -49,6 +49,15 @@ class OAuthClient(BaseModel):
     client_id: str = Field(min_length=1, max_length=200)
     redirect_uris: tuple[str, ...] = Field(min_length=1)
 
+    @field_validator("redirect_uris")
+    @classmethod
+    def _registrable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Exact-match rules of RFC 9700 §2.1 / RFC 8252 (bastion.oauth.clients): a bad URI
+        # stops the start in one line instead of failing in a worker.
+        from bastion.oauth.clients import check_redirect_uri
+
+        return tuple(check_redirect_uri(uri) for uri in value)
+
 
 def _split_csv(value: Any) -> Any:
     """Comma-separated environment values become lists; lists from TOML pass through."""
@@ -164,6 +173,15 @@ class Settings(BaseSettings):
                 return json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+        return value
+
+    @field_validator("oauth_clients")
+    @classmethod
+    def _unique_clients(cls, value: tuple[OAuthClient, ...]) -> tuple[OAuthClient, ...]:
+        ids = [client.client_id for client in value]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"client_id {duplicates[0]!r} is registered twice")
         return value
 
     @property
