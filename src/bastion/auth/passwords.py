@@ -76,7 +76,8 @@ class PasswordHasher:
             salt_len=profile.salt_len,
             type=argon2.Type.ID,
         )
-        self._dummy: str | None = None
+        # Made now, not at the first unknown-email login, which would otherwise be slower.
+        self._dummy = self._hasher.hash("bastion dummy password, never valid")
 
     def hash(self, password: str) -> str:
         """A fresh salted argon2id hash (PHC string) of *password*."""
@@ -102,8 +103,6 @@ class PasswordHasher:
         Without it, "no such user" answers in microseconds and "wrong password" in tens of
         milliseconds: an oracle for which emails have accounts (OWASP ASVS 6.3.8).
         """
-        if self._dummy is None:
-            self._dummy = self._hasher.hash("bastion dummy password, never valid")
         self.verify(self._dummy, password)
 
 
