@@ -43,6 +43,7 @@ from tests.scanner.tls.tlsfixtures import (
     write,
 )
 
+PATIENT = 10.0
 TLS_CONTROLS = sorted(c.id for c in REGISTRY.all() if c.category == "tls")
 
 
@@ -56,7 +57,9 @@ class Scenario:
 
 
 def _probe(port: int, ca_file: Path | None, host: str = "localhost") -> TLSFacts:
-    return asyncio.run(probe_tls(host, port, ca_file=str(ca_file) if ca_file else None))
+    ca = str(ca_file) if ca_file else None
+    # a patient per-connection timeout: the servers share this process (and its GIL)
+    return asyncio.run(probe_tls(host, port, ca_file=ca, handshake_timeout=PATIENT))
 
 
 def _serve_and_probe(

@@ -9,6 +9,7 @@ import ssl
 import threading
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,11 @@ from tests.scanner.tls.tlsfixtures import (
 from tests.support import free_port
 
 
+async def probe(host: str, port: int, **options: Any) -> TLSFacts:
+    """probe_tls with a patient per-connection timeout: the test servers share this process."""
+    return await probe_tls(host, port, handshake_timeout=10.0, **options)
+
+
 def _names(facts: TLSFacts, protocol: str) -> set[str]:
     return {a.suite.name for a in facts.suites(protocol)}
 
@@ -38,8 +44,8 @@ async def test_enumeration_is_exactly_the_configured_suites(tmp_path: Path) -> N
         ciphers="ECDHE-RSA-AES128-GCM-SHA256:AES128-SHA:ECDHE-RSA-AES256-SHA:@SECLEVEL=0",
     )
     with tls_server(config) as port:
-        facts = await probe_tls("localhost", port)
-        serial = await probe_tls("localhost", port, concurrency=1)
+        facts = await probe("localhost", port)
+        serial = await probe("localhost", port, concurrency=1)
     assert _names(facts, "TLSv1.2") == {
         "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
         "TLS_RSA_WITH_AES_128_CBC_SHA",
@@ -61,7 +67,7 @@ async def test_old_protocols_where_the_local_openssl_allows(tmp_path: Path) -> N
         files, minimum=V.TLSv1, maximum=V.TLSv1_2, ciphers="ECDHE+AES:@SECLEVEL=0"
     )
     with tls_server(config) as port:
-        facts = await probe_tls("localhost", port)
+        facts = await probe("localhost", port)
     assert facts.offered_protocols() == ("TLSv1.0", "TLSv1.1", "TLSv1.2")
     assert facts.protocol("SSLv3") is False  # asked on the wire, refused by the server
     assert "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA" in _names(facts, "TLSv1.0")
@@ -93,10 +99,10 @@ async def test_sni_is_sent_for_names_and_never_for_ip_literals(tmp_path: Path) -
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        await probe_tls("localhost", port, concurrency=1)
+        await probe("localhost", port, concurrency=1)
         by_name = list(seen)
         seen.clear()
-        await probe_tls("127.0.0.1", port, concurrency=1)
+        await probe("127.0.0.1", port, concurrency=1)
         by_ip = list(seen)
     finally:
         stop.set()
@@ -110,7 +116,7 @@ async def test_fake_sslv3_server_is_detected_without_local_sslv3_support() -> No
     assert not ssl.HAS_SSLv3  # the local OpenSSL cannot speak SSL 3.0 ...
     behaviour = FakeBehaviour(versions=(0x0300,), suites=(0x000A,))
     with fake_tls_server(behaviour) as port:
-        facts = await probe_tls("127.0.0.1", port)
+        facts = await probe("127.0.0.1", port)
     assert facts.protocol("SSLv3") is True  # ... yet the probe found it
     assert _names(facts, "SSLv3") == {"TLS_RSA_WITH_3DES_EDE_CBC_SHA"}
     assert 0x0300 in behaviour.seen
@@ -124,7 +130,7 @@ async def test_compression_and_missing_rfc5746_are_reported() -> None:
         versions=(0x0303,), suites=(0xC02F,), compression=True, renegotiation_info=False
     )
     with fake_tls_server(behaviour) as port:
-        facts = await probe_tls("127.0.0.1", port)
+        facts = await probe("127.0.0.1", port)
     assert facts.compression is True
     assert facts.secure_renegotiation is False
     assert isinstance(facts.fallback_scsv, Untested)  # one version: nothing to downgrade to
@@ -133,7 +139,7 @@ async def test_compression_and_missing_rfc5746_are_reported() -> None:
 async def test_tls13_only_server_hides_the_chain_and_says_so(tmp_path: Path) -> None:
     files = write(tmp_path, "leaf", [issue()])
     with tls_server(ServerConfig(files, minimum=V.TLSv1_3)) as port:
-        facts = await probe_tls("localhost", port)
+        facts = await probe("localhost", port)
     assert facts.offered_protocols() == ("TLSv1.3",)
     assert len(_names(facts, "TLSv1.3")) == 3  # OpenSSL's default TLS 1.3 suites
     assert facts.leaf is not None and facts.leaf.dns_names == ("localhost",)
@@ -144,7 +150,7 @@ async def test_tls13_only_server_hides_the_chain_and_says_so(tmp_path: Path) -> 
 
 
 async def test_unreachable_not_tls_and_bad_ca_file(tmp_path: Path) -> None:
-    refused = await probe_tls("127.0.0.1", free_port())
+    refused = await probe("127.0.0.1", free_port())
     assert refused.failure and refused.failure.startswith("could not connect")
     assert all(is_untested(v) for _p, v in refused.protocols)
 
@@ -156,12 +162,12 @@ async def test_unreachable_not_tls_and_bad_ca_file(tmp_path: Path) -> None:
 
     server = await asyncio.start_server(http, "127.0.0.1", 0)
     async with server:
-        plain = await probe_tls("127.0.0.1", server.sockets[0].getsockname()[1])
+        plain = await probe("127.0.0.1", server.sockets[0].getsockname()[1])
     assert plain.failure and "does not speak TLS" in plain.failure
 
     files = write(tmp_path, "leaf", [issue()])
     with tls_server(ServerConfig(files)) as port:
-        facts = await probe_tls("localhost", port, ca_file=str(tmp_path / "missing.pem"))
+        facts = await probe("localhost", port, ca_file=str(tmp_path / "missing.pem"))
     assert facts.failure is None
     assert isinstance(facts.trust.trusted, Untested)
     assert "--ca-file could not be loaded" in facts.trust.trusted.reason
