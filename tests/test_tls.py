@@ -34,6 +34,13 @@ def test_certificate_is_a_leaf_not_a_ca(tmp_path: Path) -> None:
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
 
 
+def test_certificate_carries_key_identifiers_strict_validators_need(tmp_path: Path) -> None:
+    cert = _load(ensure_self_signed(tmp_path).cert)
+    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == ski.digest  # self-issued: the authority key is its own
+
+
 def test_certificate_names_localhost_and_loopback_addresses(tmp_path: Path) -> None:
     cert = _load(ensure_self_signed(tmp_path).cert)
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

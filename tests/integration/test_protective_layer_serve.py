@@ -176,8 +176,8 @@ def _parse_reply(reply: bytes) -> tuple[int, dict[str, str], bytes]:
 @pytest.mark.parametrize(
     ("request_line", "status", "message"),
     [
-        (b"TRACK / HTTP/1.1", 405, "Method not allowed"),  # llhttp does not know TRACK
-        (b"BREW /api/v1/orders HTTP/1.1", 405, "Method not allowed"),
+        (b"TRACK /healthz HTTP/1.1", 405, "Method not allowed"),  # llhttp does not know TRACK
+        (b"BREW /api/v1/orders?x=1 HTTP/1.1", 405, "Method not allowed"),
         (b"GET /\x01 HTTP/1.1", 400, "Bad request"),
     ],
 )
@@ -191,6 +191,10 @@ def test_requests_the_parser_refuses_still_get_the_contract(
         assert headers.get(name) == value, name
     assert REQUEST_ID.match(headers["x-request-id"])
     assert json.loads(body) == {"error": message, "requestId": headers["x-request-id"]}
+    if status == 405:  # RFC 9110 §15.5.6: a 405 lists what the path does serve
+        path = request_line.split()[1].split(b"?")[0]
+        expected = {b"/healthz": "GET, HEAD", b"/api/v1/orders": "GET, HEAD, POST"}[path]
+        assert headers["allow"] == expected
 
 
 def test_access_log_never_holds_credentials(server: Server) -> None:

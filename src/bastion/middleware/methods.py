@@ -207,6 +207,13 @@ class MethodPolicyMiddleware:
         allow = ", ".join(sorted(allowed)).encode("ascii")
         return frozenset(allowed), allow, "HEAD" in served
 
+    def allow_header(self, path: str) -> bytes:
+        """The ``Allow`` value for *path* (``b""`` when unknown), for refusals made before the
+        app is reached (the HTTP parser's 405 for a method it does not know)."""
+        self._refresh()
+        policy = self._policy(path)
+        return policy[1] if policy is not None else b""
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
