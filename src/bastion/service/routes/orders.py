@@ -244,11 +244,10 @@ async def delete_by_header(
 
 # --- routing table ---------------------------------------------------------------------------
 
-# Route specifications, added to the app one by one by ``install``. Not an ``APIRouter`` +
-# ``include_router``: since FastAPI 0.16x an included router is one opaque ``_IncludedRouter``
-# entry in ``app.routes``, which the method-policy layer cannot see into (so a PUT would get
-# the router's first-match ``Allow``, research pitfall #23). Plain ``APIRoute`` entries keep
-# every method of every path visible to it.
+# Route specifications, added to the app one by one by ``install``: plain ``APIRoute`` entries
+# in ``app.routes``, which the method-policy layer reads directly (its 405 ``Allow`` is the
+# union of every route of a path, research pitfall #23). An ``include_router`` would add one
+# lazy ``_IncludedRouter`` entry (FastAPI 0.16x) that the layer can only probe method by method.
 ROUTES: list[dict[str, Any]] = []
 
 
