@@ -72,3 +72,40 @@ async def test_bastion_serve_with_insecure_has_no_high_or_critical_failure(serve
     assert trust.status == "warn"
     assert "self-signed" in trust.reason
     assert report.duration_s < 10
+
+
+async def test_bastion_serve_refuses_every_forged_token_and_limits_bursts(serve: Any) -> None:
+    """With a real access token and --active: every JWT forgery is refused, the login limit
+    answers 429 with Retry-After and does not reset on a spoofed X-Forwarded-For."""
+    server = serve()
+    _require_service(server)
+    credentials = {"email": "scanner@example.com", "password": "correct horse battery staple"}
+    with server.client() as client:
+        assert client.post("/api/v1/auth/register", json=credentials).status_code == 202
+        login = client.post("/api/v1/auth/login", json=credentials)
+        assert login.status_code == 200, login.text
+        token = login.json()["access_token"]
+    report = await scan(
+        server.url,
+        ScanOptions(
+            ca_file=str(server.cert_path), http_url=server.http_url, token=token, active=True
+        ),
+    )
+    assert report.grade == "A+", _problems(report)
+    statuses = {f.id: f.status for f in report.findings}
+    for check_id in (
+        "jwt.alg-none",
+        "jwt.hmac-confusion",
+        "jwt.signature-stripped",
+        "jwt.tampered-payload",
+        "jwt.embedded-key",
+        "auth.requires-token",
+        "auth.invalid-token",
+        "auth.token-in-url",
+        "auth.user-enumeration",
+        "ratelimit.login-burst",
+        "ratelimit.retry-after",
+        "ratelimit.forwarded-spoof",
+        "ratelimit.api-burst",
+    ):
+        assert statuses[check_id] == "pass", (check_id, _problems(report))
