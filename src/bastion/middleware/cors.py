@@ -302,7 +302,8 @@ def _merge_vary(headers: Iterable[tuple[bytes, bytes]], add: bytes) -> Headers:
 class CORSMiddleware:
     """Strict, exact-list CORS as pure ASGI (the contract's CORS section).
 
-    Sits *outside* the safe-errors layer, so the 500s it produces carry CORS headers too.
+    Place it *outside* the safe-errors and rate-limit layers: the 500s and 429s they produce
+    then pass through this layer's ``send`` and carry CORS headers too (pitfall #15).
     """
 
     def __init__(
