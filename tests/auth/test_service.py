@@ -214,7 +214,7 @@ async def test_a_weak_new_password_leaves_the_reset_token_usable(world: World) -
     await world.service.confirm_reset(token, "a brand new passphrase")
 
 
-@pytest.mark.parametrize("token", ["", "forged", "A" * 43, uuid.uuid4().hex])
+@pytest.mark.parametrize("token", ["", "forged", "A" * 43, "2947422a33384e1687edb78a6d1d351b"])
 async def test_forged_reset_tokens_are_refused(world: World, token: str) -> None:
     with pytest.raises(E.InvalidResetToken) as caught:
         await world.service.confirm_reset(token, "a brand new passphrase")
