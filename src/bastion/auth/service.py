@@ -101,6 +101,10 @@ class AccountStore(Protocol):
 
     async def revoke_refresh(self, token_hash: str, now: float) -> None: ...
 
+    async def revoke_family(self, family_id: uuid.UUID, now: float) -> None:
+        """Revoke every live token of one family (a login and its rotations)."""
+        ...
+
     async def add_reset(
         self, *, token_hash: str, user_id: uuid.UUID, expires_at: float
     ) -> None: ...
@@ -121,6 +125,7 @@ class Session:
     access: IssuedToken
     refresh_token: str
     refresh_max_age: int
+    family_id: uuid.UUID | None = None  # set by start_session: the family it began
 
 
 class AuthService:
@@ -180,6 +185,11 @@ class AuthService:
 
     async def login(self, email: str, password: str) -> Session:
         """A new session for valid credentials; :class:`InvalidCredentials` otherwise."""
+        return await self._start_session(await self.authenticate(email, password))
+
+    async def authenticate(self, email: str, password: str) -> Account:
+        """The account for valid credentials, without starting a session (the OAuth login
+        form opens a browser session instead); :class:`InvalidCredentials` otherwise."""
         account = await self.store.find_by_email(normalize_email(email))
         if account is None:
             await self._argon2(self.hasher.dummy_verify, password)
@@ -191,22 +201,32 @@ class AuthService:
             # the plain password (the only moment we ever do).
             new_hash = await self._argon2(self.hasher.hash, password)
             await self.store.set_password_hash(account.id, new_hash)
-        return await self._start_session(account)
+        return account
 
     async def account(self, user_id: uuid.UUID) -> Account | None:
         return await self.store.get(user_id)
 
     # --- refresh tokens ---------------------------------------------------------------
 
+    async def start_session(self, account: Account) -> Session:
+        """Access token + a refresh token starting a new family (``Session.family_id``)."""
+        return await self._start_session(account)
+
     async def _start_session(self, account: Account) -> Session:
         token = refresh.new_token()
+        family_id = uuid.uuid4()
         await self.store.add_refresh(
             token_hash=refresh.digest(token),
             user_id=account.id,
-            family_id=uuid.uuid4(),
+            family_id=family_id,
             expires_at=self.clock() + self.refresh_ttl,
         )
-        return Session(self.issuer.issue(account.id, account.role), token, self.refresh_ttl)
+        access = self.issuer.issue(account.id, account.role)
+        return Session(access, token, self.refresh_ttl, family_id)
+
+    async def revoke_family(self, family_id: uuid.UUID) -> None:
+        """Revoke a family's live tokens (e.g. those issued from a replayed OAuth code)."""
+        await self.store.revoke_family(family_id, self.clock())
 
     async def refresh(self, token: str | None) -> Session:
         """Rotate: revoke *token*, issue its successor in the same family (atomically).

@@ -141,6 +141,14 @@ class SqlAccountStore:
                 .values(revoked=True, revoked_at=_at(now))
             )
 
+    async def revoke_family(self, family_id: uuid.UUID, now: float) -> None:
+        async with self.database.session() as session, session.begin():
+            await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.family_id == family_id, RefreshToken.revoked == false())
+                .values(revoked=True, revoked_at=_at(now))
+            )
+
     @staticmethod
     async def _revoke_user(session: AsyncSession, user_id: uuid.UUID, moment: datetime) -> None:
         await session.execute(
