@@ -238,6 +238,15 @@ def test_nan_or_infinite_exp_cannot_defeat_expiry(es: Setup) -> None:
         refused(es, f"{signing_input.decode()}.{forge.b64(signature)}", E.MalformedToken)
 
 
+def test_an_exp_that_overflows_to_infinity_is_refused(es: Setup) -> None:
+    # 1e999 is valid JSON and parses as float('inf'): such a token would never expire.
+    head = forge.segment(es.header)
+    raw = json.dumps(claims(exp=0)).replace('"exp": 0', '"exp": 1e999')
+    signing_input = f"{head}.{forge.b64(raw.encode())}".encode()
+    signature = forge.sign_raw(es.key.private_key, "ES256", signing_input)
+    refused(es, f"{signing_input.decode()}.{forge.b64(signature)}", E.InvalidClaim)
+
+
 # --- issuer, audience, type, subject -----------------------------------------------------------
 
 

