@@ -4,7 +4,6 @@ rehash on login, rotation and reuse, password reset."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
