@@ -18,8 +18,11 @@ def chromium() -> str:
     return require_program("chromium", "Debian package chromium drives the browser tests")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver(chromium: str) -> Iterator[Any]:
+    # Module scope, not session: while the sync driver lives, Playwright keeps an asyncio loop
+    # running in this thread, and every pytest-asyncio test on the same xdist worker would fail
+    # with "Cannot run the event loop while another loop is running".
     from playwright.sync_api import sync_playwright
 
     driver = sync_playwright().start()
