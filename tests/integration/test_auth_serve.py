@@ -8,9 +8,11 @@ test compares the medians of unknown-email and wrong-password logins.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
+import stat
 import statistics
 import subprocess
 import sys
@@ -181,6 +183,25 @@ def test_keys_rotate_while_serving(serve: ServeFactory) -> None:
         for _ in range(6):
             me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {old}"})
             assert me.status_code == 200
+
+
+@pytest.mark.parametrize(("alg", "kty"), [("RS256", "RSA"), ("EdDSA", "OKP")])
+def test_the_signing_algorithm_is_chosen_by_setting(
+    serve: ServeFactory, alg: str, kty: str
+) -> None:
+    server = serve(env={**GENEROUS_LIMITS, "BASTION_JWT_ALG": alg})
+    with server.client() as client:
+        email, password = account(client)
+        access = login(client, email, password).json()["access_token"]
+        (key,) = client.get("/.well-known/jwks.json").json()["keys"]
+        me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {access}"})
+    assert jwt.get_unverified_header(access)["alg"] == alg
+    assert (key["alg"], key["kty"], key["use"]) == (alg, kty, "sig")
+    if kty == "RSA":
+        assert len(base64.urlsafe_b64decode(key["n"] + "==")) * 8 == 3072
+    assert me.status_code == 200
+    pem = next((server.data_dir / "keys").glob("*.pem"))
+    assert stat.S_IMODE(pem.stat().st_mode) == 0o600
 
 
 # --- the refresh race, for real ------------------------------------------------------------------
