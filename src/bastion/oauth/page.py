@@ -16,8 +16,8 @@ CSRF on the form POST (login CSRF would log the victim's app into the attacker's
 * a per-browser token in a ``__Host-`` cookie (``Secure; HttpOnly; SameSite=Strict;
   Path=/``: no sibling subdomain can plant it) that the form repeats in a hidden field; the
   POST must carry both, equal (constant-time compare);
-* and, when the browser sends them, ``Origin`` must be this server's own origin and
-  ``Sec-Fetch-Site`` must be ``same-origin``.
+* and, when the browser sends them, ``Sec-Fetch-Site`` must be ``same-origin`` and a
+  non-null ``Origin`` must be this server's own origin.
 
 Every value written into the HTML is escaped (``html.escape`` with quotes): ``state`` and
 ``email`` come from the request.
@@ -168,11 +168,14 @@ def same_origin(origin: str | None, fetch_site: str | None, *, scheme: str, host
     """False when the browser says the POST came from elsewhere (Origin / Sec-Fetch-Site).
 
     Both headers are optional (older browsers, non-browser clients): their absence is left
-    to the CSRF token; their presence must agree with this server.
+    to the CSRF token; their presence must agree with this server. ``Origin: null`` says
+    nothing either way: under the stack's ``Referrer-Policy: no-referrer`` Chromium sends
+    exactly that for a POST from our own page (Fetch, "serializing a request origin"), and a
+    cross-site POST is still told apart by ``Sec-Fetch-Site`` and the token.
     """
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         return False
-    if origin is None:
+    if origin is None or origin == "null":
         return True
     default_port = {"https": ":443", "http": ":80"}.get(scheme, "")
     if default_port and host.endswith(default_port):

@@ -20,6 +20,7 @@ from bastion.config import Settings, load_settings
 from bastion.service import errors
 from bastion.service.db import Database
 from bastion.service.routes import auth as auth_routes
+from bastion.service.routes import oauth as oauth_routes
 from bastion.service.routes import orders as orders_routes
 from bastion.stack import Stack, secure, secure_redirect
 
@@ -60,6 +61,7 @@ def create_app(
     app.state.database = database
     errors.install(app)
     auth_routes.install(app, password_hasher=password_hasher)
+    oauth_routes.install(app)  # after auth: it uses app.state.auth
     orders_routes.install(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness, with the state of each backend")
