@@ -5,8 +5,9 @@ token type and ``jku``/``x5u``/``jwk`` headers to the caller (EXP-4/5 in the res
 notes) and add tens of microseconds of generic Python per call. :class:`TokenVerifier`
 does only what bastion needs, in this order, each check refusing with its own class:
 
-1. size bound, then the compact shape ``b64url.b64url.b64url`` (RFC 8725bis: no other
-   characters, no JWE's five segments, RFC 8725 §3.3);
+1. size bound, ASCII, three non-empty segments; every segment is decoded by a *strict*
+   base64url decoder (RFC 8725bis: no padding, whitespace, '+', '/' or other characters;
+   a JWE's five segments never verify and are reported as malformed, RFC 8725 §3.3);
 2. the header: exactly ``alg`` (the pinned algorithm, byte-exact: ``none``, ``HS256``,
    ``eS256`` refused — RFC 8725 §3.1/§3.2), ``kid`` (a key of the ring, looked up in a dict —
    §3.10) and optional ``typ: JWT``; ``crit`` is refused (no extension is understood,
@@ -16,6 +17,11 @@ does only what bastion needs, in this order, each check refusing with its own cl
 3. the signature, with the cached key object, BEFORE the payload is parsed (ASVS 9.1.1);
 4. the claims: ``exp``, ``iat``, ``iss``, ``aud``, ``type``, ``sub``, ``jti``, ``role``
    required; ``nbf`` honoured when present; 30 s leeway on the three times.
+
+Speed (``bench/bench_jwt.py``): every step is one C-level call where possible — one
+``translate`` plus one strict ``a2b_base64`` per segment, the cached header looked up by
+its bytes, the payload parsed by pydantic-core — so the Python around the signature check
+costs a few microseconds, not the tens PyJWT adds.
 """
 
 from __future__ import annotations
@@ -64,7 +70,21 @@ HEADER_CACHE_SIZE = 64
 MAX_KID_LENGTH = 128
 
 _BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+
+
+def _strict_table() -> bytes:
+    """base64url -> base64 for a strict decoder: '-' and '_' become '+' and '/', while a
+    '+', '/' or '=' in the input becomes '!', which the strict decoder refuses."""
+    table = bytearray(range(256))
+    for src, dst in ((b"-", b"+"), (b"_", b"/"), (b"+", b"!"), (b"/", b"!"), (b"=", b"!")):
+        table[src[0]] = dst[0]
+    return bytes(table)
+
+
+_TO_STANDARD = _strict_table()
+# JWS segments carry no padding (RFC 7515 §2); add what the decoder needs, from the length.
+# A length of 4n+1 cannot be base64 at all: '!' makes the strict decoder refuse it.
+_PADDING = (b"", b"!", b"==", b"=")
 # Headers that would let the token choose its own key (RFC 8725 §3.10; CVE-2018-0114 for jwk).
 _KEY_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256"})
 _ALLOWED_HEADERS = frozenset({"alg", "kid", "typ"})
@@ -73,9 +93,12 @@ _a2b = binascii.a2b_base64
 
 
 def _b64decode(segment: bytes) -> bytes:
-    """Decode one base64url segment already known to hold only base64url characters."""
-    # Extra '=' are ignored by the decoder; a length of 4n+1 is still refused (ValueError).
-    return _a2b(segment.translate(_TO_STANDARD) + b"==")
+    """Decode one unpadded base64url segment strictly; ValueError for any other character.
+
+    One ``translate`` and one strict C decode: no character outside the base64url alphabet
+    (padding, whitespace, '+', '/', '.', JSON) survives it (RFC 8725bis).
+    """
+    return _a2b(segment.translate(_TO_STANDARD) + _PADDING[len(segment) & 3], strict_mode=True)
 
 
 def _finite(value: object) -> bool:
@@ -113,7 +136,7 @@ def _signature_check(key: SigningKey) -> Verify:
         def check_es256(signature: bytes, data: bytes) -> None:
             # JWS carries ECDSA as R || S, 32 bytes each (RFC 7518 §3.4); OpenSSL wants DER.
             if len(signature) != 64:
-                raise BadSignature("ES256 signature is not 64 bytes")
+                raise InvalidSignature("ES256 signature is not 64 bytes")
             der = encode_dss_signature(
                 from_bytes(signature[:32], "big"), from_bytes(signature[32:], "big")
             )
@@ -127,7 +150,7 @@ def _signature_check(key: SigningKey) -> Verify:
 
         def check_rs256(signature: bytes, data: bytes) -> None:
             if len(signature) != size:
-                raise BadSignature("RS256 signature has the wrong length")
+                raise InvalidSignature("RS256 signature has the wrong length")
             verify_rsa(signature, data, pkcs1, sha256)
 
         return check_rs256
@@ -235,31 +258,39 @@ class TokenVerifier:
             raw = token.encode("ascii")
         except (UnicodeEncodeError, AttributeError):
             raise MalformedToken("not an ASCII string") from None
-        # Deleting every base64url character must leave exactly the two dots: one C-level
-        # pass refuses padding, whitespace, '+', '/', JSON and a five-segment JWE at once.
-        if raw.translate(None, _BASE64URL) != b"..":
-            raise MalformedToken("not a compact JWS")
         signing_input, _, signature_b64 = raw.rpartition(b".")
         header, _, payload_b64 = signing_input.partition(b".")
         if not header or not payload_b64 or not signature_b64:
-            raise MalformedToken("empty segment")
-        check = self._headers.get(header)
+            raise MalformedToken("not three segments")
+        check = self._headers.get(header)  # a cached header passed every check already
         if check is None:
             check = self._check_header(header)
         try:
-            signature = _a2b(signature_b64.translate(_TO_STANDARD) + b"==")
+            check.verify(
+                _a2b(
+                    signature_b64.translate(_TO_STANDARD) + _PADDING[len(signature_b64) & 3],
+                    strict_mode=True,
+                ),
+                signing_input,
+            )
         except ValueError:
             raise MalformedToken("signature is not base64url") from None
-        try:
-            check.verify(signature, signing_input)
         except InvalidSignature:
+            # The failure path may be slow: say whether the token was even well formed
+            # (a '.' in the payload means four or five segments, e.g. a JWE).
+            if raw.translate(None, _BASE64URL) != b"..":
+                raise MalformedToken("not a compact JWS") from None
             raise BadSignature("signature does not verify") from None
         # Only now, with the signature verified, is the payload parsed (ASVS 9.1.1), by
         # pydantic-core's Rust parser: twice as fast as the json module, strict UTF-8, no
         # NaN/Infinity, trailing data and deep nesting refused (as ValueError).
         try:
             claims = _from_json(
-                _a2b(payload_b64.translate(_TO_STANDARD) + b"=="), allow_inf_nan=False
+                _a2b(
+                    payload_b64.translate(_TO_STANDARD) + _PADDING[len(payload_b64) & 3],
+                    strict_mode=True,
+                ),
+                allow_inf_nan=False,
             )
         except ValueError:
             raise MalformedToken("payload is not JSON") from None
