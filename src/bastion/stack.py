@@ -72,7 +72,11 @@ def secure(app: ASGIApp, settings: Settings, *, stack: Stack | None = None) -> A
     inner = SafeErrorsMiddleware(inner)
     if settings.cors_origins:
         inner = CORSMiddleware(inner, origins=settings.cors_origins)
-    inner = SecurityHeadersMiddleware(inner, hsts_preload=settings.hsts_preload)
+    inner = SecurityHeadersMiddleware(
+        inner,
+        hsts_preload=settings.hsts_preload,
+        app_csp_paths=("/oauth/authorize",),  # the OAuth login page brings its own CSP
+    )
     inner = AccessLogMiddleware(inner)
     return RequestIDMiddleware(inner)
 

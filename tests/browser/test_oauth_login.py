@@ -120,8 +120,12 @@ def test_sign_in_lands_on_the_app_with_code_and_state(
     context = browser.new_context()
     try:
         tab = context.new_page()
+        console = console_log(tab)
         tab.goto(flow.url)
         assert tab.title() == "Sign in"
+        # The inline style applied (its hash is in the page CSP): the card has a background.
+        background = tab.eval_on_selector("main", "e => getComputedStyle(e).backgroundColor")
+        assert background == "rgb(255, 255, 255)"
         tab.fill("#email", email)
         tab.fill("#password", password)
         with tab.expect_navigation(url=f"{flow.redirect_uri}?*"):
@@ -131,6 +135,8 @@ def test_sign_in_lands_on_the_app_with_code_and_state(
         assert f"{landed.scheme}://{landed.netloc}{landed.path}" == flow.redirect_uri
         assert set(query) == {"code", "state"}
         assert query["state"] == [flow.state]
+        # No CSP violation on the way (style-src hash, form-action across the 303).
+        assert not [m for m in console if "Content Security Policy" in m], console
 
         # The session cookie as the browser stored it.
         (session,) = [c for c in context.cookies(api.url) if c["name"] == "__Host-bastion_oauth"]

@@ -161,3 +161,73 @@ def test_bad_options_fail_at_construction(options: dict[str, Any]) -> None:
     inner, _ = recorder()
     with pytest.raises(ConfigError):
         SecurityHeadersMiddleware(inner, **options)
+
+
+# --- app_csp_paths: a page that brings its own policy (the OAuth login form) ---------------
+
+PAGE_CSP = b"default-src 'none'; style-src 'sha256-abc'; form-action 'self'; frame-ancestors 'none'"
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+async def test_app_csp_kept_on_a_listed_path(scheme: str) -> None:
+    inner, _ = recorder(headers=[(b"Content-Security-Policy", PAGE_CSP)])
+    app = SecurityHeadersMiddleware(inner, app_csp_paths=["/oauth/authorize"])
+    result = await call(app, "GET", "/oauth/authorize", scheme=scheme)
+    assert result.header("content-security-policy") == PAGE_CSP.decode()
+    # Every other header is the contract's, as anywhere else.
+    for name, value in CONTRACT.items():
+        if name != "content-security-policy":
+            assert result.header(name) == value, name
+    assert result.header("strict-transport-security") == (HSTS if scheme == "https" else None)
+
+
+async def test_listed_path_without_an_app_csp_gets_the_default() -> None:
+    inner, _ = recorder()
+    app = SecurityHeadersMiddleware(inner, app_csp_paths=["/oauth/authorize"])
+    result = await call(app, "GET", "/oauth/authorize")
+    assert result.header("content-security-policy") == CONTRACT["content-security-policy"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/oauth/token", "/oauth/authorize/x", "/OAUTH/authorize", "/oauth/authorizex", "/"],
+)
+async def test_app_csp_replaced_on_every_other_path(path: str) -> None:
+    """A route elsewhere cannot loosen the policy (exact, case-sensitive match)."""
+    inner, _ = recorder(headers=[(b"content-security-policy", b"default-src *")])
+    app = SecurityHeadersMiddleware(inner, app_csp_paths=["/oauth/authorize"])
+    result = await call(app, "GET", path)
+    assert result.header("content-security-policy") == CONTRACT["content-security-policy"]
+
+
+async def test_path_is_read_when_the_response_starts() -> None:
+    """The canonicalisation layer (inside) rewrites the path in place: a listed path reached
+    by another spelling is matched on its canonical form."""
+    inner, _ = recorder(headers=[(b"content-security-policy", PAGE_CSP)])
+
+    async def canonicalise(scope, receive, send):  # type: ignore[no-untyped-def]
+        scope["path"] = "/oauth/authorize"
+        await inner(scope, receive, send)
+
+    app = SecurityHeadersMiddleware(canonicalise, app_csp_paths=["/oauth/authorize"])
+    result = await call(app, "GET", "/oauth/authorize/")
+    assert result.header("content-security-policy") == PAGE_CSP.decode()
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        "/oauth/authorize",  # one string, not a list
+        ["oauth/authorize"],
+        ["/oauth//authorize"],
+        ["/oauth/../authorize"],
+        ["/oauth/authorize/"],  # not canonical: the path layer strips the slash
+        ["/oauth/%61uthorize"],
+        ["/oauth/authorize\n"],
+        [3],
+    ],
+)
+def test_bad_app_csp_paths_fail_at_construction(paths: Any) -> None:
+    inner, _ = recorder()
+    with pytest.raises(ConfigError, match="app_csp_paths"):
+        SecurityHeadersMiddleware(inner, app_csp_paths=paths)

@@ -104,6 +104,10 @@ async def test_form_page_headers(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     headers = response.headers
     assert headers["content-type"] == "text/html; charset=utf-8"
+    assert headers.get_list("content-security-policy") == [
+        f"default-src 'none'; style-src {oauth_page.STYLE_SOURCE}; "
+        "form-action 'self' https://app.example.test; base-uri 'none'; frame-ancestors 'none'"
+    ]
     assert headers["x-frame-options"] == "DENY"
     assert headers["cache-control"] == "no-store"
     assert headers["pragma"] == "no-cache"
@@ -165,7 +169,10 @@ async def test_no_open_redirect(
     assert response.status_code == 400
     assert "location" not in response.headers
     assert response.headers["content-type"] == "text/html; charset=utf-8"
-    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["content-security-policy"] == (
+        f"default-src 'none'; style-src {oauth_page.STYLE_SOURCE}; form-action 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    )
     assert "evil" not in response.text
 
 

@@ -24,6 +24,13 @@ Each header is an option that is the contract's value by default, ``None`` to le
 control characters, so no header injection). Values set by the app for a header this layer
 sends are replaced, never duplicated. ``Server`` and ``X-Powered-By`` from the app are removed
 (fingerprinting; uvicorn's own ``Server`` is turned off with ``server_header=False``).
+
+One exception, by exact path: ``app_csp_paths`` lists canonical paths whose app-set
+``Content-Security-Policy`` is kept (the default is added there too when the app sets none).
+The OAuth login page (``/oauth/authorize``) needs its own policy — a hash for its one inline
+style and ``form-action`` for the redirect back to the client — that ``default-src 'none'``
+would break. Matching is exact and case-sensitive on the path the canonicalisation layer
+wrote, so another spelling of the path only ever gets the default policy.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from collections.abc import Callable, Iterable
 
 from bastion.asgi import ASGIApp, Headers, Message, Receive, Scope, Send
 from bastion.errors import ConfigError
+from bastion.middleware.paths import InvalidPath, canonicalise
 
 __all__ = ["DEFAULTS", "FINGERPRINT_HEADERS", "SecurityHeadersMiddleware"]
 
@@ -50,6 +58,7 @@ DEFAULTS: dict[str, str] = {
 FINGERPRINT_HEADERS: tuple[str, ...] = ("Server", "X-Powered-By")
 
 _HSTS = "Strict-Transport-Security"
+_CSP = b"content-security-policy"
 _FIELD_VALUE = re.compile(r"[\x20-\x7e]+")  # visible ASCII and spaces: RFC 9110 §5.5, no CR/LF
 _MAX_AGE = re.compile(r"(?i)(?:^|;)\s*max-age=\"?([0-9]+)\"?\s*(?:;|$)")
 _ONE_YEAR = 31536000
@@ -123,6 +132,24 @@ def _referrer_policy(value: str) -> str:
     return ", ".join(policies)
 
 
+def _app_csp_paths(paths: Iterable[str]) -> frozenset[str]:
+    """Exact canonical paths (what the path layer writes), so a listed path can match."""
+    if isinstance(paths, str | bytes):
+        raise ConfigError(_option("app_csp_paths"), "give a list of paths, not one string")
+    checked = set()
+    for path in paths:
+        if not isinstance(path, str):
+            raise ConfigError(_option("app_csp_paths"), f"{path!r} is not a path")
+        try:
+            encoded, decoded = canonicalise(path.encode("utf-8"))
+        except InvalidPath as exc:
+            raise ConfigError(_option("app_csp_paths"), f"{path!r}: {exc}") from None
+        if decoded != path or encoded != path.encode():
+            raise ConfigError(_option("app_csp_paths"), f"{path!r} is not canonical")
+        checked.add(path)
+    return frozenset(checked)
+
+
 def _cross_origin_resource_policy(value: str) -> str:
     lower = _field_value("cross_origin_resource_policy", value).lower()
     if lower not in ("same-origin", "same-site", "cross-origin"):
@@ -159,6 +186,7 @@ class SecurityHeadersMiddleware:
         referrer_policy: str | None = DEFAULTS["Referrer-Policy"],
         cross_origin_resource_policy: str | None = DEFAULTS["Cross-Origin-Resource-Policy"],
         strip: Iterable[str] = FINGERPRINT_HEADERS,
+        app_csp_paths: Iterable[str] = (),
     ) -> None:
         if not isinstance(hsts_preload, bool):
             raise ConfigError(_option("hsts_preload"), "must be True or False")
@@ -192,6 +220,12 @@ class SecurityHeadersMiddleware:
             stripped | sent | ({_HSTS.lower().encode()} if hsts_value else set())
         )
         self._drop_http = frozenset(stripped | sent | {_HSTS.lower().encode()})
+        #: paths whose app-set CSP is kept, and the header sets used for such a response
+        self.app_csp_paths = _app_csp_paths(app_csp_paths)
+        self._keep_csp = {
+            "https": (self._drop_https - {_CSP}, [h for h in self.https_headers if h[0] != _CSP]),
+            "http": (self._drop_http - {_CSP}, [h for h in self.http_headers if h[0] != _CSP]),
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -201,11 +235,19 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # Read now, not at request start: the proxy layer may have rewritten the scheme.
-                if scope.get("scheme") == "https":
+                https = scope.get("scheme") == "https"
+                if https:
                     drop, extra = self._drop_https, self.https_headers
                 else:
                     drop, extra = self._drop_http, self.http_headers
-                headers = [h for h in message.get("headers", ()) if h[0].lower() not in drop]
+                original = message.get("headers", ())
+                if (
+                    self.app_csp_paths
+                    and scope.get("path") in self.app_csp_paths
+                    and any(h[0].lower() == _CSP for h in original)
+                ):
+                    drop, extra = self._keep_csp["https" if https else "http"]
+                headers = [h for h in original if h[0].lower() not in drop]
                 headers.extend(extra)
                 message["headers"] = headers
             await send(message)
