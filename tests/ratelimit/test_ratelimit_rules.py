@@ -114,3 +114,28 @@ def test_bad_options_raise_config_error_naming_them(kwargs: dict[str, object], o
 def test_helper_rate_errors_name_the_rule() -> None:
     with pytest.raises(ConfigError, match="rule auth: rate"):
         auth_rule("five a minute")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "auth"),
+    [
+        ("POST", "/oauth/token", True),  # codes, verifiers, refresh tokens
+        ("GET", "/oauth/token", True),  # a 405 there is a failed request like any other
+        ("POST", "/OAuth/Token", True),
+        ("POST", "/oauth/authorize", True),  # the login form: email + password
+        ("POST", "/OAUTH/authorize/", True),
+        ("GET", "/oauth/authorize", False),  # renders the form / redirects with a code
+        ("HEAD", "/oauth/authorize", False),
+        ("GET", "/OAuth/Authorize", False),
+        ("GET", "/oauth/authorize/x", False),
+        ("PUT", "/oauth/authorize", True),
+        ("POST", "/oauth/tokenx", False),
+        ("POST", "/oauth", False),
+        ("GET", "/api/v1/auth/login", True),  # unchanged for the JSON endpoints
+    ],
+)
+def test_oauth_credential_endpoints_share_the_auth_budget(
+    method: str, path: str, auth: bool
+) -> None:
+    assert matches(auth_rule(), path, method) is auth
+    assert not matches(api_rule(), path, method) or path.lower().startswith("/api/")

@@ -458,3 +458,36 @@ async def test_other_methods_are_405(
     response = await client.request(method, path)
     assert response.status_code == 405
     assert response.headers["allow"] == allow
+
+
+# --- the strict auth budget ------------------------------------------------------------------
+
+
+async def test_oauth_failures_share_the_login_budget(tmp_path: Path) -> None:
+    """3 failures spread over /api/v1/auth/login, the OAuth form and /oauth/token spend one
+    budget of 3; then the form POST is 429 even with the right password (no oracle), while
+    GET /oauth/authorize still shows the form."""
+    settings = oauth_settings(tmp_path, auth_limit="3/15m")
+    async with running(build_app(settings)) as target, client_for(target) as client:
+        email, password = await account(target)
+        pkce = new_pkce()
+        fields = await open_form(client, pkce)
+        # A successful sign-in and exchange are not failures: they cost nothing.
+        signed_in = await sign_in(client, fields, email, password)
+        code = query_of(signed_in.headers["location"])["code"][0]
+        assert (await exchange(client, pkce, code)).status_code == 200
+        client.cookies.delete("__Host-bastion_oauth")
+
+        login = await client.post("/api/v1/auth/login", json={"email": email, "password": "x"})
+        assert login.status_code == 401
+        assert (await sign_in(client, fields, email, password + "!")).status_code == 400
+        assert (await exchange(client, pkce, code)).status_code == 400  # a replay
+        limited = await sign_in(client, fields, email, password)
+        assert limited.status_code == 429
+        assert limited.json()["error"] == "Too many authentication attempts"
+        assert "location" not in limited.headers
+        token = await exchange(client, new_pkce(), "A" * 43)
+        assert token.status_code == 429
+        assert (
+            await client.get("/oauth/authorize", params=authorize_params(pkce))
+        ).status_code == 200

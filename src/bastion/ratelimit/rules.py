@@ -25,6 +25,7 @@ __all__ = [
     "API_PATHS",
     "AUTH_MESSAGE",
     "AUTH_PATHS",
+    "OAUTH_AUTHORIZE",
     "Count",
     "FailureMode",
     "Rule",
@@ -36,7 +37,12 @@ Count = Literal["all", "failures"]
 FailureMode = Literal["fail-open", "fail-closed"]
 
 API_PATHS = ("/api/",)
-AUTH_PATHS = ("/api/v1/auth/", "/api/v1/password-reset")
+# The OAuth endpoints that take credentials share the budget of the JSON ones: a failed
+# password on the OAuth login form and one on /api/v1/auth/login count together, so OAuth
+# opens no second set of guesses. On /oauth/authorize only the form's POST counts (see
+# _credential_request).
+AUTH_PATHS = ("/api/v1/auth/", "/api/v1/password-reset", "/oauth/token", "/oauth/authorize")
+OAUTH_AUTHORIZE = "/oauth/authorize"
 AUTH_MESSAGE = "Too many authentication attempts"
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
@@ -213,13 +219,24 @@ def api_rule(
     )
 
 
+def _credential_request(scope: Scope) -> bool:
+    """False for a ``GET``/``HEAD`` of ``/oauth/authorize``: it renders the login form or
+    redirects with a code, carries no password, and a broken authorization link must not eat
+    the user's login budget (nor be refused with ``429`` while the form POST is the guess)."""
+    if scope.get("method") not in ("GET", "HEAD"):
+        return True
+    path = canonical_path(scope.get("path", ""))
+    return not (path == OAUTH_AUTHORIZE or path.startswith(OAUTH_AUTHORIZE + "/"))
+
+
 def auth_rule(
     rate: Rate | str = "5/15m",
     *,
     on_store_failure: FailureMode = "fail-closed",
     key: Callable[[Scope], str | None] = client_key,
 ) -> Rule:
-    """The contract's strict rule: failed requests to auth and password-reset endpoints.
+    """The contract's strict rule: failed requests to auth and password-reset endpoints,
+    ``POST /oauth/token`` and the OAuth login form (``POST /oauth/authorize``).
 
     Once the budget is spent every request to these paths gets ``429``, a correct password
     included: answering 200 there would turn the limit into a password oracle.
@@ -228,6 +245,7 @@ def auth_rule(
         "auth",
         rate,
         paths=AUTH_PATHS,
+        when=_credential_request,
         key=key,
         count="failures",
         message=AUTH_MESSAGE,
