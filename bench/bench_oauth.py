@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from bastion.auth.passwords import TEST, PasswordHasher
@@ -53,10 +54,11 @@ async def abest_of(fn: Callable[[], Awaitable[object]], n: int, repeats: int = 3
 
 
 async def exchanges(directory: Path) -> list[tuple[str, float]]:
-    settings = Settings(
-        data_dir=directory,
-        oauth_clients=(OAuthClient(client_id="bench", redirect_uris=(REDIRECT,)),),
-    )
+    options: dict[str, Any] = {
+        "data_dir": directory,
+        "oauth_clients": (OAuthClient(client_id="bench", redirect_uris=(REDIRECT,)),),
+    }
+    settings = Settings(**options)
     app = create_app(settings, password_hasher=PasswordHasher(TEST))
     await prepare(settings)
     rows: list[tuple[str, float]] = []

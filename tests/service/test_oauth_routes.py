@@ -491,3 +491,15 @@ async def test_oauth_failures_share_the_login_budget(tmp_path: Path) -> None:
         assert (
             await client.get("/oauth/authorize", params=authorize_params(pkce))
         ).status_code == 200
+
+
+async def test_oversized_credentials_are_refused_like_wrong_ones(
+    app: App, client: httpx.AsyncClient
+) -> None:
+    email, password = await account(app)
+    fields = await open_form(client, new_pkce())
+    for bad_email, bad_password in ((email, "p" * 1025), ("e" * 255, password)):
+        response = await sign_in(client, fields, bad_email, bad_password)
+        assert response.status_code == 400
+        assert "Invalid email or password" in response.text
+        assert "location" not in response.headers

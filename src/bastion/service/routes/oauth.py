@@ -54,6 +54,7 @@ log = logging.getLogger("bastion.oauth")
 
 MAX_FORM_BYTES = 16 * 1024
 MAX_FORM_FIELDS = 32
+MAX_EMAIL, MAX_PASSWORD = 254, 1024  # as POST /api/v1/auth/login
 FORM_TYPE = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 CROSS_SITE = "This sign-in request came from another site."
@@ -192,6 +193,11 @@ async def authorize_login(request: Request) -> Response:
         return _login_form(request, auth_request, error=EXPIRED, status=403, fresh_token=True)
 
     email, password = _first(params, "email"), _first(params, "password")
+    if len(email) > MAX_EMAIL or len(password) > MAX_PASSWORD:
+        # Longer than any account could have (the JSON login's bounds): no hashing for it.
+        return _login_form(
+            request, auth_request, error=InvalidCredentials.public_message, status=400
+        )
     if not email or not password:
         return _login_form(
             request, auth_request, error="Enter your email and password.", email=email, status=400
