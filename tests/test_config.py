@@ -88,6 +88,9 @@ def test_oauth_clients_parse_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ("BASTION_OAUTH_CLIENTS", '[{"client_id": "x"}]', "redirect_uris"),
         ("BASTION_EXPOSE_DOCS", "perhaps", "valid boolean"),
         ("BASTION_API_SLOWDOWN_DELAY_MS", "-1", "greater than or equal to 0"),
+        ("BASTION_CORS_ORIGINS", "https://app.example.com,*", "'*' is not an exact origin"),
+        ("BASTION_CORS_ORIGINS", "null", "'null' is not an exact origin"),
+        ("BASTION_CORS_ORIGINS", "https://app.example.com/path", "is not an exact origin"),
     ],
 )
 def test_bad_values_name_the_variable_in_one_line(

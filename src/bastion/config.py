@@ -156,7 +156,16 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:
         items = _split_csv(value)
-        return tuple(items) if isinstance(items, list) else items
+        if not isinstance(items, list | tuple):
+            return items
+        # Validate here, so a bad origin stops the start before anything is served.
+        from bastion.middleware.cors import parse_origins
+
+        try:
+            parse_origins([str(item) for item in items])
+        except ConfigError as exc:
+            raise ValueError(exc.problem) from None
+        return tuple(items)
 
     @field_validator("api_limit", "auth_limit", mode="before")
     @classmethod
