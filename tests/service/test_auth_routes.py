@@ -249,6 +249,8 @@ async def test_refresh_without_a_cookie_is_401_with_a_plain_challenge(
     assert response.status_code == 401
     assert response.json()["error"] == "Invalid refresh token"
     assert response.headers["www-authenticate"] == "Bearer"
+    # nothing to clear: a cross-site POST (cookie withheld by SameSite) must not log out
+    assert "set-cookie" not in response.headers
 
 
 async def test_a_refresh_token_in_the_body_or_query_is_not_accepted(
@@ -275,8 +277,13 @@ async def test_logout_revokes_and_clears_the_cookie(client: httpx.AsyncClient) -
     assert again.status_code == 401
 
 
-async def test_logout_without_a_cookie_is_still_204(client: httpx.AsyncClient) -> None:
-    assert (await client.post(LOGOUT)).status_code == 204
+async def test_logout_without_a_cookie_is_204_and_sets_no_cookie(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(LOGOUT)
+    assert response.status_code == 204
+    # a forced-logout CSRF (cross-site form POST, cookie withheld) must change nothing
+    assert "set-cookie" not in response.headers
 
 
 # --- password reset --------------------------------------------------------------------------

@@ -149,8 +149,12 @@ def _session_response(session: Session) -> JSONResponse:
 def _refused_refresh(token_presented: bool) -> HTTPError:
     challenge = INVALID_CHALLENGE if token_presented else CHALLENGE
     headers = [(b"www-authenticate", challenge["WWW-Authenticate"].encode())]
-    # Drop the dead cookie too, so the browser stops sending it.
-    headers.append((b"set-cookie", refresh_tokens.clear_cookie_header().encode()))
+    if token_presented:
+        # Drop the dead cookie too, so the browser stops sending it. Only a cookie we were
+        # sent: a cross-site form POST arrives without it (SameSite=Strict), and a clearing
+        # Set-Cookie in the answer to that top-level navigation would still be applied —
+        # any site could log the user out (forced-logout CSRF, found by H4's browser test).
+        headers.append((b"set-cookie", refresh_tokens.clear_cookie_header().encode()))
     return HTTPError(401, InvalidRefreshToken.public_message, headers=headers)
 
 
@@ -226,7 +230,8 @@ async def refresh(auth: Auth, refresh_token: RefreshCookie = None) -> JSONRespon
 async def logout(auth: Auth, refresh_token: RefreshCookie = None) -> Response:
     await auth.logout(refresh_token)
     response = Response(status_code=204)
-    response.headers.append("set-cookie", refresh_tokens.clear_cookie_header())
+    if refresh_token is not None:  # clear only a cookie we were sent (see _refused_refresh)
+        response.headers.append("set-cookie", refresh_tokens.clear_cookie_header())
     return response
 
 
