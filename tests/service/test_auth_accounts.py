@@ -247,3 +247,18 @@ async def test_only_digests_are_stored(store: SqlAccountStore) -> None:
     columns = {c.name for c in PasswordResetToken.__table__.columns}
     assert "token" not in columns and "token_hash" in columns
     assert "password" not in {c.name for c in User.__table__.columns}
+
+
+async def test_revoke_family_revokes_only_that_family(store: SqlAccountStore) -> None:
+    user = await account(store)
+    now = time.time()
+    doomed, kept = uuid.uuid4(), uuid.uuid4()
+    await store.add_refresh(
+        token_hash="a" * 64, user_id=user.id, family_id=doomed, expires_at=now + DAY
+    )
+    await store.add_refresh(
+        token_hash="b" * 64, user_id=user.id, family_id=kept, expires_at=now + DAY
+    )
+    await store.revoke_family(doomed, now)
+    rows = {row.token_hash: row.revoked for row in await refresh_rows(store, user.id)}
+    assert rows == {"a" * 64: True, "b" * 64: False}
