@@ -250,7 +250,9 @@ def test_own_certificate_is_served(tmp_path: Path) -> None:
     mine = ensure_self_signed(tmp_path / "mine")
     srv = start_server(tmp_path, args=["--cert", str(mine.cert), "--key", str(mine.key)])
     try:
-        response = httpx.get(f"{srv.url}/healthz", verify=ssl.create_default_context(cafile=str(mine.cert)))
+        response = httpx.get(
+            f"{srv.url}/healthz", verify=ssl.create_default_context(cafile=str(mine.cert))
+        )
         assert response.status_code == 200
         assert not (srv.data_dir / "tls").exists()
     finally:
