@@ -11,7 +11,7 @@ Layers communicate through documented scope keys rather than globals:
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -36,6 +36,55 @@ def get_header(scope: Scope, name: bytes) -> bytes | None:
 def get_headers(scope: Scope, name: bytes) -> list[bytes]:
     """Every value of header *name* (lower-case bytes), in order."""
     return [bytes(v) for k, v in scope.get("headers", ()) if k == name]
+
+
+class HeaderNames:
+    """Response header names a layer owns, matched ASCII case-insensitively (RFC 9110 §5.1).
+
+    A layer that sets a header first removes any copy from inside, so a response never carries
+    two. Lower-casing every name of every response costs a method call and a new bytes object
+    per header per layer; instead, names seen before that are *not* owned are remembered (the
+    exact bytes objects' values: bytes are immutable, so the verdict never goes stale), and a
+    response made only of such names — nearly all of them — costs one set lookup per header.
+    The memory is bounded; an unhashable name (``bytearray``) simply takes the careful path.
+    """
+
+    __slots__ = ("_known", "names", "prefixes")
+    _KNOWN_SIZE = 256
+
+    def __init__(self, names: Iterable[bytes], prefixes: Iterable[bytes] = ()) -> None:
+        self.names = frozenset(bytes(n).lower() for n in names)
+        self.prefixes = tuple(bytes(p).lower() for p in prefixes)
+        self._known: set[bytes] = set()  # names known NOT to be owned
+
+    def owns(self, name: bytes) -> bool:
+        """Whether *name* is one of these names (or starts with one of the prefixes)."""
+        lower = bytes(name).lower()
+        return lower in self.names or (bool(self.prefixes) and lower.startswith(self.prefixes))
+
+    def absent_from(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        """Whether no header in *headers* has one of these names."""
+        known = self._known
+        try:
+            for name, _ in headers:
+                if name not in known:
+                    if self.owns(name):
+                        return False
+                    if type(name) is bytes:
+                        if len(known) >= self._KNOWN_SIZE:
+                            known.clear()  # bounded: the app's names are few, but be safe
+                        known.add(name)
+        except TypeError:  # an unhashable name: decide without the memory
+            return not any(self.owns(name) for name, _ in headers)
+        return True
+
+    def without(self, headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """A new list of *headers* minus those with one of these names (order kept)."""
+        if type(headers) is not list and type(headers) is not tuple:
+            headers = list(headers)  # any iterable is allowed by ASGI; read it once
+        if self.absent_from(headers):
+            return list(headers)
+        return [h for h in headers if not self.owns(h[0])]
 
 
 def request_id(scope: Scope) -> str:

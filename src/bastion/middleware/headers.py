@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from bastion.asgi import ASGIApp, Headers, Message, Receive, Scope, Send
+from bastion.asgi import ASGIApp, HeaderNames, Headers, Message, Receive, Scope, Send
 from bastion.errors import ConfigError
 from bastion.middleware.paths import InvalidPath, canonicalise
 
@@ -216,15 +216,21 @@ class SecurityHeadersMiddleware:
         self.http_headers: Headers = list(common)
         stripped = {_field_value("strip", s).lower().encode() for s in strip}
         sent = {name for name, _ in common}
-        self._drop_https = frozenset(
-            stripped | sent | ({_HSTS.lower().encode()} if hsts_value else set())
-        )
-        self._drop_http = frozenset(stripped | sent | {_HSTS.lower().encode()})
+        drop_https = stripped | sent | ({_HSTS.lower().encode()} if hsts_value else set())
+        drop_http = stripped | sent | {_HSTS.lower().encode()}
+        self._drop_https = HeaderNames(drop_https)
+        self._drop_http = HeaderNames(drop_http)
         #: paths whose app-set CSP is kept, and the header sets used for such a response
         self.app_csp_paths = _app_csp_paths(app_csp_paths)
         self._keep_csp = {
-            "https": (self._drop_https - {_CSP}, [h for h in self.https_headers if h[0] != _CSP]),
-            "http": (self._drop_http - {_CSP}, [h for h in self.http_headers if h[0] != _CSP]),
+            "https": (
+                HeaderNames(drop_https - {_CSP}),
+                [h for h in self.https_headers if h[0] != _CSP],
+            ),
+            "http": (
+                HeaderNames(drop_http - {_CSP}),
+                [h for h in self.http_headers if h[0] != _CSP],
+            ),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -247,7 +253,7 @@ class SecurityHeadersMiddleware:
                     and any(h[0].lower() == _CSP for h in original)
                 ):
                     drop, extra = self._keep_csp["https" if https else "http"]
-                headers = [h for h in original if h[0].lower() not in drop]
+                headers = drop.without(original)
                 headers.extend(extra)
                 message["headers"] = headers
             await send(message)

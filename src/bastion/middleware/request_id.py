@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Awaitable
 
-from bastion.asgi import REQUEST_ID_KEY, ASGIApp, Message, Receive, Scope, Send
+from bastion.asgi import REQUEST_ID_KEY, ASGIApp, HeaderNames, Message, Receive, Scope, Send
 
 __all__ = ["REQUEST_ID_HEADER", "RequestIDMiddleware", "new_request_id", "valid_request_id"]
 
 REQUEST_ID_HEADER = b"x-request-id"
 # fullmatch, not ``$``: Python's ``$`` also matches before a trailing newline.
 _VALID = re.compile(rb"[A-Za-z0-9._-]{1,64}").fullmatch
+_OWNED = HeaderNames((REQUEST_ID_HEADER,))
 
 
 class _RandomPool:
@@ -34,23 +36,27 @@ class _RandomPool:
 
     Still the operating system's CSPRNG (ids are not secrets, but sequential or predictable
     ids would reveal request volume). Refilled in a forked child so workers never share ids.
+    Kept as hex text, converted once per refill rather than once per id.
     """
 
-    SIZE = 4096
+    SIZE = 4096  # random bytes per read
+    ID_DIGITS = 32  # 128 bits
 
     def __init__(self) -> None:
         self.refill()
 
     def refill(self) -> None:
-        self.pool = os.urandom(self.SIZE)
+        self.hex = os.urandom(self.SIZE).hex()
         self.offset = 0
 
-    def take16(self) -> bytes:
-        if self.offset >= self.SIZE:
-            self.refill()
+    def take(self) -> str:
+        """The next 32 unused hex digits (each random byte is used once)."""
         start = self.offset
-        self.offset = start + 16
-        return self.pool[start : start + 16]
+        if start >= 2 * self.SIZE:
+            self.refill()
+            start = 0
+        self.offset = start + self.ID_DIGITS
+        return self.hex[start : start + self.ID_DIGITS]
 
 
 _POOL = _RandomPool()
@@ -60,7 +66,7 @@ if hasattr(os, "register_at_fork"):
 
 def new_request_id() -> str:
     """A fresh id: 128 random bits as 32 hex digits (unique across processes and hosts)."""
-    return _POOL.take16().hex()
+    return _POOL.take()
 
 
 def valid_request_id(value: bytes) -> bool:
@@ -86,17 +92,17 @@ class RequestIDMiddleware:
                     rid = value.decode("ascii")
                 break
         if rid is None:
-            rid = new_request_id()
+            rid = _POOL.take()  # new_request_id() without the extra call
         scope[REQUEST_ID_KEY] = rid
         pair = (REQUEST_ID_HEADER, rid.encode("ascii"))
 
-        async def send_with_id(message: Message) -> None:
+        # A plain function returning the server's awaitable (the caller awaits it at once):
+        # one coroutine frame fewer per message than an ``async def`` wrapper.
+        def send_with_id(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                headers = [
-                    h for h in message.get("headers", ()) if h[0].lower() != REQUEST_ID_HEADER
-                ]
+                headers = _OWNED.without(message.get("headers", ()))  # any case: one id only
                 headers.append(pair)
                 message["headers"] = headers
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_id)
