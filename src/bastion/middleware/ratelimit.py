@@ -39,7 +39,7 @@ from typing import Any
 
 from bastion.asgi import ASGIApp, Headers, Message, Receive, Scope, Send, send_error
 from bastion.errors import ConfigError, StoreError
-from bastion.ratelimit.headers import limit_item, retry_after, seconds
+from bastion.ratelimit.headers import retry_after, seconds
 from bastion.ratelimit.keys import canonical_path
 from bastion.ratelimit.rules import Rule
 from bastion.ratelimit.store import Store
@@ -51,6 +51,7 @@ logger = logging.getLogger("bastion.ratelimit")
 UNAVAILABLE_MESSAGE = "Service temporarily unavailable"
 _MAX_KEY = 200  # longer keys (from a custom key function) are hashed: bounded store keys
 _LOG_EVERY = 10.0
+_PATH_CACHE_SIZE = 4096
 
 
 class RateLimitMiddleware:
@@ -88,6 +89,7 @@ class RateLimitMiddleware:
         self._unavailable_headers: Headers = [(b"retry-after", b"%d" % unavailable_retry_after)]
         self._down_since: float | None = None
         self._last_log = float("-inf")
+        self._by_path: dict[str, tuple[Rule, ...]] = {}
 
     async def ping_store(self) -> bool:
         """Whether the rate-limit store answers (``/healthz``'s ``ratelimit_store``)."""
@@ -97,12 +99,19 @@ class RateLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = canonical_path(scope.get("path") or "/")
+        raw_path = scope.get("path") or "/"
+        rules = self._by_path.get(raw_path)
+        if rules is None:
+            rules = self._rules_for_path(raw_path)
+        if not rules:
+            await self.app(scope, receive, send)  # no rule's prefix covers this path
+            return
         store = self.store
         charges: list[list[Any]] = []  # [rule, key, used, reset_after, token] per rule applied
         delay = 0.0
-        for rule in self.rules:
-            if not rule.matches(scope, path):
+        refundable = False
+        for rule in rules:
+            if not rule.matches_request(scope):
                 continue
             client = rule.key(scope)
             if client is None:
@@ -128,26 +137,51 @@ class RateLimitMiddleware:
                 headers.append((b"retry-after", retry_after(reset)))
                 await send_error(scope, send, 429, rule.message, headers=headers)
                 return
-            wait = rule.delay(used)
-            if wait > delay:
-                delay = wait
+            if rule.count == "failures":
+                refundable = True
+            after = rule.slowdown_after
+            if after is not None and used > after:  # rule.delay() is 0 otherwise
+                wait = rule.delay(used)
+                if wait > delay:
+                    delay = wait
         if not charges:
             await self.app(scope, receive, send)
             return
         if delay:
             await self._sleep(delay)
 
-        async def send_with_headers(message: Message) -> None:
+        # A plain function returning the next awaitable (one coroutine frame fewer per
+        # message); only a response that may give charges back needs a coroutine of its own.
+        def send_with_headers(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                if message["status"] < 400:
-                    await self._refund_successes(charges)
+                if refundable and message["status"] < 400:
+                    return self._refund_then_send(charges, message, send)
                 message = {
                     **message,
                     "headers": [*message.get("headers", ()), *_rate_headers(charges)],
                 }
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _refund_then_send(
+        self, charges: list[list[Any]], message: Message, send: Send
+    ) -> None:
+        await self._refund_successes(charges)
+        await send({**message, "headers": [*message.get("headers", ()), *_rate_headers(charges)]})
+
+    def _rules_for_path(self, raw_path: str) -> tuple[Rule, ...]:
+        """The rules whose path prefixes cover *raw_path*, remembered per path.
+
+        Exact to cache: :func:`canonical_path` and :meth:`Rule.matches_path` are pure
+        functions of the path string. Bounded, as distinct paths (ids, scans) are unbounded.
+        """
+        path = canonical_path(raw_path)
+        rules = tuple(rule for rule in self.rules if rule.matches_path(path))
+        if len(self._by_path) >= _PATH_CACHE_SIZE:
+            self._by_path.clear()
+        self._by_path[raw_path] = rules
+        return rules
 
     async def _refund_successes(self, charges: list[list[Any]]) -> None:
         """Give back the charges of rules that count only failures (the response succeeded)."""
@@ -189,6 +223,16 @@ class RateLimitMiddleware:
 
 def _rate_headers(charges: list[list[Any]]) -> Headers:
     """``RateLimit-Policy``, ``RateLimit`` and the ``X-RateLimit-*`` pair for *charges*."""
+    if len(charges) == 1:  # the usual case, written out: the same four headers, no joins
+        rule, _key, used, reset, _token = charges[0]
+        limit = rule.rate.limit
+        remaining = limit - used if used < limit else 0
+        return [
+            (b"ratelimit-policy", rule.policy),
+            (b"ratelimit", rule.item_format % (remaining, seconds(reset) if used > 0 else 0)),
+            (b"x-ratelimit-limit", rule.limit_bytes),
+            (b"x-ratelimit-remaining", b"%d" % remaining),
+        ]
     policies: list[bytes] = []
     items: list[bytes] = []
     states: list[tuple[int, int]] = []
@@ -196,7 +240,7 @@ def _rate_headers(charges: list[list[Any]]) -> Headers:
         limit = rule.rate.limit
         remaining = limit - used if used < limit else 0
         policies.append(rule.policy)
-        items.append(limit_item(rule.name, remaining, seconds(reset) if used > 0 else 0))
+        items.append(rule.item_format % (remaining, seconds(reset) if used > 0 else 0))
         states.append((remaining, limit))
     remaining, limit = min(states)  # the most restrictive: fewest left, then smallest quota
     return [

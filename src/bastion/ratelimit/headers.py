@@ -17,6 +17,7 @@ import re
 __all__ = [
     "POLICY_NAME",
     "limit_item",
+    "limit_item_format",
     "policy_item",
     "retry_after",
     "seconds",
@@ -40,7 +41,13 @@ def policy_item(name: str, quota: int, window: int) -> bytes:
 
 def limit_item(name: str, remaining: int, reset: int) -> bytes:
     """One ``RateLimit`` member: ``"api";r=73;t=412``."""
-    return b'"%s";r=%d;t=%d' % (name.encode("ascii"), remaining, reset)
+    return limit_item_format(name) % (remaining, reset)
+
+
+def limit_item_format(name: str) -> bytes:
+    """:func:`limit_item` as a bytes template (``b'"api";r=%d;t=%d'``), for a rule to keep:
+    per request it is then one ``%`` of two integers."""
+    return b'"%s";r=%%d;t=%%d' % name.encode("ascii")
 
 
 def retry_after(delay: float) -> bytes:

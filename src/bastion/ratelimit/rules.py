@@ -17,7 +17,7 @@ from typing import Literal
 
 from bastion.asgi import Scope
 from bastion.errors import ConfigError
-from bastion.ratelimit.headers import POLICY_NAME, policy_item
+from bastion.ratelimit.headers import POLICY_NAME, limit_item_format, policy_item
 from bastion.ratelimit.keys import canonical_path, client_key
 from bastion.ratelimit.policy import Rate
 
@@ -90,6 +90,8 @@ class Rule:
     prefixes: tuple[str, ...] = field(repr=False)
     policy: bytes = field(repr=False)
     store_prefix: str = field(repr=False)
+    limit_bytes: bytes = field(repr=False)  # X-RateLimit-Limit's value
+    item_format: bytes = field(repr=False)  # this rule's RateLimit member, r and t to fill in
 
     def __init__(
         self,
@@ -161,14 +163,23 @@ class Rule:
         fix("message", message)
         fix("policy", policy_item(name, self.rate.limit, self.rate.window))
         fix("store_prefix", f"{name}:")
+        fix("limit_bytes", b"%d" % self.rate.limit)
+        fix("item_format", limit_item_format(name))
 
     def matches(self, scope: Scope, path: str) -> bool:
         """Whether this rule applies to the request (*path* is :func:`canonical_path`'s)."""
+        return self.matches_path(path) and self.matches_request(scope)
+
+    def matches_path(self, path: str) -> bool:
+        """The path half of :meth:`matches`: a function of the canonical path alone, so the
+        middleware may remember its answer per path."""
         for prefix in self.prefixes:
             if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
-                break
-        else:
-            return False
+                return True
+        return False
+
+    def matches_request(self, scope: Scope) -> bool:
+        """The rest of :meth:`matches`: the method and the ``when`` predicate."""
         if self.methods is not None and scope.get("method", "GET") not in self.methods:
             return False
         return self.when is None or bool(self.when(scope))
