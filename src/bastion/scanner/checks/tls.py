@@ -650,10 +650,15 @@ async def fallback_scsv(ctx: ScanContext) -> Result:
 # -- certificate --------------------------------------------------------------------------
 
 
-def _leaf(facts: TLSFacts) -> CertificateInfo | Result:
+async def _certificate(ctx: ScanContext) -> tuple[TLSFacts, CertificateInfo] | Result:
+    """The scan's TLS facts with the leaf certificate, or the Result a certificate control
+    returns when there is no TLS to judge or no certificate was read."""
+    facts = await _facts(ctx)
+    if isinstance(facts, Result):
+        return facts
     if facts.leaf is None:
         return Result.skipped("no certificate was read from the server")
-    return facts.leaf
+    return facts, facts.leaf
 
 
 @check(
@@ -669,12 +674,10 @@ async def cert_expired(ctx: ScanContext) -> Result:
     """An expired (or not yet valid) certificate makes every client refuse the connection or
     trains users to click through warnings. SSL Labs grades it T (untrusted). Judged for the
     leaf and every certificate the server sent."""
-    facts = await _facts(ctx)
-    if isinstance(facts, Result):
-        return facts
-    leaf = _leaf(facts)
-    if isinstance(leaf, Result):
-        return leaf
+    found = await _certificate(ctx)
+    if isinstance(found, Result):
+        return found
+    facts, leaf = found
     now = _now()
     bad = [
         c
@@ -704,12 +707,10 @@ async def cert_expired(ctx: ScanContext) -> Result:
 async def cert_expiring(ctx: ScanContext) -> Result:
     """A certificate that expires within 30 days signals broken or missing renewal; testssl.sh
     rates "< 30 days" HIGH. An already expired one is judged by ``tls.cert-expired``."""
-    facts = await _facts(ctx)
-    if isinstance(facts, Result):
-        return facts
-    leaf = _leaf(facts)
-    if isinstance(leaf, Result):
-        return leaf
+    found = await _certificate(ctx)
+    if isinstance(found, Result):
+        return found
+    _, leaf = found
     now = _now()
     if leaf.not_after < now:
         return Result.skipped("already expired (see tls.cert-expired)", leaf.describe())
@@ -734,12 +735,10 @@ async def cert_hostname(ctx: ScanContext) -> Result:
     """Clients check the target name against the subjectAltName entries only (RFC 9525 §6.3:
     no fallback to the subject CN; a wildcard covers exactly one left-most label; an IP target
     needs an iPAddress SAN). A mismatch is a hard error in every browser."""
-    facts = await _facts(ctx)
-    if isinstance(facts, Result):
-        return facts
-    leaf = _leaf(facts)
-    if isinstance(leaf, Result):
-        return leaf
+    found = await _certificate(ctx)
+    if isinstance(found, Result):
+        return found
+    facts, leaf = found
     name = facts.server_name or facts.host
     sans = [f"DNS:{n}" for n in leaf.dns_names] + [f"IP:{ip}" for ip in leaf.ip_addresses]
     evidence = (
@@ -834,12 +833,10 @@ async def cert_ca_leaf(ctx: ScanContext) -> Result:
     """A leaf with basicConstraints cA=TRUE could sign certificates for any name if its key
     leaked, and strict validators (sslyze, the CA/B profile) reject it as an end-entity
     certificate (RFC 5280 §4.2.1.9)."""
-    facts = await _facts(ctx)
-    if isinstance(facts, Result):
-        return facts
-    leaf = _leaf(facts)
-    if isinstance(leaf, Result):
-        return leaf
+    found = await _certificate(ctx)
+    if isinstance(found, Result):
+        return found
+    _, leaf = found
     eku = {None: "no EKU", True: "EKU serverAuth", False: "EKU without serverAuth"}
     evidence = f"{leaf.subject}: basicConstraints cA={leaf.is_ca}, {eku[leaf.server_auth_eku]}"
     if leaf.is_ca:
@@ -859,12 +856,10 @@ async def cert_ca_leaf(ctx: ScanContext) -> Result:
 async def cert_key_size(ctx: ScanContext) -> Result:
     """RSA keys under 2048 bits are within reach of factoring (1024-bit is deprecated since
     2013); Mozilla's profiles require RSA 2048 or ECDSA P-256 at least."""
-    facts = await _facts(ctx)
-    if isinstance(facts, Result):
-        return facts
-    leaf = _leaf(facts)
-    if isinstance(leaf, Result):
-        return leaf
+    found = await _certificate(ctx)
+    if isinstance(found, Result):
+        return found
+    _, leaf = found
     evidence = f"{leaf.subject}: {leaf.key_type} {leaf.key_bits} bits" + (
         f" ({leaf.curve})" if leaf.curve else ""
     )
@@ -891,12 +886,10 @@ async def cert_signature(ctx: ScanContext) -> Result:
     """SHA-1 and MD5 certificate signatures can be forged with chosen-prefix collisions
     (SHAttered, the 2008 rogue CA). Judged for the leaf and every intermediate the server
     sent; a self-signed root's own signature is not used by clients and is not judged."""
-    facts = await _facts(ctx)
-    if isinstance(facts, Result):
-        return facts
-    leaf = _leaf(facts)
-    if isinstance(leaf, Result):
-        return leaf
+    found = await _certificate(ctx)
+    if isinstance(found, Result):
+        return found
+    facts, leaf = found
     judged = [c for c in facts.chain if c is leaf or not c.self_signed]
     bad = [c for c in judged if c.signature_hash in ("sha1", "md5")]
     evidence = "; ".join(f"{c.subject}: {c.signature_algorithm}" for c in judged)
@@ -921,12 +914,10 @@ async def cert_lifespan(ctx: ScanContext) -> Result:
     """The CA/Browser Forum Baseline Requirements (§6.3.2) cap publicly trusted certificates
     at 398 days; browsers reject longer ones. The rule binds public CAs only, so a chain
     trusted only through ``--ca-file`` or not trusted at all is skipped (private PKI)."""
-    facts = await _facts(ctx)
-    if isinstance(facts, Result):
-        return facts
-    leaf = _leaf(facts)
-    if isinstance(leaf, Result):
-        return leaf
+    found = await _certificate(ctx)
+    if isinstance(found, Result):
+        return found
+    facts, leaf = found
     evidence = f"{leaf.describe()}; lifetime {leaf.lifespan_days:.0f} days"
     if facts.trust.trusted is not True or ctx.options.ca_file:
         return Result.skipped(
@@ -983,12 +974,10 @@ async def ocsp_must_staple(ctx: ScanContext) -> Result:
     """A certificate with the TLS Feature status_request (RFC 7633 "must-staple") is refused
     by Firefox when the server does not staple. Evidence also reports stapling, the OCSP
     responder and embedded SCTs (Certificate Transparency) for information."""
-    facts = await _facts(ctx)
-    if isinstance(facts, Result):
-        return facts
-    leaf = _leaf(facts)
-    if isinstance(leaf, Result):
-        return leaf
+    found = await _certificate(ctx)
+    if isinstance(found, Result):
+        return found
+    facts, leaf = found
     stapling = facts.ocsp_stapling
     stapled = str(stapling) if isinstance(stapling, Untested) else ("yes" if stapling else "no")
     evidence = (
