@@ -3,13 +3,16 @@ skips explained."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
-from bastion.scanner.check import Check, Result, check
+from bastion.scanner.check import Check, Probe, Result, check
 from bastion.scanner.context import ScanContext, ScanOptions, TargetUnreachable
+from bastion.scanner.model import Report, Severity
 from bastion.scanner.registry import DuplicateCheckError, Registry, load_default_checks
-from bastion.scanner.runner import scan
+from bastion.scanner.runner import ProgressCallback, scan
 from tests.scanner.apps import secure_app
 from tests.support import free_port
 
@@ -20,30 +23,58 @@ def _registry() -> Registry:
     return Registry()
 
 
+def _test_check(
+    registry: Registry, id: str, *, severity: Severity = "low", max_requests: int = 1
+) -> Callable[[Probe], Check]:
+    """``@check`` with the fields these runner tests do not care about filled in."""
+    return check(
+        id=id,
+        title="t",
+        category="headers",
+        severity=severity,
+        references=REF,
+        max_requests=max_requests,
+        registry=registry,
+    )
+
+
+def _sends(count: int) -> Probe:
+    """A probe that sends ``count`` GET requests and passes: a check that spends its budget."""
+
+    async def probe(ctx: ScanContext) -> Result:
+        for i in range(count):
+            await ctx.request("GET", f"/n{i}")
+        return Result.passed()
+
+    return probe
+
+
+async def _scan_secure(
+    checks: list[Check],
+    options: ScanOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> Report:
+    """Scan the in-process secure app over ASGI (no network)."""
+    return await scan(
+        "https://api.test/",
+        options,
+        checks=checks,
+        transport=httpx.ASGITransport(secure_app()),
+        progress=progress,
+    )
+
+
 def test_duplicate_ids_are_refused() -> None:
     registry = _registry()
 
-    @check(
-        id="headers.one",
-        title="t",
-        category="headers",
-        severity="low",
-        references=REF,
-        registry=registry,
-    )
+    @_test_check(registry, "headers.one")
     async def one(ctx: ScanContext) -> Result:
         return Result.passed()
 
     with pytest.raises(DuplicateCheckError):
 
-        @check(
-            id="headers.one",
-            title="t",
-            category="headers",
-            severity="low",
-            references=REF,
-            registry=registry,
-        )
+        @_test_check(registry, "headers.one")
         async def again(ctx: ScanContext) -> Result:
             return Result.passed()
 
@@ -88,38 +119,18 @@ def test_default_registry_is_complete_and_documented() -> None:
         assert all(r.startswith("https://") for r in c.references), c.id
 
 
-def _one(check_obj: Check) -> list[Check]:
-    return [check_obj]
-
-
 async def test_an_exception_becomes_an_error_finding_and_the_scan_goes_on() -> None:
     registry = _registry()
 
-    @check(
-        id="headers.boom",
-        title="t",
-        category="headers",
-        severity="high",
-        references=REF,
-        registry=registry,
-    )
+    @_test_check(registry, "headers.boom", severity="high")
     async def boom(ctx: ScanContext) -> Result:
         raise RuntimeError("probe bug")
 
-    @check(
-        id="headers.fine",
-        title="t",
-        category="headers",
-        severity="high",
-        references=REF,
-        registry=registry,
-    )
+    @_test_check(registry, "headers.fine", severity="high")
     async def fine(ctx: ScanContext) -> Result:
         return Result.passed("ok")
 
-    report = await scan(
-        "https://api.test/", checks=registry.all(), transport=httpx.ASGITransport(secure_app())
-    )
+    report = await _scan_secure(registry.all())
     findings = {x.id: x for x in report.findings}
     assert findings["headers.boom"].status == "error"
     assert findings["headers.boom"].reason == "RuntimeError: probe bug"
@@ -131,23 +142,8 @@ async def test_an_exception_becomes_an_error_finding_and_the_scan_goes_on() -> N
 async def test_a_check_cannot_exceed_its_declared_requests() -> None:
     registry = _registry()
 
-    @check(
-        id="headers.greedy",
-        title="t",
-        category="headers",
-        severity="low",
-        references=REF,
-        max_requests=2,
-        registry=registry,
-    )
-    async def greedy(ctx: ScanContext) -> Result:
-        for i in range(5):
-            await ctx.request("GET", f"/n{i}")
-        return Result.passed()
-
-    report = await scan(
-        "https://api.test/", checks=registry.all(), transport=httpx.ASGITransport(secure_app())
-    )
+    _test_check(registry, "headers.greedy", max_requests=2)(_sends(5))
+    report = await _scan_secure(registry.all())
     finding = report.findings[0]
     assert finding.status == "error"
     assert "exceeded its max_requests=2" in finding.reason
@@ -157,26 +153,8 @@ async def test_a_check_cannot_exceed_its_declared_requests() -> None:
 async def test_the_total_budget_bounds_the_scan() -> None:
     registry = _registry()
 
-    @check(
-        id="headers.many",
-        title="t",
-        category="headers",
-        severity="low",
-        references=REF,
-        max_requests=100,
-        registry=registry,
-    )
-    async def many(ctx: ScanContext) -> Result:
-        for i in range(100):
-            await ctx.request("GET", f"/n{i}")
-        return Result.passed()
-
-    report = await scan(
-        "https://api.test/",
-        ScanOptions(max_requests=10),
-        checks=registry.all(),
-        transport=httpx.ASGITransport(secure_app()),
-    )
+    _test_check(registry, "headers.many", max_requests=100)(_sends(100))
+    report = await _scan_secure(registry.all(), ScanOptions(max_requests=10))
     assert report.findings[0].status == "error"
     assert "budget of 10 exhausted" in report.findings[0].reason
     assert report.requests == 10
@@ -185,11 +163,8 @@ async def test_the_total_budget_bounds_the_scan() -> None:
 async def test_active_token_and_suppressed_checks_are_skipped_with_reasons() -> None:
     registry = load_default_checks()
     ids = ["ratelimit.login-burst", "jwt.alg-none", "headers.xcto"]
-    report = await scan(
-        "https://api.test/",
-        ScanOptions(ignore={"headers.xcto": "a proxy adds it"}),
-        checks=[registry.get(i) for i in ids],
-        transport=httpx.ASGITransport(secure_app()),
+    report = await _scan_secure(
+        [registry.get(i) for i in ids], ScanOptions(ignore={"headers.xcto": "a proxy adds it"})
     )
     reasons = {x.id: (x.status, x.reason) for x in report.findings}
     assert reasons == {
@@ -203,9 +178,7 @@ async def test_active_token_and_suppressed_checks_are_skipped_with_reasons() -> 
 async def test_passive_scan_stays_within_a_bounded_number_of_requests() -> None:
     registry = load_default_checks()
     checks = [c for c in registry if c.category != "tls"]
-    report = await scan(
-        "https://api.test/", checks=checks, transport=httpx.ASGITransport(secure_app())
-    )
+    report = await _scan_secure(checks)
     assert report.requests <= ScanOptions().max_requests
     assert report.requests < 150, report.requests  # shared fetches keep it small
     assert not report.active
@@ -220,10 +193,8 @@ async def test_an_unreachable_target_raises() -> None:
 async def test_progress_is_reported_per_check() -> None:
     registry = load_default_checks()
     seen: list[str] = []
-    await scan(
-        "https://api.test/",
-        checks=[registry.get("headers.xcto"), registry.get("headers.csp")],
-        transport=httpx.ASGITransport(secure_app()),
+    await _scan_secure(
+        [registry.get("headers.xcto"), registry.get("headers.csp")],
         progress=lambda c, finding: seen.append(finding.id),
     )
     assert sorted(seen) == ["headers.csp", "headers.xcto"]
