@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bastion.auth.passwords import TEST, PasswordHasher
 from bastion.auth.service import Account
@@ -27,30 +28,11 @@ from bastion.oauth.clients import Client
 from bastion.oauth.errors import OAuthError
 from bastion.oauth.server import AuthorizationRequest, AuthorizationServer, group
 from bastion.service.main import create_app, prepare
+from bench.timing import best_of, best_of_async
 
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 REDIRECT = "https://app.example.test/callback"
-
-
-def best_of(fn: Callable[[], object], n: int, repeats: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - start) / n * 1e6)
-    return best
-
-
-async def abest_of(fn: Callable[[], Awaitable[object]], n: int, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            await fn()
-        best = min(best, (time.perf_counter() - start) / n * 1e6)
-    return best
 
 
 async def exchanges(directory: Path) -> list[tuple[str, float]]:
@@ -109,9 +91,14 @@ async def exchanges(directory: Path) -> list[tuple[str, float]]:
 
         used = await issue()
         await issue_and_exchange()
-        rows.append(("issue a code (SQLite)", await abest_of(issue, 200)))
-        rows.append(("issue + exchange a code (SQLite)", await abest_of(issue_and_exchange, 100)))
-        rows.append(("refused replay of a used code", await abest_of(replay, 200)))
+        rows.append(("issue a code (SQLite)", await best_of_async(issue, 200, repeats=3)))
+        rows.append(
+            (
+                "issue + exchange a code (SQLite)",
+                await best_of_async(issue_and_exchange, 100, repeats=3),
+            )
+        )
+        rows.append(("refused replay of a used code", await best_of_async(replay, 200, repeats=3)))
     return rows
 
 

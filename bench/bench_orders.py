@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bastion.auth import Principal
 from bastion.config import Settings
@@ -31,6 +32,7 @@ from bastion.service.models import User
 from bastion.service.pagination import Keyset, decode_cursor, encode_cursor
 from bastion.service.routes import orders as order_routes
 from bastion.service.schemas import OrderCreate
+from bench.timing import best_of, best_of_async
 
 BODY = {
     "productId": "0b8e7a52-6f1c-4d8e-9a3b-2f6c1d0e9a77",
@@ -47,26 +49,6 @@ class _Verifier:
         if token != "bench":
             raise AuthError("unknown")
         return self.principal
-
-
-def best_of(fn: Callable[[], object], n: int, repeats: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - start) / n * 1e6)
-    return best
-
-
-async def best_of_async(fn: Callable[[], Awaitable[object]], n: int, repeats: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            await fn()
-        best = min(best, (time.perf_counter() - start) / n * 1e6)
-    return best
 
 
 async def requests(tmp: Path) -> list[tuple[str, float]]:
