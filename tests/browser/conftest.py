@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.browser.pages import PageServer, chromium_args, write_self_signed
+from tests.conftest import Server
 from tests.support import require_program
 
 
@@ -50,6 +51,15 @@ def page_server(page_cert: tuple[Path, Path]) -> Iterator[Callable[[str], PageSe
         server.close()
 
 
+def _launch_chromium(
+    playwright_driver: Any, chromium: str, page_cert: tuple[Path, Path], *trusted: Path
+) -> Any:
+    """Headless Chromium trusting exactly the pages' certificate and ``trusted`` (SPKI pins)."""
+    return playwright_driver.chromium.launch(
+        executable_path=chromium, args=chromium_args([page_cert[0], *trusted])
+    )
+
+
 @pytest.fixture
 def launch(
     chromium: str, playwright_driver: Any, page_cert: tuple[Path, Path]
@@ -59,12 +69,21 @@ def launch(
     browsers: list[Any] = []
 
     def factory(*trusted: Path) -> Any:
-        browser = playwright_driver.chromium.launch(
-            executable_path=chromium, args=chromium_args([page_cert[0], *trusted])
-        )
+        browser = _launch_chromium(playwright_driver, chromium, page_cert, *trusted)
         browsers.append(browser)
         return browser
 
     yield factory
     for browser in browsers:
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser(
+    chromium: str, playwright_driver: Any, page_cert: tuple[Path, Path], api: Server
+) -> Iterator[Any]:
+    """One Chromium for the module, trusting the pages and the module's ``api`` server (each
+    module that uses it defines its own ``api`` fixture); tests open their own contexts."""
+    browser = _launch_chromium(playwright_driver, chromium, page_cert, api.cert_path)
+    yield browser
+    browser.close()

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.pages import FETCH_JS, NetworkLog, PageServer, chromium_args
+from tests.browser.pages import FETCH_JS, NetworkLog, PageServer
 from tests.conftest import Server, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -82,17 +82,6 @@ def api(sites: Sites, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
         assert response.status_code == 202, response.text
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(
-    chromium: str, playwright_driver: Any, page_cert: tuple[Path, Path], api: Server
-) -> Iterator[Any]:
-    browser = playwright_driver.chromium.launch(
-        executable_path=chromium, args=chromium_args([page_cert[0], api.cert_path])
-    )
-    yield browser
-    browser.close()
 
 
 def fetch(tab: Any, url: str, **init: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.pages import FETCH_JS, Exchange, NetworkLog, PageServer, chromium_args
+from tests.browser.pages import FETCH_JS, Exchange, NetworkLog, PageServer
 from tests.conftest import Server, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -60,17 +60,6 @@ def api(pages: Pages, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
     server = start_server(tmp_path, env={"BASTION_CORS_ORIGINS": pages.allowed.origin})
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(
-    chromium: str, playwright_driver: Any, page_cert: tuple[Path, Path], api: Server
-) -> Iterator[Any]:
-    browser = playwright_driver.chromium.launch(
-        executable_path=chromium, args=chromium_args([page_cert[0], api.cert_path])
-    )
-    yield browser
-    browser.close()
 
 
 def open_page(browser: Any, page: PageServer, path: str = "/") -> tuple[Any, NetworkLog]:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from bastion.oauth.pkce import s256_challenge
-from tests.browser.pages import PageServer, chromium_args
+from tests.browser.pages import PageServer
 from tests.conftest import Server, start_server
 from tests.support_auth import GENEROUS_LIMITS, new_email, new_password
 
@@ -53,17 +53,6 @@ def api(app_page: PageServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
     server = start_server(tmp_path_factory.mktemp("oauth-api"), env=env)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(
-    chromium: str, playwright_driver: Any, page_cert: tuple[Path, Path], api: Server
-) -> Iterator[Any]:
-    browser = playwright_driver.chromium.launch(
-        executable_path=chromium, args=chromium_args([page_cert[0], api.cert_path])
-    )
-    yield browser
-    browser.close()
 
 
 @pytest.fixture
