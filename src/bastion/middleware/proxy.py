@@ -68,6 +68,7 @@ HeaderFamily = Literal["auto", "forwarded", "x-forwarded"]
 
 _OPTION = "trusted_proxies"
 _SCHEMES = frozenset({"http", "https"})
+_PLAIN_PROTOS = {b"https": "https", b"http": "http"}  # X-Forwarded-Proto values as sent
 _CACHE_SIZE = 1024
 # RFC 7239 §4: forwarded-pair = token "=" value; value = token / quoted-string (RFC 9110 §5.6).
 _PAIR = re.compile(
@@ -228,8 +229,12 @@ class TrustedProxyMiddleware:
                 client = (str(ip), client[1])
                 scope["client"] = client
         scope[PEER_KEY] = client
-        if self.networks and client and self._peer_trusted(client[0]):
-            self._resolve(scope)
+        if self.networks and client:
+            trusted = self._trust_cache.get(client[0])
+            if trusted is None:
+                trusted = self._peer_trusted(client[0])
+            if trusted:
+                self._resolve(scope)
         await self.app(scope, receive, send)
 
     # --- resolution (only for a trusted peer) ------------------------------------------------
@@ -244,6 +249,17 @@ class TrustedProxyMiddleware:
                 xfp.append(value)
             elif key == b"forwarded":
                 forwarded.append(value)
+        if not xff and not forwarded:
+            # No client address to find: at most a scheme. The general path below gives the
+            # same answers (nothing read under family "forwarded"; one X-Forwarded-Proto of
+            # exactly "https"/"http" is that scheme), only slower.
+            if not xfp or self.family == "forwarded":
+                return
+            if len(xfp) == 1 and type(xfp[0]) is bytes:
+                proto = _PLAIN_PROTOS.get(xfp[0])
+                if proto is not None:
+                    scope["scheme"] = proto
+                    return
         use_forwarded = self.family == "forwarded" or (
             self.family == "auto" and forwarded and not xff
         )
