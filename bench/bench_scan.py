@@ -43,47 +43,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from bastion.scanner.context import ScanOptions
 from bastion.scanner.runner import scan
 from bastion.scanner.tls import probe_tls
-
-# sslyze's Mozilla-intermediate issue keys -> bastion controls that report the same problem
-# (kept in step with tests/integration/test_tls_compare.py).
-MOZILLA_TO_BASTION: dict[str, tuple[str, ...]] = {
-    "tls_versions": (
-        "tls.protocol-sslv2", "tls.protocol-sslv3", "tls.protocol-tls10", "tls.protocol-tls11",
-    ),
-    "ciphers": (
-        "tls.cipher-cbc", "tls.cipher-static-kex", "tls.cipher-null", "tls.cipher-anonymous",
-        "tls.cipher-rc4", "tls.cipher-3des", "tls.cipher-low-strength",
-    ),
-    "tls_curves": ("tls.ecdh-curves-profile", "tls.ecdh-curves"),
-    "ecdh_param_size": ("tls.ecdh-curves",),
-    "dh_param_size": ("tls.dh-params",),
-    "certificate_path_validation": (
-        "tls.cert-trust", "tls.cert-expired", "tls.cert-hostname", "tls.cert-strict-chain",
-    ),
-    "rsa_key_size": ("tls.cert-key-size",),
-    "certificate_signatures": ("tls.cert-signature",),
-    "maximum_certificate_lifespan": ("tls.cert-lifespan",),
-    "tls_vulnerability_compression": ("tls.compression",),
-    "tls_vulnerability_fallback_scsv": ("tls.fallback-scsv",),
-    "tls_vulnerability_renegotiation": ("tls.secure-renegotiation",),
-    "tls_vulnerability_extended_master_secret": ("tls.extended-master-secret",),
-}  # fmt: skip
-
+from tests.support import free_port
+from tests.support_tls import MOZILLA_TO_BASTION, private_key_pem
 
 # CBC suites, static-RSA key exchange; SECLEVEL 0 lets OpenSSL 3 load a 1024-bit key
 WEAK_CIPHERS = (
     "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA:"
     "AES128-SHA:AES256-GCM-SHA384:@SECLEVEL=0"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -156,13 +128,7 @@ def weak_certificate(tmp: Path) -> tuple[Path, Path]:
     )
     cert_path, key_path = tmp / "weak.pem", tmp / "weak.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key_path.write_bytes(private_key_pem(key))
     return cert_path, key_path
 
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.support import wait_until
+from tests.support_tls import private_key_pem
 
 #: Flags that keep headless Chromium quiet and offline (no sandbox: tests may run as root).
 CHROMIUM_ARGS = (
@@ -76,13 +77,7 @@ def write_self_signed(directory: Path) -> tuple[Path, Path]:
     )
     cert_path, key_path = directory / "pages-cert.pem", directory / "pages-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key_path.write_bytes(private_key_pem(key))
     key_path.chmod(0o600)
     return cert_path, key_path
 

@@ -43,6 +43,7 @@ from tests.scanner.tls.tlsfixtures import (
     write,
 )
 from tests.support import IN_CI, free_port, require_program, wait_until
+from tests.support_tls import MOZILLA_TO_BASTION
 
 pytestmark = [
     pytest.mark.integration,
@@ -326,32 +327,6 @@ def test_certificate_problems_agree(both: tuple[Deployment, BastionView, Any]) -
     if deployment.name == "weak":
         assert ours.results["tls.cert-trust"].status == "fail"
         assert "self-signed" in ours.results["tls.cert-trust"].reason
-
-
-# Mozilla compliance issues (sslyze's checker) -> the bastion controls that must fail for them.
-# tls_curves maps to the informational profile control (X448/P-521 are not weak, RFC 8422).
-MOZILLA_TO_BASTION: dict[str, tuple[str, ...]] = {
-    "tls_versions": (
-        "tls.protocol-sslv2", "tls.protocol-sslv3", "tls.protocol-tls10", "tls.protocol-tls11",
-    ),
-    "ciphers": (
-        "tls.cipher-cbc", "tls.cipher-static-kex", "tls.cipher-null", "tls.cipher-anonymous",
-        "tls.cipher-rc4", "tls.cipher-3des", "tls.cipher-low-strength",
-    ),
-    "tls_curves": ("tls.ecdh-curves-profile", "tls.ecdh-curves"),
-    "ecdh_param_size": ("tls.ecdh-curves",),
-    "dh_param_size": ("tls.dh-params",),
-    "certificate_path_validation": (
-        "tls.cert-trust", "tls.cert-expired", "tls.cert-hostname", "tls.cert-strict-chain",
-    ),
-    "rsa_key_size": ("tls.cert-key-size",),
-    "certificate_signatures": ("tls.cert-signature",),
-    "maximum_certificate_lifespan": ("tls.cert-lifespan",),
-    "tls_vulnerability_compression": ("tls.compression",),
-    "tls_vulnerability_fallback_scsv": ("tls.fallback-scsv",),
-    "tls_vulnerability_renegotiation": ("tls.secure-renegotiation",),
-    "tls_vulnerability_extended_master_secret": ("tls.extended-master-secret",),
-}  # fmt: skip
 
 
 def test_every_problem_sslyze_finds_is_a_bastion_finding(

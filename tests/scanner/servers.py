@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support import free_port, wait_until
+from tests.support_tls import private_key_pem
 
 
 @dataclass
@@ -81,13 +82,7 @@ def make_certs(directory: Path) -> Certs:
     certs.cert.write_bytes(
         leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)
     )
-    certs.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    certs.key.write_bytes(private_key_pem(key))
     return certs
 
 

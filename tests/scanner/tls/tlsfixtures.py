@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support import require_program
+from tests.support_tls import private_key_pem
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 NOW = dt.datetime.now(dt.UTC)
@@ -61,11 +62,7 @@ class Issued:
 
     @property
     def key_pem(self) -> bytes:
-        return self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        return private_key_pem(self.key)
 
 
 def issue(
