@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Awaitable
 
 from bastion.asgi import ASGIApp, Message, Receive, Scope, Send, request_id, send_error
 from bastion.errors import HTTPError
@@ -45,6 +46,10 @@ ERROR_LOGGER = "bastion.error"
 INTERNAL_ERROR = "An internal error occurred"
 # send_json writes these two itself; an HTTPError must not duplicate them.
 _OWN_HEADERS = frozenset({b"content-type", b"content-length"})
+
+
+async def _sent_nothing() -> None:
+    """What awaiting a swallowed message gives: nothing, at once."""
 
 
 def _find_http_error(exc: BaseException) -> HTTPError | None:
@@ -69,17 +74,20 @@ class SafeErrorsMiddleware:
         started = False  # a start message went out to the client
         held_500 = False  # the inner app answered 500; we answer instead
 
-        async def guarded_send(message: Message) -> None:
+        # A plain function returning the next send's awaitable (the caller awaits it at once):
+        # one coroutine frame fewer per message than an ``async def`` wrapper.
+        def guarded_send(message: Message) -> Awaitable[None]:
             nonlocal started, held_500
             kind = message["type"]
             if kind == "http.response.start":
                 if message.get("status") == 500 and not started:
                     held_500 = True
-                    return
+                    return _sent_nothing()
                 started = True
             elif held_500:
-                return  # body (perhaps a traceback), trailers, pathsend of a held-back 500
-            await send(message)
+                # body (perhaps a traceback), trailers, pathsend of a held-back 500
+                return _sent_nothing()
+            return send(message)
 
         try:
             await self.app(scope, receive, guarded_send)

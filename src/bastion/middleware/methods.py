@@ -218,8 +218,10 @@ class MethodPolicyMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        self._refresh()
-        path = _route_path(scope)
+        if self._lookup is None and len(self._routes) != self._count:
+            self._refresh()  # the route list grew (routes added after construction)
+        # _route_path without the call when there is no root_path (the usual mount-less app).
+        path = _route_path(scope) if scope.get("root_path") else scope["path"]
         try:
             policy = self._cache[path]
         except KeyError:

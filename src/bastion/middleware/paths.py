@@ -104,7 +104,8 @@ class PathCanonicalMiddleware:
             return
         raw = scope.get("raw_path")
         if raw:
-            raw = bytes(raw)
+            if type(raw) is not bytes:
+                raw = bytes(raw)
             if b"?" in raw:  # some servers and clients leave the query in raw_path
                 raw = raw.split(b"?", 1)[0]
                 scope["raw_path"] = raw
