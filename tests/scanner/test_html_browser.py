@@ -9,16 +9,8 @@ from pathlib import Path
 import pytest
 
 from bastion.scanner.reporters import render
+from tests.browser.pages import CHROMIUM_ARGS
 from tests.support import require_program
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.mark.browser
@@ -33,7 +25,7 @@ def test_html_report_renders_in_chromium(tmp_path: Path) -> None:
     page_path.write_text(render(report, "html"), encoding="utf-8")
     requests: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=chromium, args=list(CHROMIUM_ARGS))
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.on("request", lambda r: requests.append(r.url))
