@@ -57,6 +57,18 @@ async def _hsts(ctx: ScanContext) -> tuple[Exchange, str | None] | Result:
     return ex, ex.header("strict-transport-security")
 
 
+async def _hsts_present(ctx: ScanContext) -> tuple[Exchange, str, str] | Result:
+    """The exchange, HSTS value and evidence for the controls that judge a header that is
+    there (``https.hsts`` reports a missing one; the others skip rather than fail twice)."""
+    got = await _hsts(ctx)
+    if isinstance(got, Result):
+        return got
+    ex, value = got
+    if value is None:
+        return Result.skipped("no HSTS header (see https.hsts)")
+    return ex, value, ex.describe(["strict-transport-security"])
+
+
 @check(
     id="https.redirect",
     title="Plain HTTP redirects to HTTPS",
@@ -205,13 +217,10 @@ async def hsts_max_age(ctx: ScanContext) -> Result:
     """A short max-age lets the protection lapse between visits. One year is the OWASP
     recommendation (and preload's minimum); below the Observatory's six months fails, between
     six months and a year warns."""
-    got = await _hsts(ctx)
+    got = await _hsts_present(ctx)
     if isinstance(got, Result):
         return got
-    ex, value = got
-    if value is None:
-        return Result.skipped("no HSTS header (see https.hsts)")
-    evidence = ex.describe(["strict-transport-security"])
+    _, value, evidence = got
     raw = directives(value).get("max-age", "")
     if not raw.isdigit():
         return Result.failed(evidence, f"max-age {raw!r} is not a number")
@@ -235,13 +244,10 @@ async def hsts_max_age(ctx: ScanContext) -> Result:
 async def hsts_subdomains(ctx: ScanContext) -> Result:
     """Without includeSubDomains an attacker can plant cookies from a plain-HTTP sibling
     subdomain (RFC 6797 §14.4)."""
-    got = await _hsts(ctx)
+    got = await _hsts_present(ctx)
     if isinstance(got, Result):
         return got
-    ex, value = got
-    if value is None:
-        return Result.skipped("no HSTS header (see https.hsts)")
-    evidence = ex.describe(["strict-transport-security"])
+    _, value, evidence = got
     if "includesubdomains" in directives(value):
         return Result.passed(evidence)
     return Result.failed(evidence, "includeSubDomains is missing")
@@ -260,13 +266,10 @@ async def hsts_subdomains(ctx: ScanContext) -> Result:
 async def hsts_preload(ctx: ScanContext) -> Result:
     """Preloading protects even the very first visit; it is an opt-in commitment (the contract
     leaves it off by default), so its absence is information, not a deduction."""
-    got = await _hsts(ctx)
+    got = await _hsts_present(ctx)
     if isinstance(got, Result):
         return got
-    ex, value = got
-    if value is None:
-        return Result.skipped("no HSTS header (see https.hsts)")
-    evidence = ex.describe(["strict-transport-security"])
+    _, value, evidence = got
     d = directives(value)
     if "preload" not in d:
         return Result.warned(evidence, "preload not requested (opt-in)")
@@ -288,13 +291,10 @@ async def hsts_preload(ctx: ScanContext) -> Result:
 async def hsts_valid(ctx: ScanContext) -> Result:
     """RFC 6797 §6.1: directives MUST appear at most once, and a UA processes only the first
     header; several headers or repeated directives may make browsers ignore the policy."""
-    got = await _hsts(ctx)
+    got = await _hsts_present(ctx)
     if isinstance(got, Result):
         return got
-    ex, value = got
-    if value is None:
-        return Result.skipped("no HSTS header (see https.hsts)")
-    evidence = ex.describe(["strict-transport-security"])
+    ex, _, evidence = got
     fields = ex.header_list("strict-transport-security")
     if len(fields) > 1:
         return Result.failed(evidence, f"{len(fields)} Strict-Transport-Security headers")
