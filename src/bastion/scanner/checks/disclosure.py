@@ -170,6 +170,17 @@ async def _banner_responses(ctx: ScanContext) -> list[Exchange]:
     return [*base.history, base, await ctx.not_found()]
 
 
+async def _banner_headers_absent(ctx: ScanContext, names: tuple[str, ...], shown: int) -> Result:
+    """Fail when any header in ``names`` is on the banner responses (listed with its value);
+    the evidence describes only the first ``shown`` names, the common ones."""
+    exchanges = await _banner_responses(ctx)
+    evidence = join_evidence(*(ex.describe(names[:shown]) for ex in exchanges))
+    found = sorted({f"{h}: {ex.header(h)}" for ex in exchanges for h in names if ex.header(h)})
+    if found:
+        return Result.failed(evidence, "; ".join(found))
+    return Result.passed(evidence)
+
+
 @check(
     id="disclosure.server-version",
     title="The Server header discloses no version",
@@ -213,14 +224,7 @@ _POWERED_BY = (
 )
 async def powered_by(ctx: ScanContext) -> Result:
     """These headers name the framework (often with its version) for no client benefit."""
-    exchanges = await _banner_responses(ctx)
-    evidence = join_evidence(*(ex.describe(_POWERED_BY[:3]) for ex in exchanges))
-    found = sorted(
-        {f"{h}: {ex.header(h)}" for ex in exchanges for h in _POWERED_BY if ex.header(h)}
-    )
-    if found:
-        return Result.failed(evidence, "; ".join(found))
-    return Result.passed(evidence)
+    return await _banner_headers_absent(ctx, _POWERED_BY, shown=3)
 
 
 _PROXY_HEADERS = ("x-backend-server", "x-served-by", "x-upstream", "x-server-name", "x-host")
@@ -237,14 +241,7 @@ _PROXY_HEADERS = ("x-backend-server", "x-served-by", "x-upstream", "x-server-nam
 )
 async def backend_headers(ctx: ScanContext) -> Result:
     """Headers naming the upstream host map the internal network (ZAP 10039)."""
-    exchanges = await _banner_responses(ctx)
-    evidence = join_evidence(*(ex.describe(_PROXY_HEADERS[:2]) for ex in exchanges))
-    found = sorted(
-        {f"{h}: {ex.header(h)}" for ex in exchanges for h in _PROXY_HEADERS if ex.header(h)}
-    )
-    if found:
-        return Result.failed(evidence, "; ".join(found))
-    return Result.passed(evidence)
+    return await _banner_headers_absent(ctx, _PROXY_HEADERS, shown=2)
 
 
 _DEBUG_HEADERS = (
