@@ -45,6 +45,7 @@ from bastion.scanner.tls.facts import (
     TrustResult,
     Untested,
     is_untested,
+    unprobed_facts,
 )
 
 if TYPE_CHECKING:
@@ -84,30 +85,11 @@ def plain_http_facts(host: str, port: int) -> TLSFacts:
     """Facts for an ``http://`` target: nothing probed, every control skips with this reason."""
     reason = "the target is plain HTTP: no TLS to probe"
     unknown = Untested(reason)
-    return TLSFacts(
-        host=host,
+    return unprobed_facts(
+        host,
+        port,
+        reason,
         address=host,
-        port=port,
         server_name=None,
-        failure=reason,
         protocols=tuple((name, unknown) for name in PROTOCOLS),
-        accepted=(),
-        enumeration_gaps=(),
-        server_cipher_order=unknown,
-        compression=unknown,
-        secure_renegotiation=unknown,
-        extended_master_secret=unknown,
-        fallback_scsv=unknown,
-        ocsp_stapling=unknown,
-        ecdh_groups=unknown,
-        dh_bits=unknown,
-        chain=(),
-        chain_complete=unknown,
-        hostname_match=unknown,
-        trust=TrustResult(unknown, "", ()),
-        strict_chain=unknown,
-        strict_chain_error="",
-        negotiated="",
-        handshakes=0,
-        duration_s=0.0,
     )

@@ -45,6 +45,7 @@ from bastion.scanner.tls.facts import (
     Tri,
     TrustResult,
     Untested,
+    unprobed_facts,
 )
 from bastion.scanner.tls.suites import GROUPS, LEGACY_SUITES, TLS13_SUITES, CipherSuite
 
@@ -684,31 +685,14 @@ def _failed(
     run: _Run,
     started: float,
 ) -> TLSFacts:
-    unknown = Untested(failure)
-    return TLSFacts(
-        host=host,
+    return unprobed_facts(
+        host,
+        port,
+        failure,
         address=run.host,
-        port=port,
         server_name=sni,
-        failure=failure,
         protocols=protocols,
-        accepted=(),
-        enumeration_gaps=(),
-        server_cipher_order=unknown,
-        compression=unknown,
-        secure_renegotiation=unknown,
-        extended_master_secret=unknown,
-        fallback_scsv=unknown,
-        ocsp_stapling=unknown,
-        ecdh_groups=unknown,
-        dh_bits=unknown,
-        chain=(),
-        chain_complete=unknown,
-        hostname_match=unknown,
-        trust=TrustResult(unknown, "", stores),
-        strict_chain=unknown,
-        strict_chain_error="",
-        negotiated="",
+        stores=stores,
         handshakes=run.handshakes,
         duration_s=time.perf_counter() - started,
         notes=tuple(run.notes),

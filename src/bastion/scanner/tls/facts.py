@@ -22,6 +22,7 @@ __all__ = [
     "TrustResult",
     "Untested",
     "is_untested",
+    "unprobed_facts",
 ]
 
 PROTOCOLS: tuple[str, ...] = ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3")
@@ -166,3 +167,49 @@ class TLSFacts:
         if isinstance(self.ecdh_groups, Untested):
             return str(self.ecdh_groups)
         return ", ".join(group_name(g) for g in self.ecdh_groups) or "none"
+
+
+def unprobed_facts(
+    host: str,
+    port: int,
+    failure: str,
+    *,
+    address: str,
+    server_name: str | None,
+    protocols: tuple[tuple[str, Tri], ...],
+    stores: tuple[str, ...] = (),
+    handshakes: int = 0,
+    duration_s: float = 0.0,
+    notes: tuple[str, ...] = (),
+) -> TLSFacts:
+    """Facts for an endpoint that could not be probed: ``failure`` is set and every fact past
+    the protocol list is ``Untested(failure)``, so each control reports that reason."""
+    unknown = Untested(failure)
+    return TLSFacts(
+        host=host,
+        address=address,
+        port=port,
+        server_name=server_name,
+        failure=failure,
+        protocols=protocols,
+        accepted=(),
+        enumeration_gaps=(),
+        server_cipher_order=unknown,
+        compression=unknown,
+        secure_renegotiation=unknown,
+        extended_master_secret=unknown,
+        fallback_scsv=unknown,
+        ocsp_stapling=unknown,
+        ecdh_groups=unknown,
+        dh_bits=unknown,
+        chain=(),
+        chain_complete=unknown,
+        hostname_match=unknown,
+        trust=TrustResult(unknown, "", stores),
+        strict_chain=unknown,
+        strict_chain_error="",
+        negotiated="",
+        handshakes=handshakes,
+        duration_s=duration_s,
+        notes=notes,
+    )
