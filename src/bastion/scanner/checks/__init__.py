@@ -6,17 +6,7 @@ module missing from disk is skipped (so ``tls`` can land separately).
 
 from __future__ import annotations
 
-CHECK_MODULES: tuple[str, ...] = (
-    "tls",
-    "https",
-    "headers",
-    "cookies",
-    "cors",
-    "methods",
-    "disclosure",
-    "exposure",
-    "auth",
-    "jwt",
-    "ratelimit",
-    "versioning",
-)
+from bastion.scanner.model import CATEGORIES
+
+# One module per contract category, named after it (the category list lives in model.py).
+CHECK_MODULES: tuple[str, ...] = CATEGORIES
