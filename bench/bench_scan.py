@@ -49,7 +49,7 @@ from bastion.scanner.context import ScanOptions
 from bastion.scanner.runner import scan
 from bastion.scanner.tls import probe_tls
 from tests.support import free_port
-from tests.support_tls import MOZILLA_TO_BASTION, private_key_pem
+from tests.support_tls import MOZILLA_TO_BASTION, private_key_pem, write_nginx_tls_conf
 
 # CBC suites, static-RSA key exchange; SECLEVEL 0 lets OpenSSL 3 load a 1024-bit key
 WEAK_CIPHERS = (
@@ -139,33 +139,9 @@ def weak_nginx(tmp: Path) -> Iterator[int]:
         raise FileNotFoundError("nginx")
     port = free_port()
     cert, key = weak_certificate(tmp)
-    (tmp / "temp").mkdir()
-    conf = tmp / "nginx.conf"
-    temps = "".join(
-        f"    {kind}_temp_path {tmp}/temp;\n"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    conf.write_text(
-        f"""daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-{temps}    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name localhost;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;
-        ssl_ciphers "{WEAK_CIPHERS}";
-        location / {{ return 200 "ok\\n"; }}
-    }}
-}}
-"""
-    )
+    tls = f"""        ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;
+        ssl_ciphers "{WEAK_CIPHERS}";"""
+    conf = write_nginx_tls_conf(tmp, port, cert, key, tls)
     with (tmp / "stderr.log").open("wb") as stderr:
         process = subprocess.Popen(
             [nginx, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],

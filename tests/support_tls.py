@@ -1,6 +1,9 @@
-"""TLS helpers shared by the tests and bench/bench_scan.py: key files and the sslyze mapping."""
+"""TLS helpers shared by the tests and bench/bench_scan.py: key files, nginx TLS configs and the
+sslyze mapping."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -13,6 +16,40 @@ def private_key_pem(key: PrivateKeyTypes) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def write_nginx_tls_conf(tmp: Path, port: int, cert: Path, key: Path, tls: str) -> Path:
+    """An nginx.conf in ``tmp`` for one foreground TLS server on 127.0.0.1:``port`` that
+    answers "ok"; ``tls`` holds the server block's ssl_* lines (indented 8 spaces), which is
+    all that differs between the deployments the scanner is compared on."""
+    (tmp / "temp").mkdir(exist_ok=True)
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/temp;
+    proxy_temp_path {tmp}/temp;
+    fastcgi_temp_path {tmp}/temp;
+    uwsgi_temp_path {tmp}/temp;
+    scgi_temp_path {tmp}/temp;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name localhost;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+{tls}
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+    )
+    return conf
 
 
 # Mozilla compliance issues (sslyze's checker) -> the bastion controls that must fail for them.

@@ -43,7 +43,7 @@ from tests.scanner.tls.tlsfixtures import (
     write,
 )
 from tests.support import IN_CI, free_port, require_program, wait_until
-from tests.support_tls import MOZILLA_TO_BASTION
+from tests.support_tls import MOZILLA_TO_BASTION, write_nginx_tls_conf
 
 pytestmark = [
     pytest.mark.integration,
@@ -79,37 +79,6 @@ class Deployment:
     port: int
     ca_file: Path | None
     old_protocols: bool
-
-
-def _nginx_conf(tmp: Path, port: int, cert: Path, key: Path, tls: str) -> Path:
-    (tmp / "temp").mkdir(exist_ok=True)
-    conf = tmp / "nginx.conf"
-    conf.write_text(
-        f"""daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/temp;
-    proxy_temp_path {tmp}/temp;
-    fastcgi_temp_path {tmp}/temp;
-    uwsgi_temp_path {tmp}/temp;
-    scgi_temp_path {tmp}/temp;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        server_name localhost;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-{tls}
-        location / {{ return 200 "ok\\n"; }}
-    }}
-}}
-"""
-    )
-    return conf
 
 
 def _start_nginx(tmp: Path, port: int, conf: Path) -> subprocess.Popen[bytes]:
@@ -160,7 +129,7 @@ def deployment(
         ssl_ciphers "ECDHE+AESGCM:ECDHE+CHACHA20";
         ssl_ecdh_curve X25519:prime256v1:secp384r1;
         ssl_prefer_server_ciphers off;"""
-    conf = _nginx_conf(tmp, port, files.cert, files.key, tls)
+    conf = write_nginx_tls_conf(tmp, port, files.cert, files.key, tls)
     process = _start_nginx(tmp, port, conf)
     try:
         yield Deployment(request.param, port, ca_file, old)
