@@ -28,7 +28,7 @@ from bastion.oauth.clients import Client
 from bastion.oauth.errors import OAuthError
 from bastion.oauth.server import AuthorizationRequest, AuthorizationServer, group
 from bastion.service.main import create_app, prepare
-from bench.timing import best_of, best_of_async
+from bench.timing import best_of, best_of_async, print_micros
 
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
@@ -114,10 +114,7 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as directory:
         rows += asyncio.run(exchanges(Path(directory)))
-    width = max(len(name) for name, _ in rows)
-    print(f"{'operation':<{width}}  {'µs/op':>10}")
-    for name, micros in rows:
-        print(f"{name:<{width}}  {micros:>10.1f}")
+    print_micros(rows)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from bastion.service.models import User
 from bastion.service.pagination import Keyset, decode_cursor, encode_cursor
 from bastion.service.routes import orders as order_routes
 from bastion.service.schemas import OrderCreate
-from bench.timing import best_of, best_of_async
+from bench.timing import best_of, best_of_async, print_micros
 
 BODY = {
     "productId": "0b8e7a52-6f1c-4d8e-9a3b-2f6c1d0e9a77",
@@ -117,10 +117,7 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         rows += asyncio.run(requests(Path(tmp)))
-    width = max(len(name) for name, _ in rows)
-    print(f"{'operation':<{width}}  µs/op")
-    for name, micros in rows:
-        print(f"{name:<{width}}  {micros:8.1f}")
+    print_micros(rows)
 
 
 if __name__ == "__main__":

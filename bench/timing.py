@@ -30,3 +30,11 @@ async def best_of_async(fn: Callable[[], Awaitable[object]], n: int, repeats: in
             await fn()
         best = min(best, (time.perf_counter() - start) / n * 1e6)
     return best
+
+
+def print_micros(rows: list[tuple[str, float]]) -> None:
+    """Print ``(operation, microseconds)`` rows as an aligned two-column table."""
+    width = max(len(name) for name, _ in rows)
+    print(f"{'operation':<{width}}  {'µs/op':>10}")
+    for name, micros in rows:
+        print(f"{name:<{width}}  {micros:>10.1f}")
