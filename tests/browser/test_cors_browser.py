@@ -147,18 +147,23 @@ def test_allowed_origin_passes_the_preflight(api: Server, pages: Pages, browser:
     assert log.find("POST", url).status == expected
 
 
+def assert_simple_get_withheld(tab: Any, log: NetworkLog, url: str) -> None:
+    """A simple GET from ``tab`` reaches the server (200) but, with no Access-Control-* header
+    on the answer, the browser withholds it from script."""
+    assert fetch(tab, url) == {"error": BLOCKED}
+    network = log.find("GET", url)
+    assert network.status == 200
+    assert cors_headers(network) == {}
+    assert network.cors_error == "MissingAllowOriginHeader"
+
+
 @pytest.mark.parametrize("which", ["other_port", "other_host"])
 def test_disallowed_origin_is_blocked(which: str, api: Server, pages: Pages, browser: Any) -> None:
     page = getattr(pages, which)
     tab, log = open_page(browser, page)
 
     # A simple GET reaches the server, but the browser withholds the answer from script.
-    url = f"{api.url}/healthz"
-    assert fetch(tab, url) == {"error": BLOCKED}
-    network = log.find("GET", url)
-    assert network.status == 200
-    assert cors_headers(network) == {}
-    assert network.cors_error == "MissingAllowOriginHeader"
+    assert_simple_get_withheld(tab, log, f"{api.url}/healthz")
 
     # A preflighted request never gets past its preflight (403, no Access-Control-*).
     url = f"{api.url}/api/v1/orders"
@@ -185,12 +190,7 @@ def test_no_origins_configured_blocks_every_page(
     browser = launch(server.cert_path)
     try:
         tab, log = open_page(browser, pages.allowed)
-        url = f"{server.url}/healthz"
-        assert fetch(tab, url) == {"error": BLOCKED}
-        network = log.find("GET", url)
-        assert network.status == 200
-        assert cors_headers(network) == {}
-        assert network.cors_error == "MissingAllowOriginHeader"
+        assert_simple_get_withheld(tab, log, f"{server.url}/healthz")
     finally:
         browser.close()  # first: the server's graceful stop waits for its open connections
         server.stop()
