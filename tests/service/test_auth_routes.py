@@ -139,6 +139,24 @@ async def test_register_refuses_invalid_bodies(
     assert response.json()["error"] == "Invalid request body"
 
 
+async def test_an_invalid_email_is_named_without_echoing_the_internal_pattern(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(REGISTER, json={"email": "two@@example.com", "password": PASSWORD})
+    assert response.status_code == 400
+    assert response.json()["details"] == {"email": ["Invalid format"]}
+
+
+async def test_the_email_is_trimmed_and_case_folded_before_use(client: httpx.AsyncClient) -> None:
+    # Issue 3: "email normalised (case-folded, trimmed)": a pasted address with a trailing
+    # space or a capital letter is the same account.
+    await register(client, " Ada@Example.COM \n")
+    assert (await login(client, "ada@example.com")).status_code == 200
+    again = await client.post(REGISTER, json={"email": "ADA@example.com", "password": PASSWORD})
+    assert again.status_code == 202  # identical answer; no second account
+    assert (await login(client, "  ada@EXAMPLE.com")).status_code == 200
+
+
 async def test_a_role_cannot_be_smuggled_in_at_registration(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:

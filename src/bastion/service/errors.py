@@ -75,6 +75,8 @@ def validation_details(exc: RequestValidationError) -> tuple[str, dict[str, list
             continue
         if error.get("type") == "extra_forbidden":
             message = "Unknown field"
+        elif error.get("type") == "string_pattern_mismatch":
+            message = "Invalid format"  # pydantic's message would echo the internal pattern
         else:
             message = str(error.get("msg", "Invalid value")).removeprefix("Value error, ")
         details.setdefault(".".join(loc) or "body", []).append(message)

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Cookie, FastAPI, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
 from bastion.auth import refresh as refresh_tokens
 from bastion.auth.errors import (
@@ -44,12 +44,19 @@ from bastion.service.schemas import ErrorBody
 log = logging.getLogger("bastion.auth")
 
 # The same rule as a JSON Schema pattern and for pydantic: a local part and a domain without
-# spaces, controls or a second "@". (Deliverability is the mail system's business.)
-EMAIL_PATTERN = r"^[^@\u0000-\u0020\u007f-\u009f]{1,64}@[^@\u0000-\u0020\u007f-\u009f]{1,253}$"
+# spaces, controls or a second "@" (deliverability is the mail system's business), with
+# surrounding ASCII white space allowed, since the address is trimmed before use.
+_SPACE = " \t\n\v\f\r"
+EMAIL_PATTERN = (
+    r"^[\t\n\v\f\r ]*"
+    r"[^@\u0000-\u0020\u007f-\u009f]{1,64}@[^@\u0000-\u0020\u007f-\u009f]{1,253}"
+    r"[\t\n\v\f\r ]*$"
+)
 
 Email = Annotated[
     StrictStr,
     Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN, examples=["ada@example.com"]),
+    AfterValidator(lambda value: value.strip(_SPACE)),
 ]
 NewPassword = Annotated[
     StrictStr,
