@@ -31,6 +31,7 @@ import json
 import logging
 import re
 import time
+from json.encoder import encode_basestring_ascii as _json_string
 
 from bastion.asgi import REQUEST_ID_KEY, ASGIApp, Message, Receive, Scope, Send
 
@@ -171,6 +172,43 @@ def log_line(fields: dict[str, object]) -> str:
     return _ENCODER.encode(fields)
 
 
+def _access_line(
+    method: object,
+    path: str,
+    query: list[str] | None,
+    status: int,
+    duration_ms: float,
+    client: object,
+    rid: object,
+) -> str:
+    """The access line, exactly as :func:`log_line` would write its fields, built directly.
+
+    The fields and their order are fixed, so the line is one f-string around json's own
+    string escaper (the one ``JSONEncoder(ensure_ascii=True)`` uses: CR, LF, quotes and
+    non-ASCII escaped), ``int``/``float`` written as json writes them (their ``repr``).
+    Anything of an unexpected type goes through :func:`log_line`, whose ``default=str`` decides.
+    """
+    if (
+        type(method) is not str
+        or type(rid) is not str
+        or (client is not None and type(client) is not str)
+        or type(status) is not int
+        or type(duration_ms) is not float
+    ):
+        fields: dict[str, object] = {"event": "access", "method": method, "path": path}
+        if query is not None:
+            fields["query"] = query
+        fields.update(status=status, duration_ms=duration_ms, client=client, requestId=rid)
+        return log_line(fields)
+    names = "" if query is None else f'"query":[{",".join(map(_json_string, query))}],'
+    where = "null" if client is None else _json_string(client)
+    return (
+        f'{{"event":"access","method":{_json_string(method)},"path":{_json_string(path)},'
+        f'{names}"status":{status},"duration_ms":{duration_ms!r},"client":{where},'
+        f'"requestId":{_json_string(rid)}}}'
+    )
+
+
 class AccessLogMiddleware:
     """Write one redacted JSON line per HTTP request to the ``bastion.access`` logger."""
 
@@ -205,23 +243,21 @@ class AccessLogMiddleware:
             self._write(scope, path, query, status, start)
 
     def _write(self, scope: Scope, path: str, query: bytes, status: int, start: float) -> None:
-        client = scope.get("client")
-        fields: dict[str, object] = {
-            "event": "access",
-            "method": scope.get("method", ""),
-            "path": _redacted_path(path),
-        }
-        if query:
-            fields["query"] = _query_names(bytes(query))
-        fields["status"] = status
-        fields["duration_ms"] = round((time.perf_counter() - start) * 1000, 2)
-        fields["client"] = client[0] if client else None
-        fields["requestId"] = scope.get(REQUEST_ID_KEY, "")
+        duration_ms = round((time.perf_counter() - start) * 1000, 2)
         level = logging.WARNING if status >= 500 or status == 0 else logging.INFO
         logger = self.logger
-        if logger.isEnabledFor(level):
-            # makeRecord + handle, not logger.log: skips the stack walk that finds the caller's
-            # file and line, which would be this line on every request anyway.
-            logger.handle(
-                logger.makeRecord(logger.name, level, __file__, 0, log_line(fields), (), None)
-            )
+        if not logger.isEnabledFor(level):
+            return
+        client = scope.get("client")
+        line = _access_line(
+            scope.get("method", ""),
+            _redacted_path(path),
+            _query_names(bytes(query)) if query else None,
+            status,
+            duration_ms,
+            client[0] if client else None,
+            scope.get(REQUEST_ID_KEY, ""),
+        )
+        # makeRecord + handle, not logger.log: skips the stack walk that finds the caller's
+        # file and line, which would be this line on every request anyway.
+        logger.handle(logger.makeRecord(logger.name, level, __file__, 0, line, (), None))
