@@ -78,13 +78,17 @@ class HeaderNames:
             return not any(self.owns(name) for name, _ in headers)
         return True
 
-    def without(self, headers: Iterable[tuple[bytes, bytes]]) -> Headers:
-        """A new list of *headers* minus those with one of these names (order kept)."""
+    def without(
+        self, headers: Iterable[tuple[bytes, bytes]], extra: Iterable[tuple[bytes, bytes]] = ()
+    ) -> Headers:
+        """A new list: *headers* minus those with one of these names (order kept), + *extra*."""
         if type(headers) is not list and type(headers) is not tuple:
             headers = list(headers)  # any iterable is allowed by ASGI; read it once
         if self.absent_from(headers):
-            return list(headers)
-        return [h for h in headers if not self.owns(h[0])]
+            return [*headers, *extra]
+        kept = [h for h in headers if not self.owns(h[0])]
+        kept.extend(extra)
+        return kept
 
 
 def request_id(scope: Scope) -> str:

@@ -253,9 +253,7 @@ class SecurityHeadersMiddleware:
                     and any(h[0].lower() == _CSP for h in original)
                 ):
                     drop, extra = self._keep_csp["https" if https else "http"]
-                headers = drop.without(original)
-                headers.extend(extra)
-                message["headers"] = headers
+                message["headers"] = drop.without(original, extra)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

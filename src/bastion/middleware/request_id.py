@@ -31,6 +31,10 @@ _VALID = re.compile(rb"[A-Za-z0-9._-]{1,64}").fullmatch
 _OWNED = HeaderNames((REQUEST_ID_HEADER,))
 
 
+_POOL_BYTES = 4096  # random bytes per read
+_ID_DIGITS = 32  # 128 bits as hex
+
+
 class _RandomPool:
     """os.urandom read 4 KiB at a time: one syscall per 256 ids instead of one per id.
 
@@ -39,24 +43,23 @@ class _RandomPool:
     Kept as hex text, converted once per refill rather than once per id.
     """
 
-    SIZE = 4096  # random bytes per read
-    ID_DIGITS = 32  # 128 bits
+    __slots__ = ("hex", "offset")
 
     def __init__(self) -> None:
         self.refill()
 
     def refill(self) -> None:
-        self.hex = os.urandom(self.SIZE).hex()
+        self.hex = os.urandom(_POOL_BYTES).hex()
         self.offset = 0
 
     def take(self) -> str:
         """The next 32 unused hex digits (each random byte is used once)."""
         start = self.offset
-        if start >= 2 * self.SIZE:
+        if start >= 2 * _POOL_BYTES:
             self.refill()
             start = 0
-        self.offset = start + self.ID_DIGITS
-        return self.hex[start : start + self.ID_DIGITS]
+        self.offset = start + _ID_DIGITS
+        return self.hex[start : start + _ID_DIGITS]
 
 
 _POOL = _RandomPool()
@@ -94,15 +97,14 @@ class RequestIDMiddleware:
         if rid is None:
             rid = _POOL.take()  # new_request_id() without the extra call
         scope[REQUEST_ID_KEY] = rid
-        pair = (REQUEST_ID_HEADER, rid.encode("ascii"))
+        pair_list = ((REQUEST_ID_HEADER, rid.encode("ascii")),)
 
         # A plain function returning the server's awaitable (the caller awaits it at once):
         # one coroutine frame fewer per message than an ``async def`` wrapper.
         def send_with_id(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                headers = _OWNED.without(message.get("headers", ()))  # any case: one id only
-                headers.append(pair)
-                message["headers"] = headers
+                # Any X-Request-ID from inside goes, whatever its case: one id only.
+                message["headers"] = _OWNED.without(message.get("headers", ()), pair_list)
             return send(message)
 
         await self.app(scope, receive, send_with_id)
