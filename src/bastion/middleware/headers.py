@@ -36,7 +36,7 @@ wrote, so another spelling of the path only ever gets the default policy.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from bastion.asgi import ASGIApp, HeaderNames, Headers, Message, Receive, Scope, Send
 from bastion.errors import ConfigError
@@ -238,7 +238,9 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: Message) -> None:
+        # A plain function returning the next send's awaitable (the caller awaits it at once):
+        # one coroutine frame fewer per message than an ``async def`` wrapper.
+        def send_with_headers(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 # Read now, not at request start: the proxy layer may have rewritten the scheme.
                 https = scope.get("scheme") == "https"
@@ -254,6 +256,6 @@ class SecurityHeadersMiddleware:
                 ):
                     drop, extra = self._keep_csp["https" if https else "http"]
                 message["headers"] = drop.without(original, extra)
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -111,7 +111,7 @@ class RateLimitMiddleware:
         delay = 0.0
         refundable = False
         for rule in rules:
-            if not rule.matches_request(scope):
+            if not rule.every_request and not rule.matches_request(scope):
                 continue
             client = rule.key(scope)
             if client is None:

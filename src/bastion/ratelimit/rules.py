@@ -91,6 +91,7 @@ class Rule:
     policy: bytes = field(repr=False)
     store_prefix: str = field(repr=False)
     limit_bytes: bytes = field(repr=False)  # X-RateLimit-Limit's value
+    every_request: bool = field(repr=False)  # no methods, no when: matches_request is True
     item_format: bytes = field(repr=False)  # this rule's RateLimit member, r and t to fill in
 
     def __init__(
@@ -164,6 +165,7 @@ class Rule:
         fix("policy", policy_item(name, self.rate.limit, self.rate.window))
         fix("store_prefix", f"{name}:")
         fix("limit_bytes", b"%d" % self.rate.limit)
+        fix("every_request", method_set is None and when is None)
         fix("item_format", limit_item_format(name))
 
     def matches(self, scope: Scope, path: str) -> bool:
