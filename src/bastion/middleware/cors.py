@@ -101,6 +101,7 @@ _VARY_PREFLIGHT = b"Origin, Access-Control-Request-Method, Access-Control-Reques
 # The response headers _merge_vary edits: Vary is merged, Access-Control-* dropped.
 _MERGED = HeaderNames((_VARY,), prefixes=(_AC_PREFIX,))
 _EXCLUDED_CACHE_SIZE = 4096
+_EXCLUDED_CACHE_PATH_LENGTH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,9 +399,10 @@ class CORSMiddleware:
         excluded = self._excluded_cache.get(path)
         if excluded is None:
             excluded = self._excluded_uncached(path)
-            if len(self._excluded_cache) >= _EXCLUDED_CACHE_SIZE:
-                self._excluded_cache.clear()  # bounded: distinct paths must not grow memory
-            self._excluded_cache[path] = excluded
+            if len(path) <= _EXCLUDED_CACHE_PATH_LENGTH:  # long paths (floods) not kept
+                if len(self._excluded_cache) >= _EXCLUDED_CACHE_SIZE:
+                    self._excluded_cache.clear()  # bounded: distinct paths must not grow memory
+                self._excluded_cache[path] = excluded
         return excluded
 
     def _excluded_uncached(self, path: str) -> bool:

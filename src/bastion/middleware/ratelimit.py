@@ -52,6 +52,7 @@ UNAVAILABLE_MESSAGE = "Service temporarily unavailable"
 _MAX_KEY = 200  # longer keys (from a custom key function) are hashed: bounded store keys
 _LOG_EVERY = 10.0
 _PATH_CACHE_SIZE = 4096
+_CACHED_PATH_LENGTH = 512
 
 
 class RateLimitMiddleware:
@@ -174,13 +175,15 @@ class RateLimitMiddleware:
         """The rules whose path prefixes cover *raw_path*, remembered per path.
 
         Exact to cache: :func:`canonical_path` and :meth:`Rule.matches_path` are pure
-        functions of the path string. Bounded, as distinct paths (ids, scans) are unbounded.
+        functions of the path string. Bounded in entries and in their length, as distinct
+        paths (ids, scans, floods of long URLs) are unbounded.
         """
         path = canonical_path(raw_path)
         rules = tuple(rule for rule in self.rules if rule.matches_path(path))
-        if len(self._by_path) >= _PATH_CACHE_SIZE:
-            self._by_path.clear()
-        self._by_path[raw_path] = rules
+        if len(raw_path) <= _CACHED_PATH_LENGTH:  # long paths (floods) are not kept at all
+            if len(self._by_path) >= _PATH_CACHE_SIZE:
+                self._by_path.clear()
+            self._by_path[raw_path] = rules
         return rules
 
     async def _refund_successes(self, charges: list[list[Any]]) -> None:
