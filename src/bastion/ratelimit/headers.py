@@ -47,7 +47,7 @@ def limit_item(name: str, remaining: int, reset: int) -> bytes:
 def limit_item_format(name: str) -> bytes:
     """:func:`limit_item` as a bytes template (``b'"api";r=%d;t=%d'``), for a rule to keep:
     per request it is then one ``%`` of two integers."""
-    return b'"%s";r=%%d;t=%%d' % name.encode("ascii")
+    return b'"%s";r=%%d;t=%%d' % name.encode("ascii").replace(b"%", b"%%")
 
 
 def retry_after(delay: float) -> bytes:
