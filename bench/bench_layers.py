@@ -58,7 +58,7 @@ def measure(app: str, seconds: int, connections: int) -> tuple[float, float | No
             sys.executable,
             "-m",
             "uvicorn",
-            f"bench.layers_apps:{app}",
+            app if ":" in app else f"bench.layers_apps:{app}",  # or any module:attribute
             "--port",
             str(port),
             "--no-access-log",
