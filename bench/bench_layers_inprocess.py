@@ -7,13 +7,14 @@ bench/layers_apps.py directly — no server, no sockets — and counts process C
 
 Per-layer figures come from the real composition: the wrapped app is walked down its
 ``.app`` attributes (outermost first), each sub-stack is timed on its own, and a layer's
-cost is its sub-stack minus the one inside it. Every variant is timed several times,
-interleaved, and the fastest run is kept (noise only ever adds time).
+cost is its sub-stack minus the one inside it. Every variant is timed in many short rounds,
+interleaved, and the fastest round is kept (noise only ever adds time). The total is steady
+to about a microsecond on a shared machine; single layers move by one or two.
 
 The request is the one wrk sends: ``GET /api/ping`` with ``Host`` and
 ``X-Forwarded-Proto: https`` from a trusted proxy (127.0.0.1), no ``Origin``.
 
-    .venv/bin/python bench/bench_layers_inprocess.py [--requests 20000] [--repeats 5] [--info]
+    .venv/bin/python bench/bench_layers_inprocess.py [--requests 3000] [--repeats 20] [--info]
 
 ``--info`` adds a row for the whole stack with the access log at INFO, written through a
 ``%(message)s`` handler to /dev/null (what ``bastion serve`` does, minus the terminal).
@@ -143,8 +144,8 @@ async def measure_info(requests: int, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--info", action="store_true", help="also time the access log at INFO")
     args = parser.parse_args()
     # The same as bench_layers.py: the layers, not the disk.
