@@ -4,17 +4,23 @@ One uvicorn worker pinned to core 0, wrk pinned to core 1, loopback, plain HTTP 
 the same for both and would only hide the layers' cost). Prints both figures and the ratio;
 the goal is that the layers keep >= 65% of bare Starlette's throughput.
 
-On a shared machine requests/s move with everyone else's load, so the two apps are measured
-in alternating rounds and each keeps its best round. The server's own CPU time per request
-(from /proc, user + system) is printed too: with the server saturated, its ratio is the
-throughput ratio the apps would have on a quiet machine, and it is much steadier.
+On a virtual machine requests/s move by 10-20% from one run to the next, with the host's load,
+so the apps are measured in many short alternating rounds: each round gives a ratio (its apps
+ran back to back, under the same conditions), and the median ratio is the figure, printed with
+the lowest and highest round. The server's own CPU time per request (from /proc, user +
+system) gives a second ratio: with the server saturated, it is the throughput ratio the apps
+would have on a quiet machine.
+
+Every app runs on the same server protocol: bastion's (``--protocol bastion``, the default,
+what ``bastion serve`` runs: uvicorn's httptools protocol with a one-pass response head, see
+``bastion/http_cycle.py``) or uvicorn's own (``--protocol uvicorn``).
 
 ``--ceiling`` adds bare Starlette answering with the same 13 headers the stack adds: the
 server validates and writes each header, so that row is the best ratio the contract's headers
 allow even if the layers cost nothing.
 
-    .venv/bin/python bench/bench_layers.py [--seconds 10] [--connections 64] [--rounds 3]
-        [--ceiling]
+    .venv/bin/python bench/bench_layers.py [--seconds 4] [--connections 64] [--rounds 8]
+        [--protocol bastion|uvicorn] [--ceiling]
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -54,7 +61,15 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(app: str, seconds: int, connections: int) -> tuple[float, float | None]:
+PROTOCOLS = {
+    "bastion": "bastion.http_protocol:ContractHttpToolsProtocol",  # what `bastion serve` runs
+    "uvicorn": "httptools",  # uvicorn's own httptools protocol
+}
+
+
+def measure(
+    app: str, seconds: int, connections: int, protocol: str = "bastion"
+) -> tuple[float, float | None]:
     """(requests/s, server CPU µs per request or None) for one wrk run against *app*."""
     port = _free_port()
     server = subprocess.Popen(
@@ -70,7 +85,7 @@ def measure(app: str, seconds: int, connections: int) -> tuple[float, float | No
             "--no-proxy-headers",
             "--no-server-header",
             "--http",
-            "httptools",
+            PROTOCOLS[protocol],
             "--loop",
             "uvloop",
             "--log-level",
@@ -112,11 +127,28 @@ def measure(app: str, seconds: int, connections: int) -> tuple[float, float | No
         server.wait(10)
 
 
+def _ratios(first: list[float], second: list[float]) -> list[float]:
+    """Per-round ratios: the apps of one round ran back to back, under the same load."""
+    return [a / b for a, b in zip(first, second, strict=True) if b]
+
+
+def _spread(values: list[float], text: str = "{:.0%}") -> str:
+    """Median, with the lowest and highest round."""
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{text.format(mid)} (rounds: {text.format(low)}–{text.format(high)})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default="bastion",
+        help="the server's HTTP protocol for every app (default: bastion's, as `bastion serve`)",
+    )
     parser.add_argument(
         "--ceiling",
         action="store_true",
@@ -126,31 +158,33 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     apps = ["bare", "wrapped", *(["headers_only"] if args.ceiling else [])]
-    rps = dict.fromkeys(apps, 0.0)
-    cpu: dict[str, float] = {}
+    rps: dict[str, list[float]] = {app: [] for app in apps}
+    cpu: dict[str, list[float]] = {app: [] for app in apps}
     for _ in range(args.rounds):
         for app in apps:
-            got, used = measure(app, args.seconds, args.connections)
-            rps[app] = max(rps[app], got)
-            if used is not None:
-                cpu[app] = min(cpu.get(app, float("inf")), used)
-    print(f"{'app':<28}{'requests/s':>12}{'server CPU µs/request':>24}")
+            got, used = measure(app, args.seconds, args.connections, args.protocol)
+            rps[app].append(got)
+            cpu[app].append(used if used is not None else 0.0)
     labels = {
         "bare": "bare Starlette",
         "wrapped": "Starlette + bastion layers",
         "headers_only": "bare + the 13 headers only",
     }
+    print(f"{'app (medians)':<28}{'requests/s':>12}{'server CPU µs/request':>24}")
     for app in apps:
-        used_text = f"{cpu[app]:.1f}" if app in cpu else "n/a"
-        print(f"{labels[app]:<28}{rps[app]:>12,.0f}{used_text:>24}")
-    print(f"ratio: {rps['wrapped'] / rps['bare']:.0%} of bare (goal >= 65%)", end="")
-    if "bare" in cpu and "wrapped" in cpu:
-        print(f"; by server CPU per request: {cpu['bare'] / cpu['wrapped']:.0%}", end="")
+        print(
+            f"{labels[app]:<28}{statistics.median(rps[app]):>12,.0f}"
+            f"{statistics.median(cpu[app]):>24.1f}"
+        )
+    print(f"ratio by requests/s: {_spread(_ratios(rps['wrapped'], rps['bare']))} (goal >= 65%)")
+    print(f"ratio by server CPU per request: {_spread(_ratios(cpu['bare'], cpu['wrapped']))}")
     if args.ceiling:
-        print(f"\nceiling (headers, no layers): {rps['headers_only'] / rps['bare']:.0%}", end="")
-        if "bare" in cpu and "headers_only" in cpu:
-            print(f"; by server CPU: {cpu['bare'] / cpu['headers_only']:.0%}", end="")
-    print(f"\nbest of {args.rounds} alternating rounds; load average {os.getloadavg()[0]:.2f}")
+        ceiling = _spread(_ratios(rps["headers_only"], rps["bare"]))
+        print(f"ceiling (the headers alone, no layers): {ceiling}")
+    print(
+        f"{args.rounds} alternating rounds of {args.seconds} s, protocol {args.protocol}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ replaces that last-resort response: an unknown method becomes ``405 Method not a
 with the ``Allow`` of the requested path (RFC 9110 §15.5.6 requires it; the path is read
 from the request line the parser refused and looked up in the app's method-policy layer),
 anything else ``400 Bad request``; the connection is closed either way, as uvicorn does.
+
+It also runs each request on :class:`~bastion.http_cycle.FastHeadCycle`, which writes the
+usual response head without uvicorn's per-header loop (the same bytes; see that module).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import Any
 from urllib.parse import unquote
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from bastion.http_cycle import FastHeadCycle
 from bastion.middleware.headers import DEFAULTS
 from bastion.middleware.methods import MethodPolicyMiddleware
 
@@ -56,6 +60,13 @@ class ContractHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         self._pending = data  # the bytes a parser error refers to, for the 405's path
         super().data_received(data)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # uvicorn builds the cycle itself (on_headers_complete names its own class); every
+        # cycle, pipelined or not, starts here, before its task has run a single step.
+        if type(cycle) is RequestResponseCycle:
+            cycle.__class__ = FastHeadCycle  # a subclass adding no state: only send differs
+        super()._start_asgi_task(cycle, app)
 
     def _allow(self) -> bytes:
         match = _REQUEST_LINE.match(self._pending)
