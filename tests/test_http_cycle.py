@@ -21,6 +21,8 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 from uvicorn.server import ServerState
 
+from bastion.cli.serve import _configs
+from bastion.config import load_settings
 from bastion.http_cycle import FastHeadCycle
 from bastion.http_protocol import ContractHttpToolsProtocol
 
@@ -248,12 +250,27 @@ def test_generated_heads_match_uvicorn(
     asyncio.run(_same(_response(headers, body, status), method=method, keep_alive=keep_alive))
 
 
-async def test_the_protocol_runs_requests_on_the_fast_cycle() -> None:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send(_response(CONTRACT_HEADERS)[0])
-        await send(_response(CONTRACT_HEADERS)[1])
+async def test_bastion_serve_runs_requests_on_the_fast_path(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `bastion serve`'s own uvicorn settings, the head never reaches uvicorn's loop."""
 
-    config = Config(app=app, http=ContractHttpToolsProtocol, log_config=None, date_header=False)
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        for message in _response(CONTRACT_HEADERS):
+            await send(message)
+
+    seen_by_uvicorn: list[str] = []
+    uvicorn_send = RequestResponseCycle.send
+
+    async def recording_send(self: Any, message: Any) -> None:
+        seen_by_uvicorn.append(message["type"])
+        await uvicorn_send(self, message)
+
+    monkeypatch.setattr(RequestResponseCycle, "send", recording_send)
+    monkeypatch.setenv("BASTION_DATA_DIR", str(tmp_path))
+    serve_config, _ = _configs(load_settings(insecure_http=True))
+    options = {name: getattr(serve_config, name) for name in ("access_log", "log_config", "http")}
+    config = Config(app=app, date_header=False, **options)
     config.load()
     protocol = ContractHttpToolsProtocol(config, ServerState(), app_state={})
     transport = SinkTransport()
@@ -264,6 +281,8 @@ async def test_the_protocol_runs_requests_on_the_fast_cycle() -> None:
         if protocol.cycle.response_complete:
             break
         await asyncio.sleep(0)
-    assert bytes(transport.written).startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\n")
-    assert bytes(transport.written).endswith(b'\r\n\r\n{"pong":true}')
+    written = bytes(transport.written)
+    assert written.startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\n")
+    assert written.endswith(b'x-request-id: 0123456789abcdef0123456789abcdef\r\n\r\n{"pong":true}')
+    assert seen_by_uvicorn == ["http.response.body"]  # the start took the fast path
     protocol.connection_lost(None)
