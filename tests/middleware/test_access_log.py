@@ -7,13 +7,22 @@ import logging
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bastion.asgi import REQUEST_ID_KEY
-from bastion.middleware.access_log import ACCESS_LOGGER, REDACTED, AccessLogMiddleware, redact
+from bastion.middleware.access_log import (
+    ACCESS_LOGGER,
+    REDACTED,
+    AccessLogMiddleware,
+    _access_line,
+    log_line,
+    redact,
+)
 from bastion.middleware.request_id import RequestIDMiddleware
 from tests.middleware.rawasgi import call, recorder
 
@@ -224,3 +233,55 @@ def test_redact_is_linear_on_hostile_input(text: str) -> None:
     """ReDoS guard: a quadratic pattern would not finish on these before the timeout."""
     out = redact(text)
     assert isinstance(out, str) and len(out) <= len(text) + len(REDACTED)
+
+
+# --- the hand-built line is exactly the json line ---------------------------------------------
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)  # incl. CR, LF, quotes, é
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    method=_TEXT,
+    path=_TEXT,
+    query=st.none() | st.lists(_TEXT, max_size=4),
+    status=st.integers(min_value=0, max_value=999),
+    duration_ms=st.floats(min_value=0, max_value=1e9, allow_nan=False),
+    client=st.none() | _TEXT,
+    rid=_TEXT,
+)
+def test_access_line_equals_log_line_on_any_text(
+    method: str,
+    path: str,
+    query: list[str] | None,
+    status: int,
+    duration_ms: float,
+    client: str | None,
+    rid: str,
+) -> None:
+    fields: dict[str, object] = {"event": "access", "method": method, "path": path}
+    if query is not None:
+        fields["query"] = query
+    fields.update(status=status, duration_ms=duration_ms, client=client, requestId=rid)
+    line = _access_line(method, path, query, status, duration_ms, client, rid)
+    assert line == log_line(fields)
+    assert "\n" not in line and "\r" not in line  # one line, whatever the client sent
+    assert json.loads(line) == fields
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "duration_ms", "client", "rid"),
+    [
+        (b"GET", 200, 1.5, "10.0.0.1", "id"),  # bytes method: json's default=str decides
+        ("GET", True, 1.5, "10.0.0.1", "id"),  # a bool is not an int here
+        ("GET", 200, 2, "10.0.0.1", "id"),  # an int duration
+        ("GET", 200, 1.5, ("10.0.0.1", 5), "id"),
+        ("GET", 200, 1.5, None, None),
+    ],
+    ids=["bytes-method", "bool-status", "int-duration", "tuple-client", "no-id"],
+)
+def test_access_line_odd_types_take_the_json_path(
+    method: object, status: int, duration_ms: float, client: object, rid: object
+) -> None:
+    fields: dict[str, object] = {"event": "access", "method": method, "path": "/p"}
+    fields.update(status=status, duration_ms=duration_ms, client=client, requestId=rid)
+    assert _access_line(method, "/p", None, status, duration_ms, client, rid) == log_line(fields)
