@@ -6,6 +6,10 @@ Layers communicate through documented scope keys rather than globals:
 * ``scope["client"]`` / ``scope["scheme"]`` — rewritten by the trusted-proxy layer, so later
   layers (HTTPS enforcement, rate limits, logging) see the real client.
 * ``scope["path"]`` — rewritten to its canonical form by the path layer before routing.
+* ``scope["bastion.error_headers"]`` — headers inner layers want on an error response that an
+  outer layer makes in their place, as ``{id(layer): headers}``: the rate-limit layer leaves
+  its headers there when the app raises, answers 5xx or not at all, and the safe-errors layer
+  puts them on the response it sends instead.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 REQUEST_ID_KEY = "bastion.request_id"
+ERROR_HEADERS_KEY = "bastion.error_headers"
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
 

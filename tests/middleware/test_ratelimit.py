@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.config import load_settings
-from bastion.errors import ConfigError
+from bastion.errors import ConfigError, HTTPError
+from bastion.middleware.errors import SafeErrorsMiddleware
 from bastion.middleware.ratelimit import RateLimitMiddleware
 from bastion.ratelimit import (
     AUTH_MESSAGE,
@@ -29,6 +30,7 @@ from bastion.ratelimit import (
     from_settings,
 )
 from bastion.ratelimit.redis_store import RedisStore
+from bastion.stack import secure
 from tests.middleware.rawasgi import call, recorder
 from tests.ratelimit.redis_server import FakeClock, RedisServer
 from tests.support import free_port
@@ -588,3 +590,88 @@ def test_from_settings_builds_the_contract_rules(
     )
     assert (api.on_store_failure, auth.on_store_failure) == ("fail-open", "fail-closed")
     assert (auth.name, auth.rate, auth.count) == ("auth", Rate(3, 300), "failures")
+
+
+# --- error responses made outside the layer are limited responses too -----------------------
+async def _raises(scope: Any, receive: Any, send: Any) -> None:
+    raise RuntimeError("db down")
+
+
+async def _starts_500_then_raises(scope: Any, receive: Any, send: Any) -> None:
+    # What Starlette's ServerErrorMiddleware does: answer 500, then re-raise.
+    await send({"type": "http.response.start", "status": 500, "headers": []})
+    await send({"type": "http.response.body", "body": b"Internal Server Error"})
+    raise RuntimeError("db down")
+
+
+async def _answers_500(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 500, "headers": []})
+    await send({"type": "http.response.body", "body": b"Traceback: ..."})
+
+
+async def _never_answers(scope: Any, receive: Any, send: Any) -> None:
+    return None
+
+
+async def _raises_http_error(scope: Any, receive: Any, send: Any) -> None:
+    raise HTTPError(409, "Conflict", headers=[(b"x-app", b"1")])
+
+
+@pytest.mark.parametrize(
+    ("app", "status"),
+    [
+        (_raises, 500),
+        (_starts_500_then_raises, 500),
+        (_answers_500, 500),
+        (_never_answers, 500),
+        (_raises_http_error, 409),
+    ],
+    ids=["raises", "starts-500-then-raises", "answers-500", "never-answers", "http-error"],
+)
+async def test_error_responses_from_safe_errors_carry_the_rate_headers_once(
+    app: Any, status: int, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = SafeErrorsMiddleware(limited(app, clock=clock, sleep=no_sleep))
+    with caplog.at_level(logging.CRITICAL, logger="bastion.error"):
+        result = await call(stack, "GET", "/api/v1/orders")
+    assert result.status == status
+    assert result.json()["error"] in ("An internal error occurred", "Conflict")
+    # header() fails when a header is repeated: the 500 carries each one exactly once.
+    assert result.header("RateLimit-Policy") == '"api";q=100;w=900'
+    assert result.header("RateLimit") == '"api";r=99;t=900'
+    assert result.header("X-RateLimit-Limit") == "100"
+    assert result.header("X-RateLimit-Remaining") == "99"
+    assert b"Traceback" not in result.body and b"Internal Server Error" not in result.body
+
+
+async def test_errors_outside_every_rule_get_no_rate_headers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stack = SafeErrorsMiddleware(limited(_raises))
+    with caplog.at_level(logging.CRITICAL, logger="bastion.error"):
+        result = await call(stack, "GET", "/healthz")
+    assert result.status == 500
+    assert result.header("RateLimit") is None and result.header("X-RateLimit-Limit") is None
+
+
+async def test_a_500_in_the_whole_stack_is_a_limited_response(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through secure(): the route's exception becomes the contract's 500 with every header."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    async def crash(_request: Any) -> Any:
+        raise RuntimeError("postgresql://admin:hunter2@db/prod")
+
+    app = Starlette(routes=[Route("/api/v1/crash", crash)])
+    settings = load_settings(insecure_http=True, data_dir=str(tmp_path))
+    with caplog.at_level(logging.CRITICAL, logger="bastion.error"):
+        result = await call(secure(app, settings), "GET", "/api/v1/crash")
+    assert result.status == 500
+    assert result.json()["error"] == "An internal error occurred"
+    assert b"hunter2" not in result.body
+    assert result.header("X-RateLimit-Limit") == "100"
+    assert result.header("RateLimit-Policy") == '"api";q=100;w=900'
+    assert result.header("X-Request-ID") == result.json()["requestId"]
+    assert result.header("X-Content-Type-Options") == "nosniff"

@@ -21,6 +21,8 @@ What this layer does, around everything inside it:
   status). Other statuses, 502–504 included, pass through unchanged.
 * an app that returns without answering gets the same ``500`` (instead of the server's
   plain-text one, which would miss the security headers and request id).
+* the answers made here carry the headers inner layers left in
+  ``scope["bastion.error_headers"]`` (the rate-limit layer's: a 500 is a limited response).
 * if the response has already started when the exception arrives, a second start would be a
   protocol error: the error is logged and the layer returns without completing the response,
   which makes the server close the connection (the client sees a truncated response, never a
@@ -36,7 +38,16 @@ import logging
 import traceback
 from collections.abc import Awaitable
 
-from bastion.asgi import ASGIApp, Message, Receive, Scope, Send, request_id, send_error
+from bastion.asgi import (
+    ERROR_HEADERS_KEY,
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    request_id,
+    send_error,
+)
 from bastion.errors import HTTPError
 from bastion.middleware.access_log import log_line, redact
 
@@ -50,6 +61,17 @@ _OWN_HEADERS = frozenset({b"content-type", b"content-length"})
 
 async def _sent_nothing() -> None:
     """What awaiting a swallowed message gives: nothing, at once."""
+
+
+async def _send_500(scope: Scope, send: Send) -> None:
+    """The contract's 500, with what inner layers left for it (their rate-limit headers)."""
+    await send_error(scope, send, 500, INTERNAL_ERROR, headers=_left_for_errors(scope))
+
+
+def _left_for_errors(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The headers inner layers left for an error response, layer by layer."""
+    left = scope.get(ERROR_HEADERS_KEY) or {}
+    return [header for headers in left.values() for header in headers]
 
 
 def _find_http_error(exc: BaseException) -> HTTPError | None:
@@ -100,22 +122,23 @@ class SafeErrorsMiddleware:
                 await self._send_http_error(scope, send, http_error)
             else:
                 self._log(scope, exc, "unhandled exception")
-                await send_error(scope, send, 500, INTERNAL_ERROR)
+                await _send_500(scope, send)
             return
 
         if not started:
             self._log(scope, None, "inner app answered 500" if held_500 else "no response")
-            await send_error(scope, send, 500, INTERNAL_ERROR)
+            await _send_500(scope, send)
 
     async def _send_http_error(self, scope: Scope, send: Send, error: HTTPError) -> None:
         status = error.status if isinstance(error.status, int) else 500
         if not 400 <= status <= 599:
             self._log(scope, error, f"HTTPError with status {status!r}")
-            await send_error(scope, send, 500, INTERNAL_ERROR)
+            await _send_500(scope, send)
             return
         # The contract: a 5xx body says only "An internal error occurred".
         message = INTERNAL_ERROR if status >= 500 else error.public_message
         headers = [(k, v) for k, v in error.headers if k.lower() not in _OWN_HEADERS]
+        headers.extend(_left_for_errors(scope))
         await send_error(scope, send, status, message, headers=headers, details=error.details)
 
     def _log(self, scope: Scope, exc: BaseException | None, what: str) -> None:

@@ -12,7 +12,9 @@ answers ``429`` with its public message, ``Retry-After`` and the rate headers of
 evaluated so far. Otherwise the request waits the largest slow-down delay of its rules
 (``await sleep(...)``, never blocking the loop) and goes to the app; the rate headers are
 added when the response starts. For a rule that counts only failures, a response status
-below 400 gives that charge back, atomically, before the headers are written.
+below 400 gives that charge back, atomically, before the headers are written. When the app
+raises or answers 5xx, the error response is made by the safe-errors layer outside: the
+headers are left in ``scope["bastion.error_headers"]`` for it, so that 500 carries them too.
 
 Headers on every response a rule applied to (draft-ietf-httpapi-ratelimit-headers-10):
 ``RateLimit-Policy`` lists each applied policy (``"api";q=100;w=900, "auth";q=5;w=900``),
@@ -37,7 +39,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from bastion.asgi import ASGIApp, Headers, Message, Receive, Scope, Send, send_error
+from bastion.asgi import (
+    ERROR_HEADERS_KEY,
+    ASGIApp,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    send_error,
+)
 from bastion.errors import ConfigError, StoreError
 from bastion.ratelimit.headers import retry_after, seconds
 from bastion.ratelimit.keys import canonical_path
@@ -153,17 +164,35 @@ class RateLimitMiddleware:
 
         # A plain function returning the next awaitable (one coroutine frame fewer per
         # message); only a response that may give charges back needs a coroutine of its own.
+        started = False
+
         def send_with_headers(message: Message) -> Awaitable[None]:
+            nonlocal started
             if message["type"] == "http.response.start":
-                if refundable and message["status"] < 400:
+                started = True
+                status = message["status"]
+                if refundable and status < 400:
                     return self._refund_then_send(charges, message, send)
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", ()), *_rate_headers(charges)],
-                }
+                headers = _rate_headers(charges)
+                if status >= 500:  # the safe-errors layer may answer in its place
+                    self._leave_for_errors(scope, headers)
+                message = {**message, "headers": [*message.get("headers", ()), *headers]}
             return send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # The error response is made outside this layer (safe errors): it is a limited
+            # response too, so it gets the headers through the scope.
+            self._leave_for_errors(scope, _rate_headers(charges))
+            raise
+        if not started:  # no answer at all: safe errors will send a 500
+            self._leave_for_errors(scope, _rate_headers(charges))
+
+    def _leave_for_errors(self, scope: Scope, headers: Headers) -> None:
+        """Hand *headers* to the layer that makes the error response (``ERROR_HEADERS_KEY``),
+        once per layer: the latest call wins, so a 500 never carries them twice."""
+        scope.setdefault(ERROR_HEADERS_KEY, {})[id(self)] = headers
 
     async def _refund_then_send(
         self, charges: list[list[Any]], message: Message, send: Send
