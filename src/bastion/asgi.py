@@ -6,10 +6,11 @@ Layers communicate through documented scope keys rather than globals:
 * ``scope["client"]`` / ``scope["scheme"]`` — rewritten by the trusted-proxy layer, so later
   layers (HTTPS enforcement, rate limits, logging) see the real client.
 * ``scope["path"]`` — rewritten to its canonical form by the path layer before routing.
-* ``scope["bastion.error_headers"]`` — headers inner layers want on an error response that an
-  outer layer makes in their place, as ``{id(layer): headers}``: the rate-limit layer leaves
-  its headers there when the app raises, answers 5xx or not at all, and the safe-errors layer
-  puts them on the response it sends instead.
+* ``scope["bastion.response_headers"]`` — a list the safe-errors layer opens for each request
+  and appends to whatever response leaves it: its own 500s and the app's responses alike.
+  An inner layer whose headers belong on every response (the rate limiter's) adds them there
+  instead of wrapping ``send`` — one header pass fewer per layer, and the error responses made
+  outside it carry them too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 REQUEST_ID_KEY = "bastion.request_id"
-ERROR_HEADERS_KEY = "bastion.error_headers"
+RESPONSE_HEADERS_KEY = "bastion.response_headers"
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
 

@@ -677,3 +677,24 @@ async def test_a_500_in_the_whole_stack_is_a_limited_response(
     assert result.header("RateLimit-Policy") == '"api";q=100;w=900'
     assert result.header("X-Request-ID") == result.json()["requestId"]
     assert result.header("X-Content-Type-Options") == "nosniff"
+
+
+@pytest.mark.parametrize("inside_safe_errors", [False, True], ids=["alone", "inside-safe-errors"])
+async def test_refunds_and_headers_agree_alone_and_inside_safe_errors(
+    inside_safe_errors: bool, clock: FakeClock
+) -> None:
+    """Inside safe errors the headers travel through its list; a refund must still show."""
+    app, _ = login_app()
+    mw = limited(app, clock=clock, sleep=no_sleep)
+    stack = SafeErrorsMiddleware(mw) if inside_safe_errors else mw
+    for _ in range(3):
+        ok = await call(
+            stack, "POST", "/api/v1/auth/login", body=creds("correct horse battery staple")
+        )
+        assert ok.status == 200
+        assert sfv(ok.header("RateLimit"))[1] == ("auth", {"r": 5, "t": 0})
+    wrong = await call(stack, "POST", "/api/v1/auth/login", body=creds("guess"))
+    assert wrong.status == 401
+    assert sfv(wrong.header("RateLimit"))[1] == ("auth", {"r": 4, "t": 900})
+    assert wrong.header("X-RateLimit-Remaining") == "4"  # the tightest rule
+    assert len(wrong.header_list("RateLimit")) == 1

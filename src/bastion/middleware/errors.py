@@ -21,8 +21,9 @@ What this layer does, around everything inside it:
   status). Other statuses, 502–504 included, pass through unchanged.
 * an app that returns without answering gets the same ``500`` (instead of the server's
   plain-text one, which would miss the security headers and request id).
-* the answers made here carry the headers inner layers left in
-  ``scope["bastion.error_headers"]`` (the rate-limit layer's: a 500 is a limited response).
+* inner layers can put headers on every response that leaves this layer, its own answers
+  included, by appending them to the list at ``scope["bastion.response_headers"]`` (the
+  rate limiter does: a 500 is a limited response too).
 * if the response has already started when the exception arrives, a second start would be a
   protocol error: the error is logged and the layer returns without completing the response,
   which makes the server close the connection (the client sees a truncated response, never a
@@ -39,8 +40,9 @@ import traceback
 from collections.abc import Awaitable
 
 from bastion.asgi import (
-    ERROR_HEADERS_KEY,
+    RESPONSE_HEADERS_KEY,
     ASGIApp,
+    Headers,
     Message,
     Receive,
     Scope,
@@ -63,15 +65,9 @@ async def _sent_nothing() -> None:
     """What awaiting a swallowed message gives: nothing, at once."""
 
 
-async def _send_500(scope: Scope, send: Send) -> None:
-    """The contract's 500, with what inner layers left for it (their rate-limit headers)."""
-    await send_error(scope, send, 500, INTERNAL_ERROR, headers=_left_for_errors(scope))
-
-
-def _left_for_errors(scope: Scope) -> list[tuple[bytes, bytes]]:
-    """The headers inner layers left for an error response, layer by layer."""
-    left = scope.get(ERROR_HEADERS_KEY) or {}
-    return [header for headers in left.values() for header in headers]
+async def _send_500(scope: Scope, send: Send, added: Headers) -> None:
+    """The contract's 500, with the headers inner layers added for every response."""
+    await send_error(scope, send, 500, INTERNAL_ERROR, headers=added)
 
 
 def _find_http_error(exc: BaseException) -> HTTPError | None:
@@ -95,6 +91,9 @@ class SafeErrorsMiddleware:
 
         started = False  # a start message went out to the client
         held_500 = False  # the inner app answered 500; we answer instead
+        # Headers inner layers want on every response, this layer's own included.
+        added: Headers = []
+        scope[RESPONSE_HEADERS_KEY] = added
 
         # A plain function returning the next send's awaitable (the caller awaits it at once):
         # one coroutine frame fewer per message than an ``async def`` wrapper.
@@ -106,6 +105,8 @@ class SafeErrorsMiddleware:
                     held_500 = True
                     return _sent_nothing()
                 started = True
+                if added:
+                    message["headers"] = [*message.get("headers", ()), *added]
             elif held_500:
                 # body (perhaps a traceback), trailers, pathsend of a held-back 500
                 return _sent_nothing()
@@ -119,26 +120,28 @@ class SafeErrorsMiddleware:
                 self._log(scope, exc, "exception after the response started; connection closed")
                 return
             if http_error is not None:
-                await self._send_http_error(scope, send, http_error)
+                await self._send_http_error(scope, send, http_error, added)
             else:
                 self._log(scope, exc, "unhandled exception")
-                await _send_500(scope, send)
+                await _send_500(scope, send, added)
             return
 
         if not started:
             self._log(scope, None, "inner app answered 500" if held_500 else "no response")
-            await _send_500(scope, send)
+            await _send_500(scope, send, added)
 
-    async def _send_http_error(self, scope: Scope, send: Send, error: HTTPError) -> None:
+    async def _send_http_error(
+        self, scope: Scope, send: Send, error: HTTPError, added: Headers
+    ) -> None:
         status = error.status if isinstance(error.status, int) else 500
         if not 400 <= status <= 599:
             self._log(scope, error, f"HTTPError with status {status!r}")
-            await _send_500(scope, send)
+            await _send_500(scope, send, added)
             return
         # The contract: a 5xx body says only "An internal error occurred".
         message = INTERNAL_ERROR if status >= 500 else error.public_message
         headers = [(k, v) for k, v in error.headers if k.lower() not in _OWN_HEADERS]
-        headers.extend(_left_for_errors(scope))
+        headers.extend(added)
         await send_error(scope, send, status, message, headers=headers, details=error.details)
 
     def _log(self, scope: Scope, exc: BaseException | None, what: str) -> None:

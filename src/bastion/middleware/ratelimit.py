@@ -11,10 +11,12 @@ Per request, for each matching rule in order: compute its key, charge it in the 
 answers ``429`` with its public message, ``Retry-After`` and the rate headers of the rules
 evaluated so far. Otherwise the request waits the largest slow-down delay of its rules
 (``await sleep(...)``, never blocking the loop) and goes to the app; the rate headers are
-added when the response starts. For a rule that counts only failures, a response status
-below 400 gives that charge back, atomically, before the headers are written. When the app
-raises or answers 5xx, the error response is made by the safe-errors layer outside: the
-headers are left in ``scope["bastion.error_headers"]`` for it, so that 500 carries them too.
+added to the response. For a rule that counts only failures, a response status below 400
+gives that charge back, atomically, before the headers are written. Inside the safe-errors
+layer (as in ``secure()``), the headers go to the list it keeps at
+``scope["bastion.response_headers"]`` and it adds them to whatever response leaves it —
+the app's, or the 500 it makes when the app fails (a limited response too); alone, this layer
+adds them to the response start itself.
 
 Headers on every response a rule applied to (draft-ietf-httpapi-ratelimit-headers-10):
 ``RateLimit-Policy`` lists each applied policy (``"api";q=100;w=900, "auth";q=5;w=900``),
@@ -40,7 +42,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from bastion.asgi import (
-    ERROR_HEADERS_KEY,
+    RESPONSE_HEADERS_KEY,
     ASGIApp,
     Headers,
     Message,
@@ -162,37 +164,47 @@ class RateLimitMiddleware:
         if delay:
             await self._sleep(delay)
 
-        # A plain function returning the next awaitable (one coroutine frame fewer per
-        # message); only a response that may give charges back needs a coroutine of its own.
-        started = False
+        added = scope.get(RESPONSE_HEADERS_KEY)
+        if added is not None:
+            # The safe-errors layer outside adds these to whatever response leaves it, its
+            # own 500s included: no send wrapper here, unless a success may give charges back.
+            first = len(added)
+            added.extend(_rate_headers(charges))
+            if not refundable:
+                await self.app(scope, receive, send)
+                return
 
+            def send_refunding(message: Message) -> Awaitable[None]:
+                if message["type"] == "http.response.start" and message["status"] < 400:
+                    return self._refund_then_rewrite(charges, added, first, message, send)
+                return send(message)
+
+            await self.app(scope, receive, send_refunding)
+            return
+
+        # Alone: add the headers to the response here. A plain function returning the next
+        # awaitable (one coroutine frame fewer per message); only a response that may give
+        # charges back needs a coroutine of its own.
         def send_with_headers(message: Message) -> Awaitable[None]:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
-                status = message["status"]
-                if refundable and status < 400:
+                if refundable and message["status"] < 400:
                     return self._refund_then_send(charges, message, send)
-                headers = _rate_headers(charges)
-                if status >= 500:  # the safe-errors layer may answer in its place
-                    self._leave_for_errors(scope, headers)
-                message = {**message, "headers": [*message.get("headers", ()), *headers]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), *_rate_headers(charges)],
+                }
             return send(message)
 
-        try:
-            await self.app(scope, receive, send_with_headers)
-        except Exception:
-            # The error response is made outside this layer (safe errors): it is a limited
-            # response too, so it gets the headers through the scope.
-            self._leave_for_errors(scope, _rate_headers(charges))
-            raise
-        if not started:  # no answer at all: safe errors will send a 500
-            self._leave_for_errors(scope, _rate_headers(charges))
+        await self.app(scope, receive, send_with_headers)
 
-    def _leave_for_errors(self, scope: Scope, headers: Headers) -> None:
-        """Hand *headers* to the layer that makes the error response (``ERROR_HEADERS_KEY``),
-        once per layer: the latest call wins, so a 500 never carries them twice."""
-        scope.setdefault(ERROR_HEADERS_KEY, {})[id(self)] = headers
+    async def _refund_then_rewrite(
+        self, charges: list[list[Any]], added: Headers, first: int, message: Message, send: Send
+    ) -> None:
+        """Give the successes back, then correct the headers this layer added (same count)."""
+        await self._refund_successes(charges)
+        headers = _rate_headers(charges)
+        added[first : first + len(headers)] = headers
+        await send(message)
 
     async def _refund_then_send(
         self, charges: list[list[Any]], message: Message, send: Send
