@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bastion.errors import ConfigError
 from bastion.ratelimit.keys import (
@@ -98,3 +100,21 @@ def test_path_variants_share_one_canonical_form(variant: str) -> None:
 )
 def test_canonical_path_edges(path: str, canonical: str) -> None:
     assert canonical_path(path) == canonical
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hosts=st.lists(
+        st.one_of(st.ip_addresses().map(str), st.sampled_from(["", "unix:/run/app.sock", "[::1]"])),
+        max_size=20,
+    ),
+    prefix=st.sampled_from([48, 56, 64, 128]),
+)
+def test_client_key_remembers_exactly_what_ip_key_says(hosts: list[str], prefix: int) -> None:
+    """The key function keeps answers per host: asked again, in any order, it must agree."""
+    key = make_client_key(prefix)
+    for host in [*hosts, *reversed(hosts)]:
+        expected = ip_key(host, prefix) if host else UNKNOWN_CLIENT
+        assert key({"client": (host, 1234)}) == expected
+    assert key({"client": None}) == UNKNOWN_CLIENT
+    assert key({"client": (None, 0)}) == UNKNOWN_CLIENT

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -271,10 +272,12 @@ def _rate_headers(charges: list[list[Any]]) -> Headers:
         rule, _key, used, reset, _token = charges[0]
         limit = rule.rate.limit
         remaining = limit - used if used < limit else 0
+        # seconds(reset), inline: a delay rounded up, never negative
+        wait = (math.ceil(reset) if reset > 0 else 0) if used > 0 else 0
         return [
-            (b"ratelimit-policy", rule.policy),
-            (b"ratelimit", rule.item_format % (remaining, seconds(reset) if used > 0 else 0)),
-            (b"x-ratelimit-limit", rule.limit_bytes),
+            rule.policy_header,
+            (b"ratelimit", rule.item_format % (remaining, wait)),
+            rule.limit_header,
             (b"x-ratelimit-remaining", b"%d" % remaining),
         ]
     policies: list[bytes] = []

@@ -64,15 +64,28 @@ def make_client_key(ipv6_prefix: int = 64) -> Callable[[Scope], str]:
         # Wider than /32 would lump unrelated networks together; 128 disables grouping.
         raise ConfigError("ipv6_prefix", "must be between 32 and 128")
 
+    known: dict[str, str] = {}  # host -> key: ip_key's answers without its call per request
+
     def key(scope: Scope) -> str:
         client = scope.get("client")
-        if not client or not client[0]:
+        if not client:
             return UNKNOWN_CLIENT
-        return ip_key(str(client[0]), ipv6_prefix)
+        host = client[0]
+        if type(host) is not str:  # not what ASGI servers send; decided without the memory
+            return ip_key(str(host), ipv6_prefix) if host else UNKNOWN_CLIENT
+        found = known.get(host)
+        if found is None:
+            found = ip_key(str(host), ipv6_prefix) if host else UNKNOWN_CLIENT
+            if len(known) >= _KNOWN_HOSTS:
+                known.clear()  # bounded: distinct clients must not grow memory
+            known[host] = found
+        return found
 
     key.__name__ = key.__qualname__ = f"client_key_v6_{ipv6_prefix}"
     return key
 
+
+_KNOWN_HOSTS = 16384
 
 #: The default key function: the client address, IPv6 grouped by /64.
 client_key = make_client_key(64)

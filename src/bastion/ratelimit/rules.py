@@ -93,6 +93,8 @@ class Rule:
     limit_bytes: bytes = field(repr=False)  # X-RateLimit-Limit's value
     every_request: bool = field(repr=False)  # no methods, no when: matches_request is True
     item_format: bytes = field(repr=False)  # this rule's RateLimit member, r and t to fill in
+    policy_header: tuple[bytes, bytes] = field(repr=False)  # RateLimit-Policy, this rule alone
+    limit_header: tuple[bytes, bytes] = field(repr=False)  # X-RateLimit-Limit, this rule alone
 
     def __init__(
         self,
@@ -167,6 +169,8 @@ class Rule:
         fix("limit_bytes", b"%d" % self.rate.limit)
         fix("every_request", method_set is None and when is None)
         fix("item_format", limit_item_format(name))
+        fix("policy_header", (b"ratelimit-policy", self.policy))
+        fix("limit_header", (b"x-ratelimit-limit", self.limit_bytes))
 
     def matches(self, scope: Scope, path: str) -> bool:
         """Whether this rule applies to the request (*path* is :func:`canonical_path`'s)."""
