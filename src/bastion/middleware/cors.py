@@ -471,7 +471,7 @@ class CORSMiddleware:
                 else:
                     headers = _merge_vary(headers, _VARY_ORIGIN)
                 headers.extend(extra)
-                message = {**message, "headers": headers}
+                message["headers"] = headers  # in place, as every layer outside does
             return send(message)
 
         await self.app(scope, receive, send_with_cors)
