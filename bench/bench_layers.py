@@ -15,12 +15,16 @@ Every app runs on the same server protocol: bastion's (``--protocol bastion``, t
 what ``bastion serve`` runs: uvicorn's httptools protocol with a one-pass response head, see
 ``bastion/http_cycle.py``) or uvicorn's own (``--protocol uvicorn``).
 
+``--together`` adds the steadier measure: both apps served at once, sharing core 0, each
+loaded by its own wrk on core 1 (``measure_together``); the ratio of the requests they served
+is the cost ratio, and load from outside hits both alike.
+
 ``--ceiling`` adds bare Starlette answering with the same 13 headers the stack adds: the
 server validates and writes each header, so that row is the best ratio the contract's headers
 allow even if the layers cost nothing.
 
     .venv/bin/python bench/bench_layers.py [--seconds 4] [--connections 64] [--rounds 8]
-        [--protocol bastion|uvicorn] [--ceiling]
+        [--protocol bastion|uvicorn] [--together] [--ceiling]
 """
 
 from __future__ import annotations
@@ -67,10 +71,8 @@ PROTOCOLS = {
 }
 
 
-def measure(
-    app: str, seconds: int, connections: int, protocol: str = "bastion"
-) -> tuple[float, float | None]:
-    """(requests/s, server CPU µs per request or None) for one wrk run against *app*."""
+def _start(app: str, protocol: str) -> tuple[subprocess.Popen[bytes], str]:
+    """One uvicorn worker for *app* pinned to core 0, answering 200 on /api/ping."""
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -93,38 +95,85 @@ def measure(
         ],
         cwd=ROOT,
     )
+    url = f"http://127.0.0.1:{port}/api/ping"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(url, headers={"X-Forwarded-Proto": "https"}).status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            _stop(server)
+            raise SystemExit(f"{app}: server did not come up")
+        time.sleep(0.1)
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(10)
+
+
+def _wrk(url: str, seconds: int, connections: int) -> list[str]:
+    """The wrk command line, pinned to core 1; wrk's X-Forwarded-Proto passes HTTPS checks."""
+    command = [*_pin(1), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    return [*command, "-H", "X-Forwarded-Proto: https", url]
+
+
+def _read_wrk(app: str, out: str) -> tuple[float, int]:
+    """(requests/s, requests) from wrk's output; any non-2xx answer invalidates the run."""
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise SystemExit(f"{app}: {non2xx.group(1)} non-2xx responses; the bench is invalid")
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if rate is None or total is None:
+        raise SystemExit(f"unexpected wrk output:\n{out}")
+    return float(rate.group(1)), int(total.group(1))
+
+
+def measure(
+    app: str, seconds: int, connections: int, protocol: str = "bastion"
+) -> tuple[float, float | None]:
+    """(requests/s, server CPU µs per request or None) for one wrk run against *app*."""
+    server, url = _start(app, protocol)
     try:
-        url = f"http://127.0.0.1:{port}/api/ping"
-        headers = {"X-Forwarded-Proto": "https"}
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url, headers=headers).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{app}: server did not come up")
-            time.sleep(0.1)
-        cmd = [*_pin(1), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
-        cmd += ["-H", "X-Forwarded-Proto: https", url]
         cpu_before = _cpu_seconds(server.pid)
+        cmd = _wrk(url, seconds, connections)
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         cpu_after = _cpu_seconds(server.pid)
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        if non2xx:
-            raise SystemExit(f"{app}: {non2xx.group(1)} non-2xx responses; the bench is invalid")
-        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        total = re.search(r"(\d+) requests in", out)
-        if match is None or total is None:
-            raise SystemExit(f"unexpected wrk output:\n{out}")
+        rate, total = _read_wrk(app, out)
         cpu = None
         if cpu_before is not None and cpu_after is not None:
-            cpu = (cpu_after - cpu_before) / int(total.group(1)) * 1e6
-        return float(match.group(1)), cpu
+            cpu = (cpu_after - cpu_before) / total * 1e6
+        return rate, cpu
     finally:
-        server.terminate()
-        server.wait(10)
+        _stop(server)
+
+
+def measure_together(
+    first: str, second: str, seconds: int, connections: int, protocol: str = "bastion"
+) -> float:
+    """Requests served by *first* per request served by *second*, both loaded at once.
+
+    Both servers share core 0 (the scheduler gives each half of it) and both wrk processes
+    share core 1, so whatever the host does to the virtual machine during the run, it does
+    to both: the ratio of the requests they served is the inverse ratio of their costs per
+    request. Two copies of one app give 0.97-1.00 here, against 0.8-1.2 between
+    alternating runs.
+    """
+    servers = [_start(first, protocol), _start(second, protocol)]
+    try:
+        runs = [
+            subprocess.Popen(_wrk(url, seconds, connections), stdout=subprocess.PIPE, text=True)
+            for _, url in servers
+        ]
+        outs = [run.communicate()[0] for run in runs]
+        served = [_read_wrk(app, out)[1] for app, out in zip((first, second), outs, strict=True)]
+        return served[0] / served[1]
+    finally:
+        for server, _ in servers:
+            _stop(server)
 
 
 def _ratios(first: list[float], second: list[float]) -> list[float]:
@@ -148,6 +197,11 @@ def main() -> None:
         choices=sorted(PROTOCOLS),
         default="bastion",
         help="the server's HTTP protocol for every app (default: bastion's, as `bastion serve`)",
+    )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="also measure both apps loaded at once on one core (the steadier ratio)",
     )
     parser.add_argument(
         "--ceiling",
@@ -181,6 +235,12 @@ def main() -> None:
     if args.ceiling:
         ceiling = _spread(_ratios(rps["headers_only"], rps["bare"]))
         print(f"ceiling (the headers alone, no layers): {ceiling}")
+    if args.together:
+        together = [
+            measure_together("wrapped", "bare", args.seconds, args.connections // 2, args.protocol)
+            for _ in range(args.rounds)
+        ]
+        print(f"ratio with both loaded at once on core 0: {_spread(together)}")
     print(
         f"{args.rounds} alternating rounds of {args.seconds} s, protocol {args.protocol}; "
         f"load average {os.getloadavg()[0]:.2f}"
