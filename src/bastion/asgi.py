@@ -75,7 +75,7 @@ class HeaderNames:
         known = self._known
         try:
             if known.issuperset(map(_first_item, headers)):
-                return True  # every name seen before and not owned: the loop below, in C
+                return True  # every name is known not to be owned: one pass in C
         except TypeError:
             pass  # an unhashable name: the loop below decides
         try:
