@@ -14,6 +14,8 @@ import http_sfv
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from bastion.config import load_settings
 from bastion.errors import ConfigError, HTTPError
@@ -660,8 +662,6 @@ async def test_a_500_in_the_whole_stack_is_a_limited_response(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Through secure(): the route's exception becomes the contract's 500 with every header."""
-    from starlette.applications import Starlette
-    from starlette.routing import Route
 
     async def crash(_request: Any) -> Any:
         raise RuntimeError("postgresql://admin:hunter2@db/prod")
