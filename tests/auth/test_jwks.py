@@ -8,15 +8,24 @@ injected monotonic clock, so "31 seconds later" is exact and instant.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from bastion.asgi import Scope
 from bastion.auth import errors as E
@@ -32,6 +41,7 @@ from bastion.auth.jwks import (
     discovery_url,
     fetch_json,
 )
+from bastion.auth.keys import public_jwk
 from bastion.errors import ConfigError
 from tests.support import free_port, wait_until
 from tests.support_issuer import AUDIENCE, DISCOVERY, JWKS, REALM, LocalIssuer
@@ -525,3 +535,159 @@ def test_a_refused_token_is_a_401_even_when_the_keys_are_unreachable(
         asyncio.run(auth.authenticate(scope))
     assert caught.value.status == 401
     assert caught.value.headers == [(b"www-authenticate", b'Bearer error="invalid_token"')]
+
+
+# --- HTTPS: certificate checks and proxies ---------------------------------------------------
+
+
+def self_signed(tmp_path: Path, hostname: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / f"{hostname}.pem", tmp_path / f"{hostname}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class HTTPSJWKS:
+    """A JWKS served over TLS on 127.0.0.1 with a certificate for *hostname*."""
+
+    def __init__(self, tmp_path: Path, hostname: str, jwks: dict[str, Any]) -> None:
+        self.cert, key = self_signed(tmp_path, hostname)
+        body = json.dumps(jwks).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def trusting(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+class ConnectProxy:
+    """An HTTP CONNECT proxy on loopback that resolves every host to 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            line = head.split(b"\r\n", 1)[0].decode()
+            self.requests.append(line)
+            port = int(line.split()[1].rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port)) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+                back.start()
+                _pipe(client, upstream)
+                back.join(5)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+ES_KEY = ec.generate_private_key(ec.SECP256R1())
+ES_JWKS = {"keys": [{**public_jwk(ES_KEY.public_key()), "kid": "k", "alg": "ES256"}]}
+
+
+def test_https_keys_need_a_trusted_certificate(tmp_path: Path, clock: Clock) -> None:
+    server = HTTPSJWKS(tmp_path, "localhost", ES_JWKS)
+    try:
+        url = f"https://localhost:{server.port}/jwks"
+        trusted = RemoteKeys(
+            jwks_url=url, algorithms=["ES256"], ssl_context=server.trusting(), clock=clock
+        )
+        assert trusted.refetch().result() is True  # type: ignore[union-attr]
+        assert trusted.get("k", "ES256") is not None
+        with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
+            fetch_json(url)  # the system's CAs do not know this certificate
+    finally:
+        server.close()
+
+
+def test_https_keys_go_through_the_configured_proxy(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = HTTPSJWKS(tmp_path, "idp.test", ES_JWKS)  # a name no resolver knows
+    proxy = ConnectProxy()
+    for name in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{proxy.port}")
+    try:
+        url = f"https://idp.test:{server.port}/jwks"
+        keys = RemoteKeys(
+            jwks_url=url, algorithms=["ES256"], ssl_context=server.trusting(), clock=clock
+        )
+        assert keys.refetch().result() is True  # type: ignore[union-attr]
+        assert [r.rsplit(" ", 1)[0] for r in proxy.requests] == [f"CONNECT idp.test:{server.port}"]
+        monkeypatch.setenv("no_proxy", "idp.test")  # now direct: the name does not resolve
+        with pytest.raises(FetchError):
+            fetch_json(url, ssl_context=server.trusting(), timeout=2)
+        assert len(proxy.requests) == 1
+    finally:
+        proxy.close()
+        server.close()

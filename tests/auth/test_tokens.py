@@ -751,3 +751,19 @@ def test_bad_verifier_options_are_refused_at_construction(
     with pytest.raises(ConfigError) as caught:
         TokenVerifier(es.ring, **{"issuer": ISSUER, "audience": AUDIENCE, **kwargs})
     assert caught.value.name == option
+
+
+def test_another_claim_may_name_the_audience(es: Setup) -> None:
+    # Amazon Cognito's access tokens carry client_id and no aud (its ID tokens carry aud).
+    verifier = TokenVerifier(
+        es.ring, issuer=ISSUER, audience="app-client", audience_claim="client_id"
+    )
+    access = {"iss": ISSUER, "client_id": "app-client", "exp": int(time.time()) + 60}
+    assert verifier.decode(es.signed(access))["client_id"] == "app-client"
+    with pytest.raises(E.WrongAudience, match="client_id"):
+        verifier.decode(es.signed({**access, "client_id": "other-client"}))
+    id_token = {"iss": ISSUER, "aud": "app-client", "exp": int(time.time()) + 60}
+    with pytest.raises(E.MissingClaim, match="client_id"):
+        verifier.decode(es.signed(id_token))
+    with pytest.raises(ConfigError):
+        TokenVerifier(es.ring, issuer=ISSUER, audience="x", audience_claim="")

@@ -129,7 +129,9 @@ class BearerAuth:
     Rules:
 
     * *issuer*: the exact ``iss`` of the tokens (and, without other keys, where discovery
-      starts). *audience*: this API's identifier; a string or several.
+      starts). *audience*: this API's identifier; a string or several. *audience_claim*:
+      the claim that must name it (``aud``; ``client_id`` for Amazon Cognito's access
+      tokens, which have no ``aud``).
     * *algorithms*: the pinned list (default ``RS256``, ``ES256``, ``EdDSA``); ``none`` and
       HMAC are refused here even if asked for. The key ring's own algorithm by default.
     * ``iss``, ``aud``, ``exp`` and ``sub`` are always required, ``nbf``/``iat`` checked
@@ -154,6 +156,7 @@ class BearerAuth:
         required_claims: Iterable[str] = (),
         leeway: int = DEFAULT_LEEWAY,
         typ: Iterable[str] = DEFAULT_TYPES,
+        audience_claim: str = "aud",
         require_low_s: bool = True,
         max_token_length: int = DEFAULT_MAX_LENGTH,
         timeout: float = DEFAULT_TIMEOUT,
@@ -213,6 +216,7 @@ class BearerAuth:
             max_length=max_token_length,
             required_claims=required_claims,
             typ=typ,
+            audience_claim=audience_claim,
             clock=clock,
         )
 

@@ -20,7 +20,8 @@ class:
    (bounded), so tokens of one key pay for this once;
 3. the signature, with the key's ready check, BEFORE the payload is parsed (ASVS 9.1.1);
    ECDSA signatures must be low-S (s <= n/2), so ``(r, n - s)`` is not a second token;
-4. the claims: ``exp``, ``iss`` (exact), ``aud`` (string or list naming us) required;
+4. the claims: ``exp``, ``iss`` (exact), ``aud`` (string or list naming us; or the claim
+   configured instead, such as Cognito's ``client_id``) required;
    ``nbf`` and ``iat`` honoured when present; further required claims as configured;
    a small leeway (30 s by default) on the three times.
 
@@ -78,7 +79,7 @@ DEFAULT_LEEWAY = 30
 DEFAULT_MAX_LENGTH = 8192  # bastion's are ~300-700 characters, an IdP's with groups a few KB
 HEADER_CACHE_SIZE = 64
 DEFAULT_TYPES = ("JWT", "at+jwt")  # RFC 7519 §5.1; RFC 9068 §2.1 (JWT access tokens)
-ALWAYS_REQUIRED = ("iss", "aud", "exp")
+ALWAYS_REQUIRED = ("iss", "aud", "exp")  # "aud": or the audience_claim configured
 
 _BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -294,6 +295,8 @@ class TokenVerifier:
     bastion's :class:`~bastion.auth.keys.KeyRing`. *audience* is one string or several (a
     token naming any of them is accepted). *required_claims* are required on top of ``iss``,
     ``aud`` and ``exp``. *typ* lists the accepted ``typ`` header values (absent is fine too).
+    *audience_claim* names the claim that must name the audience: ``aud`` (RFC 7519 §4.1.3),
+    or e.g. ``client_id`` for issuers whose access tokens carry none (Amazon Cognito).
     """
 
     def __init__(
@@ -306,8 +309,11 @@ class TokenVerifier:
         max_length: int = DEFAULT_MAX_LENGTH,
         required_claims: Iterable[str] = (),
         typ: Iterable[str] = DEFAULT_TYPES,
+        audience_claim: str = "aud",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if not isinstance(audience_claim, str) or not audience_claim:
+            raise ConfigError("audience_claim", "must be a claim name such as 'aud'")
         if not isinstance(issuer, str) or not issuer:
             raise ConfigError("issuer", "must be a non-empty string (the tokens' exact iss)")
         audiences = (audience,) if isinstance(audience, str) else tuple(audience)
@@ -326,9 +332,10 @@ class TokenVerifier:
         self.algorithms = frozenset(self.keys.algorithms)
         self.issuer = issuer
         self.audiences = frozenset(audiences)
+        self.audience_claim = audience_claim
         self.leeway = leeway
         self.max_length = max_length
-        self.required_claims = tuple(n for n in extra if n not in ALWAYS_REQUIRED)
+        self.required_claims = tuple(n for n in extra if n not in {"iss", "exp", audience_claim})
         self.types = _types(typ)
         self.clock = clock
         self._headers: dict[bytes, VerificationKey] = {}
@@ -394,7 +401,7 @@ class TokenVerifier:
         try:
             exp = claims["exp"]
             iss = claims["iss"]
-            aud = claims["aud"]
+            aud = claims[self.audience_claim]
         except KeyError as exc:
             raise MissingClaim(f"{exc.args[0]} is required") from None
         now = self.clock()
@@ -420,13 +427,13 @@ class TokenVerifier:
             raise WrongIssuer("iss is not the configured issuer")
         if type(aud) is str:
             if aud not in self.audiences:
-                raise WrongAudience("aud does not name us")
+                raise WrongAudience(f"{self.audience_claim} does not name us")
         elif not (
             type(aud) is list
             and all(type(a) is str for a in aud)
             and not self.audiences.isdisjoint(aud)
         ):
-            raise WrongAudience("aud does not name us")
+            raise WrongAudience(f"{self.audience_claim} does not name us")
         for name in self.required_claims:
             if name not in claims:
                 raise MissingClaim(f"{name} is required")
