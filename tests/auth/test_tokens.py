@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from bastion.auth import errors as E
 from bastion.auth.jwk import curve_order, half_order
 from bastion.auth.keys import KeyRing
+from bastion.auth.keysource import RingKeys
 from bastion.auth.tokens import TokenIssuer, TokenVerifier, b64decode
 from bastion.errors import ConfigError
 from tests.auth import forge
@@ -767,3 +768,34 @@ def test_another_claim_may_name_the_audience(es: Setup) -> None:
         verifier.decode(es.signed(id_token))
     with pytest.raises(ConfigError):
         TokenVerifier(es.ring, issuer=ISSUER, audience="x", audience_claim="")
+
+
+def test_a_header_checked_while_the_key_set_changes_is_not_cached(es: Setup) -> None:
+    # A fetch thread may install a new key set between the lookup and the caching: the old
+    # key must not survive in the cache (it may be one the issuer just withdrew).
+    ring_keys = RingKeys(es.ring)
+    listeners: list[Any] = []
+
+    class ChangingKeys:
+        algorithms = ring_keys.algorithms
+
+        def get(self, kid: str | None, alg: str) -> Any:
+            key = ring_keys.get(kid, alg)
+            for listener in listeners:
+                listener()  # the new set arrives right now
+            return key
+
+        def poll(self) -> None: ...
+
+        def refetch(self) -> None:
+            return None
+
+        def on_change(self, listener: Any) -> None:
+            listeners.append(listener)
+
+    verifier = TokenVerifier(ChangingKeys(), issuer=ISSUER, audience=AUDIENCE)
+    verifier.decode(es.signed(claims()))
+    assert verifier._headers == {}
+    stable = TokenVerifier(es.ring, issuer=ISSUER, audience=AUDIENCE)
+    stable.decode(es.signed(claims()))
+    assert len(stable._headers) == 1

@@ -339,7 +339,13 @@ class TokenVerifier:
         self.types = _types(typ)
         self.clock = clock
         self._headers: dict[bytes, VerificationKey] = {}
-        self.keys.on_change(self._headers.clear)
+        self._generation = 0  # bumped on every new key set
+        self.keys.on_change(self._keys_changed)
+
+    def _keys_changed(self) -> None:
+        """A new key set (rotation, refresh): headers checked against the old one are dropped."""
+        self._generation += 1
+        self._headers.clear()
 
     # --- the hot path -------------------------------------------------------------------
 
@@ -441,6 +447,7 @@ class TokenVerifier:
     # --- the header, checked once per distinct header -----------------------------------
 
     def _check_header(self, segment: bytes) -> VerificationKey:
+        generation = self._generation
         try:
             header = _HEADER_DECODER.decode(b64decode(segment).decode("utf-8"))
         except (ValueError, RecursionError):
@@ -475,7 +482,8 @@ class TokenVerifier:
             raise DisallowedAlgorithm(f"the key is bound to {key.alg}, not {alg}")
         if len(self._headers) >= HEADER_CACHE_SIZE:
             self._headers.clear()  # bounded: forged header variants cannot grow memory
-        self._headers[segment] = key
+        if generation == self._generation:  # not if the key set changed meanwhile (a fetch)
+            self._headers[segment] = key
         return key
 
 
