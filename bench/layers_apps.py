@@ -62,7 +62,7 @@ bare = _app()
 # layers, not the disk).
 wrapped = secure(
     _app(),
-    load_settings(
+    settings=load_settings(
         insecure_http=True,
         trusted_proxies=["127.0.0.1"],
         cors_origins=["https://app.example.com"],
