@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"
+__version__ = "0.2.0.dev0"
 
 # name -> module that defines it (imported on first access, PEP 562).
 _EXPORTS: dict[str, str] = {

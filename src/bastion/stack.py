@@ -398,6 +398,9 @@ def _compose(app: ASGIApp, o: _Checked) -> ASGIApp:
     ensure_handler()  # bastion's JSON lines reach stderr even where logging is not configured
     if o.access_log is not None:
         inner = AccessLogMiddleware(inner, logger=o.access_log)
+        # uvicorn's own access line would repeat each request in plain text, query string
+        # and all (a reset link's ?token=, an OAuth ?code=): bastion's redacted line replaces it.
+        logging.getLogger("uvicorn.access").disabled = True
     return RequestIDMiddleware(inner, trust_client_id=o.trust_request_id)
 
 
