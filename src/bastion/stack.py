@@ -202,6 +202,8 @@ class _Checked:
         self.cors_origins = _list("cors_origins", get("cors_origins", ()))
         self.cors_allow_headers = _list("cors_allow_headers", get("cors_allow_headers", ()))
         self.cors_expose_headers = _list("cors_expose_headers", get("cors_expose_headers", ()))
+        _cors_names("cors_allow_headers", self.cors_allow_headers)
+        _cors_names("cors_expose_headers", self.cors_expose_headers)
         self.headers = _header_overrides(get("headers", {}))
         self.hsts_preload = _bool("hsts_preload", get("hsts_preload", False))
         self.app_csp_paths = _list("app_csp_paths", get("app_csp_paths", ()))
@@ -404,15 +406,19 @@ def _compose(app: ASGIApp, o: _Checked) -> ASGIApp:
     return RequestIDMiddleware(inner, trust_client_id=o.trust_request_id)
 
 
+def _cors_names(option: str, names: tuple[str, ...]) -> None:
+    """Header names checked as the CORS layer checks them, whether or not CORS is on."""
+    try:
+        CORSMiddleware(_no_app, origins=(), allow_headers=names)
+    except ConfigError as exc:
+        raise ConfigError(option, exc.problem) from None
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
+    raise RuntimeError("never called: a layer built only to check options")
+
+
 def _cors(inner: ASGIApp, o: _Checked) -> ASGIApp:
-    for option, names in (
-        ("cors_allow_headers", o.cors_allow_headers),
-        ("cors_expose_headers", o.cors_expose_headers),
-    ):
-        try:
-            CORSMiddleware(inner, origins=(), allow_headers=names)
-        except ConfigError as exc:
-            raise ConfigError(option, exc.problem) from None
     return CORSMiddleware(
         inner,
         origins=o.cors_origins,

@@ -8,7 +8,6 @@ import re
 import secrets
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support import require_tcp, wait_until
@@ -271,4 +270,3 @@ def test_examples_module_exposes_a_secured_app() -> None:
 
     for module in (production, starlette_example):
         assert type(module.app).__name__ == "RequestIDMiddleware"
-    assert httpx  # the examples are driven over real HTTP above
