@@ -46,8 +46,11 @@ def missing_extra_line(command: str, extra: str, module: str | None) -> str:
 
 def _register_missing(subparsers: Any, command: str, extra: str, module: str | None) -> None:
     """A stand-in subcommand whose module could not be imported: it names the extra."""
-    p = subparsers.add_parser(command, help=f"(needs: pip install 'bastion[{extra}]')")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    # prefix_chars that no flag uses: every argument is taken as is, none is "unrecognized".
+    p = subparsers.add_parser(
+        command, help=f"(needs: pip install 'bastion[{extra}]')", prefix_chars="\0", add_help=False
+    )
+    p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
 
     def explain(_args: argparse.Namespace) -> int:
         print(missing_extra_line(command, extra, module), file=sys.stderr)
