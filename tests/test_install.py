@@ -32,6 +32,7 @@ NOT_IN_CORE = (
     "pydantic-settings",
     "argon2-cffi",
     "python-multipart",
+    "pyjwt",
 )
 
 

@@ -399,6 +399,18 @@ async def test_access_log_option(caplog: pytest.LogCaptureFixture) -> None:
 
 
 # --- the reference service's settings -------------------------------------------------------
+def test_exposed_docs_without_the_assets_name_the_setting(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "swagger_ui_bundle", None)
+    with pytest.raises(ConfigError) as info:
+        options_from_settings(Settings(data_dir=tmp_path, expose_docs=True))
+    assert info.value.name == "BASTION_EXPOSE_DOCS"
+    assert "pip install 'bastion[docs]'" in info.value.problem
+
+
 def test_settings_become_options(tmp_path: Any) -> None:
     settings = Settings(
         data_dir=tmp_path,
@@ -410,7 +422,7 @@ def test_settings_become_options(tmp_path: Any) -> None:
     options = options_from_settings(settings)
     assert options["https"] == "redirect" and options["https_port"] == 9443
     assert options["cors_origins"] == ("https://app.example.com",)
-    assert options["docs"] is True
+    assert isinstance(options["docs"], SwaggerUI) and options["docs"].path == "/docs"
     assert [rule.name for rule in options["rate_limits"] or ()] == ["api", "auth"]
     dev = options_from_settings(Settings(data_dir=tmp_path, insecure_http=True))
     assert dev["https"] == "off"

@@ -148,6 +148,12 @@ def secure(
       the JSON body rules and where they apply.
     * ``trust_request_id`` — echo a well-formed client ``X-Request-ID`` (default ``True``).
     * ``access_log`` — ``True`` (logger ``bastion.access``), ``False``, or a logger (name).
+      bastion's redacted line replaces uvicorn's own access line (``uvicorn.access`` is
+      turned off: it would write query strings — reset tokens, OAuth codes — as sent).
+
+    Logging: every ``bastion.*`` line is one JSON object with ``timestamp`` and ``level``;
+    where the process configured no logging (plain ``uvicorn app:asgi``) they go to stderr,
+    and once it does, only through its handlers (:mod:`bastion.log`).
     """
     if settings is not None:
         options = {**options_from_settings(settings), **options}
@@ -164,6 +170,12 @@ def options_from_settings(settings: Settings) -> Options:
     from bastion.ratelimit.factory import rules_from_settings, store_from_settings
 
     insecure_dev = settings.insecure_http and not settings.trusted_proxies
+    docs: bool | SwaggerUI = False
+    if settings.expose_docs:
+        try:
+            docs = SwaggerUI()
+        except ConfigError as exc:  # named as the service's user knows it
+            raise ConfigError("BASTION_EXPOSE_DOCS", exc.problem) from None
     return {
         "https": "off" if insecure_dev else "redirect",
         "https_port": settings.port,
@@ -171,7 +183,7 @@ def options_from_settings(settings: Settings) -> Options:
         "cors_origins": settings.cors_origins,
         "hsts_preload": settings.hsts_preload,
         "app_csp_paths": ("/oauth/authorize",),  # the OAuth login page brings its own CSP
-        "docs": settings.expose_docs,
+        "docs": docs,
         "rate_limits": rules_from_settings(settings),
         "ratelimit_store": store_from_settings(settings),
     }
