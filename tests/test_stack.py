@@ -154,6 +154,13 @@ async def test_auto_serves_local_development_over_plain_http() -> None:
         (("10.0.0.8", 5000), [("host", "localhost")], "a private address is not loopback"),
         (None, [("host", "localhost")], "no peer address (a Unix socket behind a proxy)"),
         (("127.0.0.1", 5000), [("host", "localhost.evil.example")], "a look-alike name"),
+        (("127.0.0.1", 5000), [("host", "l\u043ecalhost".encode())], "a Cyrillic o in localhost"),
+        (
+            ("127.0.0.1", 5000),
+            [("host", "localhost"), ("host", "evil.example")],
+            "two Host headers",
+        ),
+        (("127.0.0.1", 5000), [("host", "localhost@evil.example")], "userinfo in Host"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
