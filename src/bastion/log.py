@@ -57,19 +57,27 @@ _LEVEL_NAMES = {
 
 _second = -1
 _prefix = ""
+_last_milli = -1
+_last_text = ""
+_LOGGERS = logging.Logger.manager.loggerDict
 
 
 def timestamp(now: float | None = None) -> str:
-    """RFC 3339 UTC time with milliseconds; the date part is formatted once per second."""
-    global _second, _prefix
+    """RFC 3339 UTC time with milliseconds; formatted once per millisecond (a busy server
+    writes several lines in one), the date part once per second."""
+    global _second, _prefix, _last_milli, _last_text
     if now is None:
         now = time.time()
-    second = int(now)
+    milli = int(now * 1000)
+    if milli == _last_milli:
+        return _last_text
+    second = milli // 1000
     if second != _second:
         _prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _second = second
-    millis = int((now - second) * 1000)
-    return f"{_prefix}.{millis:03d}Z"
+    _last_text = "%s.%03dZ" % (_prefix, milli - second * 1000)  # noqa: UP031
+    _last_milli = milli
+    return _last_text
 
 
 def level_name(level: int) -> str:
@@ -122,7 +130,11 @@ class FallbackHandler(logging.StreamHandler):
         pass
 
     def handle(self, record: logging.LogRecord) -> Any:
-        logger: logging.Logger | None = logging.getLogger(record.name)
+        # The logger that made the record exists: a dict lookup, without getLogger's lock.
+        found = _LOGGERS.get(record.name)
+        logger: logging.Logger | None = (
+            found if isinstance(found, logging.Logger) else logging.getLogger(record.name)
+        )
         while logger is not None:
             for handler in logger.handlers:
                 if handler is not self:
