@@ -23,14 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bastion.auth.keys import public_jwk
+from tests import uvicorn_process
 from tests.auth import forge
 from tests.support_issuer import AUDIENCE, LocalIssuer
-
-# secure(app) with no settings and the uvicorn runner come with lib-surface's half of issue 11.
-uvicorn_process = pytest.importorskip(
-    "tests.uvicorn_process",
-    reason="needs secure(app, **options) and tests/uvicorn_process.py (lib-surface, issue 11)",
-)
 
 pytestmark = pytest.mark.integration
 
