@@ -241,15 +241,12 @@ class BearerAuth:
                 raise
         return self._principal(token)
 
-    async def _verify(self, token: str) -> Principal:
-        try:
-            return self._principal(token)
-        except UnknownKey:
-            # The issuer may have rotated its keys: wait for a fetch (shared, throttled,
-            # off the event loop), then try once more.
-            fetch = self.keys.refetch()
-            if fetch is None or not await asyncio.shield(asyncio.wrap_future(fetch)):
-                raise
+    async def _verify_after_refetch(self, token: str) -> Principal:
+        """The token named a key we do not know: the issuer may have rotated its keys. Wait
+        for a fetch (shared, throttled, off the event loop), then try once more."""
+        fetch = self.keys.refetch()
+        if fetch is None or not await asyncio.shield(asyncio.wrap_future(fetch)):
+            raise UnknownKey("no key with this kid, and no new keys (throttled or unreachable)")
         return self._principal(token)
 
     async def authenticate(self, scope: Scope) -> Principal:
@@ -265,7 +262,10 @@ class BearerAuth:
         if token is None:
             raise MissingToken()
         try:
-            principal = await self._verify(token)
+            try:
+                principal = self._principal(token)  # the usual case: no await at all
+            except UnknownKey:
+                principal = await self._verify_after_refetch(token)
         except TokenError as exc:
             log.debug("bearer token refused: %s: %s", type(exc).__name__, exc.detail)
             raise RefusedToken(f"{type(exc).__name__}: {exc.detail}") from None
