@@ -428,6 +428,28 @@ async def test_fastapi_403_for_a_missing_scope(auth: BearerAuth, tmp_path: Path)
     }
 
 
+async def test_fastapi_outside_secure_answers_with_the_error_handlers(auth: BearerAuth) -> None:
+    # README: outside secure(), install_error_handlers gives the same answers.
+    from bastion.fastapi import install_error_handlers
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handlers(app)
+
+    @app.get("/api/orders", dependencies=[Depends(auth.require(scopes=["orders:admin"]))])
+    async def orders() -> dict[str, str]:
+        return {}
+
+    denied = await call(app, "GET", "/api/orders", signed())
+    assert denied.status_code == 403
+    assert (
+        denied.headers["www-authenticate"]
+        == 'Bearer error="insufficient_scope", scope="orders:admin"'
+    )
+    assert denied.json()["error"] == "Insufficient scope"
+    missing = await call(app, "GET", "/api/orders")
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+
+
 # --- Starlette and raw ASGI ---------------------------------------------------------------------
 
 
