@@ -59,7 +59,7 @@ async def requests(tmp: Path) -> list[tuple[str, float]]:
     app.state.settings = Settings(data_dir=tmp)
     app.state.database = Database(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
     user_id = uuid.uuid4()
-    claims = {"sub": str(user_id), "role": "user", "jti": "jti", "type": "access"}
+    claims = {"sub": str(user_id), "role": "user", "jti": "jti", "type": "access", "iat": 0}
     app.state.bearer_auth = _Verifier(Principal(str(user_id), frozenset(), claims))
     errors.install(app)
     order_routes.install(app)

@@ -10,6 +10,7 @@ integration tests against ``bastion serve``.
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,7 +32,13 @@ from bastion.service.routes import orders as order_routes
 
 def access_principal(user_id: uuid.UUID, role: str = "user") -> Principal:
     """A principal with the claims the service's own access tokens carry."""
-    claims = {"sub": str(user_id), "role": role, "jti": secrets.token_hex(8), "type": "access"}
+    claims = {
+        "sub": str(user_id),
+        "role": role,
+        "jti": secrets.token_hex(8),
+        "type": "access",
+        "iat": int(time.time()),
+    }
     return Principal(str(user_id), frozenset(), claims)
 
 

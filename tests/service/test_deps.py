@@ -15,13 +15,14 @@ USER = uuid.uuid4()
 
 
 def principal(**overrides: Any) -> Principal:
-    claims = {"sub": str(USER), "role": "user", "jti": "abc", "type": "access", **overrides}
+    claims = {"sub": str(USER), "role": "user", "jti": "abc", "type": "access", "iat": 1700000000}
+    claims.update(overrides)
     return Principal.from_claims({k: v for k, v in claims.items() if v is not None})
 
 
 def test_a_service_token_gives_its_caller() -> None:
     caller = caller_of(principal())
-    assert caller == Caller(USER, "user", "abc", principal())
+    assert caller == Caller(USER, "user", "abc", 1700000000, principal())
 
 
 @pytest.mark.parametrize("kind", ["refresh", "reset", "id", "ACCESS", "access ", None])
@@ -40,8 +41,9 @@ def test_a_subject_that_is_not_a_uuid_is_refused(sub: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("role", None), ("role", 7), ("jti", None), ("jti", "")]
+    ("name", "value"),
+    [("role", None), ("role", 7), ("jti", None), ("jti", ""), ("iat", None), ("iat", "1")],
 )
-def test_role_and_jti_must_be_strings(name: str, value: Any) -> None:
+def test_role_jti_and_iat_are_required(name: str, value: Any) -> None:
     with pytest.raises(RefusedToken):
         caller_of(principal(**{name: value}))

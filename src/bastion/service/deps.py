@@ -31,12 +31,14 @@ class Caller:
 
     The library's :class:`Principal` takes any ``sub``; the service's tokens name a user by
     UUID, carry ``role``, ``jti`` (``token_id``, so a route can log *which* token acted
-    without logging the token) and ``type: "access"``.
+    without logging the token), ``iat`` (``issued_at``, for revocation checks) and
+    ``type: "access"``.
     """
 
     user_id: uuid.UUID
     role: str
     token_id: str
+    issued_at: float
     principal: Principal
 
 
@@ -46,14 +48,16 @@ def caller_of(principal: Principal) -> Caller:
     claims = principal.claims
     if claims.get("type") != ACCESS:
         raise RefusedToken("type is not 'access'")
-    role, jti = claims.get("role"), claims.get("jti")
+    role, jti, iat = claims.get("role"), claims.get("jti"), claims.get("iat")
     if type(role) is not str or type(jti) is not str or not jti:
         raise RefusedToken("role and jti must be strings")
+    if type(iat) is not int and type(iat) is not float:  # the verifier checked its value
+        raise RefusedToken("iat is required")
     try:
         user_id = uuid.UUID(principal.subject)
     except ValueError:
         raise RefusedToken("sub is not a UUID") from None
-    return Caller(user_id, role, jti, principal)
+    return Caller(user_id, role, jti, iat, principal)
 
 
 async def require_principal(request: Request) -> Caller:
