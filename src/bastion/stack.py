@@ -75,7 +75,8 @@ def secure(app: ASGIApp, settings: Settings, *, stack: Stack | None = None) -> A
     inner = SecurityHeadersMiddleware(
         inner,
         hsts_preload=settings.hsts_preload,
-        app_csp_paths=("/oauth/authorize",),  # the OAuth login page brings its own CSP
+        # the OAuth login page and the password-reset page bring their own CSP
+        app_csp_paths=("/oauth/authorize", "/password-reset"),
     )
     inner = AccessLogMiddleware(inner)
     return RequestIDMiddleware(inner)
