@@ -218,14 +218,16 @@ async def reset_submit(request: Request) -> Response:
     except _BadForm as exc:
         return message_page("Password not changed", exc.description, status=exc.status).response()
     token, password = fields.get("token", ""), fields.get("password", "")
-    if not reset.well_formed(token):
+    auth = _auth(request)
+    if not await _live(auth, token):  # an expired link first: no point fixing the password
+        log.info("reset page: form refused (missing, malformed, used or expired token)")
         return _invalid_link().response()
     if "\x00" in password:  # the contract refuses NUL in a password, on every endpoint
         return form_page(token, errors=[NUL_CHARACTER], status=400).response()
     if password != fields.get("confirm", ""):
         return form_page(token, errors=[DIFFERENT], status=400).response()
     try:
-        await _auth(request).confirm_reset(token, password)
+        await auth.confirm_reset(token, password)
     except InvalidResetToken as exc:
         log.info("reset page: token refused (%s)", exc.detail)
         return _invalid_link().response()
