@@ -13,7 +13,7 @@ import ipaddress
 import json
 import os
 from collections.abc import Mapping
-from email.utils import parseaddr
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -255,9 +255,9 @@ class Settings(BaseSettings):
     def _mail_from(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        _name, address = parseaddr(value)
+        addresses = getaddresses([value])
         controls = any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
-        if controls or "," in address or address.count("@") != 1:
+        if controls or len(addresses) != 1 or addresses[0][1].count("@") != 1:
             raise ValueError('must be an address, e.g. "Bastion <no-reply@example.com>"')
         return value
 

@@ -7,13 +7,15 @@ CR/LF must not inject a header. Failures are sorted into transient (retry) and p
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 
 from bastion.config import Settings
 from bastion.service.smtp import DeliveryError, SmtpOptions, SmtpTransport, build_message
-from tests.support import free_port
+from tests.support import free_port, wait_until
 from tests.support_smtp import MailServer, Security
 
 pytestmark = pytest.mark.integration
@@ -155,3 +157,33 @@ def test_options_from_settings_and_repr_hides_the_password(tmp_path: Path) -> No
     assert (options.host, options.port, options.security) == ("mail.example.test", 465, "tls")
     assert options.password == "from-a-file"
     assert "from-a-file" not in repr(options) and "from-a-file" not in str(settings)
+
+
+def test_abort_frees_a_delivery_stuck_on_a_silent_relay() -> None:
+    """A relay that accepts and never greets holds smtplib for the whole timeout; abort()
+    (called when the worker stops) must free the thread at once."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        options = SmtpOptions("127.0.0.1", port, "starttls", SENDER, timeout=60.0)
+        smtp = SmtpTransport(options)
+        outcome: list[BaseException] = []
+
+        def deliver() -> None:
+            try:
+                smtp.deliver(message())  # type: ignore[arg-type]
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=deliver)
+        thread.start()
+        connection, _addr = listener.accept()
+        wait_until(lambda: smtp._open, what="the delivery to be in progress")
+        smtp.abort()
+        thread.join(10)
+        connection.close()
+    finally:
+        listener.close()
+    assert not thread.is_alive()
+    (error,) = outcome
+    assert isinstance(error, DeliveryError) and not error.permanent

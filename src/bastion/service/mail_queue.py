@@ -12,7 +12,9 @@ Log lines (logger ``bastion.mail``) name the recipient masked (``a***@example.co
 reason (an exception class, an SMTP code), never the message text: it holds a reset token.
 
 The queue lives in one worker process: mail still queued when the worker stops is given
-``drain_seconds`` (5 s) to go out, and what is left is logged as not delivered.
+``drain_seconds`` (5 s) to go out; then connections in progress are cut (``abort``), so a
+relay that went silent cannot hold the worker's exit, and what is left is logged as not
+delivered.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class BackgroundMailer:
         max_pending: int = 1000,
         concurrency: int = 4,
         drain_seconds: float = 5.0,
+        abort: Callable[[], None] | None = None,
     ) -> None:
         if attempts < 1 or max_pending < 1 or concurrency < 1:
             raise ValueError("attempts, max_pending and concurrency must be at least 1")
@@ -64,6 +67,7 @@ class BackgroundMailer:
         self.max_delay = max_delay
         self.max_pending = max_pending
         self.drain_seconds = drain_seconds
+        self._abort = abort
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -123,6 +127,8 @@ class BackgroundMailer:
         if not self._tasks:
             return
         _done, left = await asyncio.wait(set(self._tasks), timeout=self.drain_seconds)
+        if left and self._abort is not None:
+            self._abort()  # a thread cannot be cancelled: unblock it (a silent relay)
         for task in left:
             task.cancel()
         if left:

@@ -61,7 +61,10 @@ def smtp_mailer(settings: Settings) -> BackgroundMailer:
         await asyncio.to_thread(transport.deliver, message)
 
     return BackgroundMailer(
-        deliver, mail_from=transport.options.mail_from, attempts=settings.smtp_attempts
+        deliver,
+        mail_from=transport.options.mail_from,
+        attempts=settings.smtp_attempts,
+        abort=transport.abort,
     )
 
 

@@ -23,8 +23,11 @@ class and an SMTP code, never the server's text, which often quotes the recipien
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
+import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
@@ -111,6 +114,19 @@ class SmtpTransport:
             )
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             self._context = context
+        self._open: set[smtplib.SMTP] = set()
+        self._lock = threading.Lock()
+
+    def abort(self) -> None:
+        """Cut every connection in progress (from another thread), so a worker that stops
+        is not held by a relay that went silent: the blocked delivery fails at once."""
+        with self._lock:
+            clients = list(self._open)
+        for client in clients:
+            sock = client.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):  # already closed
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def deliver(self, message: EmailMessage) -> None:
         """Send *message*; :class:`DeliveryError` when the server did not take it."""
@@ -142,18 +158,30 @@ class SmtpTransport:
         options = self.options
         client: smtplib.SMTP
         if options.security == "tls":
-            client = smtplib.SMTP_SSL(
-                options.host, options.port, timeout=options.timeout, context=self._context
-            )
+            client = smtplib.SMTP_SSL(timeout=options.timeout, context=self._context)
         else:
-            client = smtplib.SMTP(options.host, options.port, timeout=options.timeout)
-        with client:
-            client.ehlo()
-            if options.security == "starttls":
-                if not client.has_extn("starttls"):
-                    raise DeliveryError("the server did not offer STARTTLS", permanent=True)
-                client.starttls(context=self._context)
-                client.ehlo()  # RFC 3207 §4.2: forget what was learnt before TLS
-            if options.username is not None and options.password is not None:
-                client.login(options.username, options.password)
-            client.send_message(message)
+            client = smtplib.SMTP(timeout=options.timeout)
+        # Created unconnected so that abort() can see it while it waits for the greeting; the
+        # constructor would set the TLS server name from its host argument, connect() does not.
+        client._host = options.host  # type: ignore[attr-defined]
+        with self._lock:
+            self._open.add(client)
+        try:
+            with client:
+                client.connect(options.host, options.port)
+                self._session(client, message)
+        finally:
+            with self._lock:
+                self._open.discard(client)
+
+    def _session(self, client: smtplib.SMTP, message: EmailMessage) -> None:
+        options = self.options
+        client.ehlo()
+        if options.security == "starttls":
+            if not client.has_extn("starttls"):
+                raise DeliveryError("the server did not offer STARTTLS", permanent=True)
+            client.starttls(context=self._context)
+            client.ehlo()  # RFC 3207 §4.2: forget what was learnt before TLS
+        if options.username is not None and options.password is not None:
+            client.login(options.username, options.password)
+        client.send_message(message)
