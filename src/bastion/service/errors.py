@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,8 +35,10 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _starlette_http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
+# The handlers are registered for exactly one exception class each (install()), so the casts
+# below only tell mypy what Starlette guarantees; an assert would vanish under python -O.
+async def _starlette_http_error(request: Request, error: Exception) -> JSONResponse:
+    exc = cast(StarletteHTTPException, error)
     status = exc.status_code
     message = PUBLIC_MESSAGES.get(status)
     if message is None:
@@ -44,8 +46,8 @@ async def _starlette_http_error(request: Request, exc: Exception) -> JSONRespons
     return error_response(request, status, message, dict(exc.headers or {}))
 
 
-async def _bastion_http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPError)
+async def _bastion_http_error(request: Request, error: Exception) -> JSONResponse:
+    exc = cast(HTTPError, error)
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in exc.headers}
     return error_response(request, exc.status, exc.public_message, headers, exc.details)
 
@@ -83,8 +85,8 @@ def validation_details(exc: RequestValidationError) -> tuple[str, dict[str, list
     return (INVALID_BODY if in_body else INVALID_QUERY), details
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    exc = cast(RequestValidationError, error)
     message, details = validation_details(exc)
     return error_response(request, 400, message, details=details)
 
