@@ -178,7 +178,8 @@ def test_abort_frees_a_delivery_stuck_on_a_silent_relay() -> None:
         thread = threading.Thread(target=deliver)
         thread.start()
         connection, _addr = listener.accept()
-        wait_until(lambda: smtp._open, what="the delivery to be in progress")
+        # connected, and waiting for the greeting that never comes
+        wait_until(lambda: any(c.sock for c in smtp._open), what="the delivery to be waiting")
         smtp.abort()
         thread.join(10)
         connection.close()
@@ -187,3 +188,5 @@ def test_abort_frees_a_delivery_stuck_on_a_silent_relay() -> None:
     assert not thread.is_alive()
     (error,) = outcome
     assert isinstance(error, DeliveryError) and not error.permanent
+    with pytest.raises(DeliveryError, match="the worker is stopping"):  # abort() is final
+        smtp.deliver(message())  # type: ignore[arg-type]

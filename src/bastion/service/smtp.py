@@ -116,11 +116,15 @@ class SmtpTransport:
             self._context = context
         self._open: set[smtplib.SMTP] = set()
         self._lock = threading.Lock()
+        self._aborted = False
 
     def abort(self) -> None:
         """Cut every connection in progress (from another thread), so a worker that stops
-        is not held by a relay that went silent: the blocked delivery fails at once."""
+        is not held by a relay that went silent: the blocked delivery fails at once. Final: a
+        delivery that starts afterwards fails too. (A connection still being opened at this
+        very moment is bounded by ``timeout`` instead.)"""
         with self._lock:
+            self._aborted = True
             clients = list(self._open)
         for client in clients:
             sock = client.sock
@@ -165,6 +169,8 @@ class SmtpTransport:
         # constructor would set the TLS server name from its host argument, connect() does not.
         client._host = options.host  # type: ignore[attr-defined]
         with self._lock:
+            if self._aborted:
+                raise DeliveryError("the worker is stopping", permanent=True)
             self._open.add(client)
         try:
             with client:
