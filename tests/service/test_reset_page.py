@@ -23,7 +23,8 @@ from bastion.auth.passwords import TEST, PasswordHasher
 from bastion.config import Settings
 from bastion.service.main import create_app, prepare
 from bastion.service.routes.reset_page import FORM_CSP, NO_FORM_CSP
-from bastion.stack import Stack, secure
+from bastion.ratelimit.factory import store_from_settings
+from bastion.stack import secure
 
 PAGE = "/password-reset"
 EMAIL, PASSWORD = "ada@example.com", "correct horse battery staple"
@@ -65,10 +66,10 @@ class Service:
 
 async def make_service(tmp_path: Path, **settings: Any) -> AsyncIterator[Service]:
     config = Settings(data_dir=tmp_path, **settings)
-    stack = Stack(config)
-    app = create_app(config, stack=stack, password_hasher=PasswordHasher(TEST))
+    store = store_from_settings(config)
+    app = create_app(config, ratelimit_store=store, password_hasher=PasswordHasher(TEST))
     await prepare(config)
-    transport = httpx.ASGITransport(app=secure(app, config, stack=stack))
+    transport = httpx.ASGITransport(app=secure(app, settings=config, ratelimit_store=store))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url=BASE) as client,
