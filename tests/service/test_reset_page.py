@@ -21,9 +21,9 @@ from fastapi import FastAPI
 
 from bastion.auth.passwords import TEST, PasswordHasher
 from bastion.config import Settings
+from bastion.ratelimit.factory import store_from_settings
 from bastion.service.main import create_app, prepare
 from bastion.service.routes.reset_page import FORM_CSP, NO_FORM_CSP
-from bastion.ratelimit.factory import store_from_settings
 from bastion.stack import secure
 
 PAGE = "/password-reset"
