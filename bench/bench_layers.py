@@ -13,7 +13,7 @@ would have on a quiet machine.
 
 Every app runs on the same server protocol: bastion's (``--protocol bastion``, the default,
 what ``bastion serve`` runs: uvicorn's httptools protocol with a one-pass response head, see
-``bastion/http_cycle.py``) or uvicorn's own (``--protocol uvicorn``).
+``bastion/server/cycle.py``) or uvicorn's own (``--protocol uvicorn``).
 
 ``--together`` adds the steadier measure: both apps served at once, sharing core 0, each
 loaded by its own wrk on core 1 (``measure_together``); the ratio of the requests they served
@@ -66,7 +66,7 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 PROTOCOLS = {
-    "bastion": "bastion.http_protocol:ContractHttpToolsProtocol",  # what `bastion serve` runs
+    "bastion": "bastion.server.protocol:BastionHttpProtocol",  # what `bastion serve` runs
     "uvicorn": "httptools",  # uvicorn's own httptools protocol
 }
 

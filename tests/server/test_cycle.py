@@ -21,10 +21,10 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 from uvicorn.server import ServerState
 
-from bastion.cli.serve import _configs
+from bastion.server.serve import HTTPS, configs
 from bastion.config import load_settings
-from bastion.http_cycle import FastHeadCycle
-from bastion.http_protocol import ContractHttpToolsProtocol
+from bastion.server.cycle import FastHeadCycle
+from bastion.server.protocol import BastionHttpProtocol
 
 DATE = (b"date", b"Sat, 28 Nov 2026 04:00:00 GMT")
 
@@ -268,11 +268,11 @@ async def test_bastion_serve_runs_requests_on_the_fast_path(
 
     monkeypatch.setattr(RequestResponseCycle, "send", recording_send)
     monkeypatch.setenv("BASTION_DATA_DIR", str(tmp_path))
-    serve_config, _ = _configs(load_settings(insecure_http=True))
+    serve_config = configs(load_settings(insecure_http=True))[HTTPS]
     options = {name: getattr(serve_config, name) for name in ("access_log", "log_config", "http")}
     config = Config(app=app, date_header=False, **options)
     config.load()
-    protocol = ContractHttpToolsProtocol(config, ServerState(), app_state={})
+    protocol = BastionHttpProtocol(config, ServerState(), app_state={})
     transport = SinkTransport()
     protocol.connection_made(transport)
     protocol.data_received(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n\r\n")

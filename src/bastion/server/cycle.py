@@ -15,7 +15,7 @@ is not paused, closed or logged by uvicorn, with lower-case names (the ASGI spec
 requires them), a ``Content-Length``, no ``Transfer-Encoding`` or ``Connection`` header, and
 keep-alive. Anything else — including every invalid name or value — goes to uvicorn's own
 ``send`` unchanged, which writes or refuses exactly as it always does; the fast path writes
-the same bytes (``tests/test_http_cycle.py`` compares both on generated heads).
+the same bytes (``tests/server/test_cycle.py`` compares both on generated heads).
 """
 
 from __future__ import annotations
