@@ -21,10 +21,10 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 from uvicorn.server import ServerState
 
-from bastion.server.serve import HTTPS, configs
 from bastion.config import load_settings
 from bastion.server.cycle import FastHeadCycle
 from bastion.server.protocol import BastionHttpProtocol
+from bastion.server.serve import HTTPS, configs
 
 DATE = (b"date", b"Sat, 28 Nov 2026 04:00:00 GMT")
 

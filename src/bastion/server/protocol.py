@@ -219,7 +219,7 @@ class BastionHttpProtocol(HttpToolsProtocol):
             # The response went out before the body ended: discard the rest, within a budget.
             self._linger_left -= len(data)
             if self._linger_left < 0:
-                self.transport.close()
+                self.transport.abort()  # not a TLS close_notify wait while the flood goes on
                 return
         self._feeding_body = True
         try:
@@ -235,7 +235,7 @@ class BastionHttpProtocol(HttpToolsProtocol):
     def _discard(self, data: bytes) -> None:
         self._linger_left -= len(data)
         if self._linger_left < 0 and self._linger_until < math.inf:
-            self.transport.close()
+            self.transport.abort()  # not a TLS close_notify wait while the flood goes on
 
     # --- parser callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
