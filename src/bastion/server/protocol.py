@@ -244,8 +244,8 @@ class BastionHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
+        super().on_headers_complete()  # may raise (a target uvicorn cannot parse): a 400
         self._in_message = True
-        super().on_headers_complete()
         if self.parser.should_upgrade():
             self.cycle.keep_alive = False  # Upgrade or CONNECT not taken: close afterwards
         self._body_start = self._last_byte = self.loop.time()
@@ -299,7 +299,7 @@ class BastionHttpProtocol(HttpToolsProtocol):
     def _parser_error(self, exc: httptools.HttpParserError, data: bytes | bytearray) -> None:
         cycle = self.cycle
         scope = None
-        if self._in_message and cycle.response_complete:
+        if self._in_message and cycle is not None and cycle.response_complete:
             self.transport.close()  # a broken body after the response: nothing left to say
             return
         if cycle is not None and not cycle.response_complete:  # the request being refused
