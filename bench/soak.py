@@ -24,7 +24,6 @@ import os
 import shutil
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -190,8 +189,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     env.update(RAISED_LIMITS, BASTION_DATA_DIR=str(data_dir), BASTION_LOG_LEVEL="warning")
     server = subprocess.Popen(
-        [*_pin(0), sys.executable, "-m", "bastion", "serve", "--port", str(port)]
-        + ["--http-port", "0"],
+        [*_pin(0), sys.executable, "-m", "bastion", "serve"]
+        + ["--port", str(port), "--http-port", "0"],
         env=env,
         cwd=data_dir,
     )
