@@ -188,9 +188,9 @@ def main() -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     env.update(RAISED_LIMITS, BASTION_DATA_DIR=str(data_dir), BASTION_LOG_LEVEL="warning")
+    command = [sys.executable, "-m", "bastion", "serve", "--port", str(port), "--http-port", "0"]
     server = subprocess.Popen(
-        [*_pin(0), sys.executable, "-m", "bastion", "serve"]
-        + ["--port", str(port), "--http-port", "0"],
+        [*_pin(0), *command],
         env=env,
         cwd=data_dir,
     )
