@@ -31,8 +31,10 @@ connection ends, as the contract's "Transport limits" ask:
   or ``CONNECT``) is served as the same request without the upgrade (RFC 9110 §7.8 lets a
   server ignore ``Upgrade``): the app answers, then the connection closes.
 
-Each request runs on :class:`~bastion.server.cycle.FastHeadCycle`, which writes the usual
-response head in one pass (the same bytes as uvicorn's cycle).
+Responses are written by uvicorn's own request cycle. (Before issue 12 bastion had a cycle of
+its own that wrote the response head in one pass; measured end to end it saved nothing — 66.0
+against 64.3 µs of server CPU per request — so the coupling it cost was dropped; figures in
+bench/README.md.)
 
 uvicorn internals relied on are listed and checked in ``tests/server/test_uvicorn_internals.py``.
 """
@@ -49,7 +51,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn.server import ServerState
 
 from bastion.server.connections import Connection
-from bastion.server.cycle import FastHeadCycle
 from bastion.server.head import (
     BAD_REQUEST,
     REQUEST_TIMEOUT,
@@ -258,13 +259,6 @@ class BastionHttpProtocol(HttpToolsProtocol):
         if self.cycle.response_complete:
             self._end_exchange()  # the response went out before the body ended
 
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        # uvicorn builds the cycle itself (on_headers_complete names its own class); every
-        # cycle starts here, before its task has run a single step.
-        if type(cycle) is RequestResponseCycle:
-            cycle.__class__ = FastHeadCycle  # a subclass adding no state: only send differs
-        super()._start_asgi_task(cycle, app)
-
     # --- responses -----------------------------------------------------------------------
     def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
@@ -339,7 +333,7 @@ class BastionHttpProtocol(HttpToolsProtocol):
             "state": {},
             REFUSAL_KEY: refusal,
         }
-        cycle = FastHeadCycle(
+        cycle = RequestResponseCycle(
             scope=refusal_scope,  # type: ignore[arg-type]
             transport=_LingeringClose(self),  # type: ignore[arg-type]
             flow=self.flow,
@@ -356,7 +350,7 @@ class BastionHttpProtocol(HttpToolsProtocol):
         cycle.message_event.set()
         self.cycle = cycle
         self._refused_at = self.loop.time()
-        super()._start_asgi_task(cycle, self._runtime.refusals)  # type: ignore[arg-type]
+        self._start_asgi_task(cycle, self._runtime.refusals)  # type: ignore[arg-type]
         self._ensure_timer(self._refused_at + self._limits.header_timeout)
 
     def _linger(self) -> None:
