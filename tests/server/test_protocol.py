@@ -134,13 +134,13 @@ async def test_an_oversized_pipelined_head_is_refused_after_the_pending_response
         await ok_app(scope, receive, send)
 
     protocol, transport = _protocol(slow_app, max_header_bytes=1024)
-    protocol.data_received(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nX: " + b"a" * 2000)
+    first = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+    protocol.data_received(first + b"GET /2 HTTP/1.1\r\nX: " + b"a" * 2000)
     await asyncio.sleep(0)
     assert transport.written == b""  # nothing may overtake the first response
     release.set()
     await _settle(lambda: b" 431 " in transport.written)
-    first = transport.written.index(b"HTTP/1.1 200")
-    assert first < transport.written.index(b"HTTP/1.1 431")
+    assert transport.written.index(b"HTTP/1.1 200") < transport.written.index(b"HTTP/1.1 431")
     await _settle(lambda: transport.eof)  # then the write side closes (lingering close)
     protocol.connection_lost(None)
 
