@@ -211,7 +211,13 @@ def attacks(give_up: float) -> dict[str, Callable[[Target], Outcome]]:
             sock = t.connect(tls)
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
             sock.settimeout(5)
-            sock.recv(65536)
+            response = b""
+            while b"\r\n\r\n" not in response:  # the whole response, then idleness
+                response += sock.recv(65536)
+            head, _, body = response.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += sock.recv(65536)
             return _wait_close(sock, give_up)
 
         return run

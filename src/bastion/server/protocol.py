@@ -27,12 +27,13 @@ connection ends, as the contract's "Transport limits" ask:
   refusal the connection is closed gently: the write side first, then up to
   :data:`LINGER_SECONDS` of reading and discarding, so that the client's unread bytes do not
   turn the close into a reset that would destroy the response before it is read.
-* **No upgrade.** The service has no WebSocket route, so a handshake (or an ``h2c`` upgrade,
-  or ``CONNECT``) is served as the same request without the upgrade (RFC 9110 §7.8 lets a
-  server ignore ``Upgrade``): the app answers, then the connection closes.
+* **No upgrade.** The service has no WebSocket route, so a handshake (or an ``h2c`` upgrade)
+  is served as the same request without the upgrade (RFC 9110 §7.8 lets a server ignore
+  ``Upgrade``): the app answers, then the connection closes. ``CONNECT`` (authority-form
+  target) is a ``400``.
 
-Responses are written by uvicorn's own request cycle. (Before issue 12 bastion had a cycle of
-its own that wrote the response head in one pass; measured end to end it saved nothing — 66.0
+Responses are written by uvicorn's own request cycle. (bastion once had a cycle of its own
+that wrote the usual response head in one pass; measured end to end it saved nothing — 66.0
 against 64.3 µs of server CPU per request — so the coupling it cost was dropped; figures in
 bench/README.md.)
 
@@ -248,7 +249,7 @@ class BastionHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()  # may raise (a target uvicorn cannot parse): a 400
         self._in_message = True
         if self.parser.should_upgrade():
-            self.cycle.keep_alive = False  # Upgrade or CONNECT not taken: close afterwards
+            self.cycle.keep_alive = False  # the Upgrade is not taken: close afterwards
         self._body_start = self._last_byte = self.loop.time()
         if self._timer is None:
             self._ensure_timer()
