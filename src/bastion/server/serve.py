@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import signal
 import socket
-import sys
 from collections.abc import Iterator
 from multiprocessing.context import SpawnProcess
 from types import FrameType
