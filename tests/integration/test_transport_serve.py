@@ -514,3 +514,17 @@ def test_pipelined_requests_are_answered_in_order(server: Server, listener: List
     third, rest = parse_response(rest)
     assert [first.header("x-request-id"), second.header("x-request-id")] == ["first", "second"]
     assert third.status == 431 and rest == b""
+
+
+def test_a_request_right_after_a_body_is_answered_in_order(
+    server: Server, listener: Listener
+) -> None:
+    post = _post_head(2) + b"{}"
+    get = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    with listener.connect() as sock:
+        sock.sendall(post + get)
+        data, _ = read_until_closed(sock, 10)
+    first, rest = parse_response(data)
+    second, rest = parse_response(rest)
+    assert first.status == (400 if listener.tls else 403)  # an empty login; plain HTTP
+    assert second.status == (200 if listener.tls else 301) and rest == b""

@@ -163,3 +163,41 @@ async def test_a_busy_keep_alive_connection_does_not_arm_a_timer_per_request() -
         del protocol.loop.call_at
     assert len(timers) <= 2  # the head timer from connect, at most one keep-alive re-arm
     protocol.connection_lost(None)
+
+
+async def test_a_request_after_a_content_length_body_in_the_same_read_is_served() -> None:
+    """An early answer (413, 401) while the body is in flight; the body's tail and the next
+    request then arrive in one read: the parser gets exactly the body, the rest is a head."""
+
+    async def early(scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/big":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [(b"content-length", b"0")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await ok_app(scope, receive, send)
+
+    protocol, transport = _protocol(early)
+    protocol.data_received(b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    await _settle(lambda: b" 413 " in transport.written)
+    protocol.data_received(b"defghij" + b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+    await _settle(lambda: transport.written.endswith(b"ok"))
+    assert not transport.closed
+    protocol.connection_lost(None)
+
+
+async def test_a_request_after_a_chunked_body_in_the_same_read_closes_after_the_response() -> None:
+    protocol, transport = _protocol(ok_app)
+    protocol.data_received(
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    await _settle(lambda: transport.closed)
+    assert transport.written.count(b"HTTP/1.1 ") == 1
+    assert b"connection: close" in transport.written
+    protocol.connection_lost(None)

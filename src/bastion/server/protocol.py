@@ -10,9 +10,11 @@ connection ends, as the contract's "Transport limits" ask:
 * **One request at a time.** The next head is parsed only once the current response is
   complete; bytes of a pipelined request wait in the head buffer (reading pauses once it
   holds a complete head). Pipelined requests are answered in order without a queue of
-  parsed requests growing behind a slow one. A request whose body is followed, in the same
-  read, by the next request ends the connection after its response (RFC 9112 §9.3.2 advises
-  clients not to pipeline after a request with a body).
+  parsed requests growing behind a slow one. A ``Content-Length`` body is fed to the parser
+  to its exact length, so the next request may follow it in the same read (as it does after
+  an early response such as a ``413``); after a *chunked* body, where only the parser knows
+  the end, a request in the same read ends the connection after the response (RFC 9112
+  §9.3.2 advises clients not to pipeline after a request with a body).
 * **Timeouts** from one per-connection timer, re-armed lazily (a busy connection costs one
   timer event per few seconds, not one per request): the head within ``header_timeout`` of
   the accept (TLS handshake included) or of the previous response; the body never
@@ -90,6 +92,9 @@ class Runtime:
         return runtime
 
 
+_UNKNOWN = -1  # the body length has not been looked up yet
+
+
 class _NextRequestInBody(Exception):
     """The parser met the start of another request in the same read as a body's end."""
 
@@ -136,6 +141,7 @@ class BastionHttpProtocol(HttpToolsProtocol):
         self._served = False  # whether a response has completed on this connection
         self._in_message = False  # the parser is past a head and inside its body
         self._feeding_body = False
+        self._body_left: int | None = _UNKNOWN  # bytes of a Content-Length body still to come
         self._body_start = 0.0
         self._last_byte = 0.0
         self._held: Refusal | None = None  # a refusal waiting for the current response
@@ -216,6 +222,38 @@ class BastionHttpProtocol(HttpToolsProtocol):
             self._parser_error(exc, head)
 
     def _feed_body(self, data: bytes) -> None:
+        left = self._body_left
+        if left == _UNKNOWN:
+            left = self._body_left = self._content_length()
+        if left is not None:
+            # Content-Length framing: the parser gets exactly the body, and what follows it
+            # (the next request, sent once the client read an early response) is a head.
+            if len(data) > left:
+                body, rest = data[:left], data[left:]
+                self._body_left = 0
+                if body:
+                    self._feed_body_bytes(body)
+                if rest and not self._closing and not self._in_message:
+                    self._add_head(rest)
+                return
+            self._body_left = left - len(data)
+        self._feed_body_bytes(data)
+
+    def _content_length(self) -> int | None:
+        """The body length this message declared, or None (chunked: the parser finds the end).
+
+        llhttp has already refused a repeated or malformed Content-Length, and one sent with
+        Transfer-Encoding.
+        """
+        length = None
+        for name, value in self.headers:
+            if name == b"transfer-encoding":
+                return None
+            if name == b"content-length":
+                length = int(value)
+        return length
+
+    def _feed_body_bytes(self, data: bytes) -> None:
         cycle = self.cycle
         if cycle.response_complete:
             # The response went out before the body ended: discard the rest, within a budget.
@@ -248,6 +286,7 @@ class BastionHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()  # may raise (a target uvicorn cannot parse): a 400
         self._in_message = True
+        self._body_left = _UNKNOWN  # read from the headers when the first body bytes come
         if self.parser.should_upgrade():
             self.cycle.keep_alive = False  # the Upgrade is not taken: close afterwards
         self._body_start = self._last_byte = self.loop.time()
