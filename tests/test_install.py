@@ -185,3 +185,63 @@ def test_fastapi_extra_adds_only_fastapis_tree(
     assert "fastapi" in added
     assert added <= fastapi_tree, added - fastapi_tree
     assert not added & {"sqlalchemy", "uvicorn", "redis", "httpx", "rich"}
+
+
+# --- BearerAuth with the core install (lib-tokens) -------------------------------------------
+
+BEARER_SMOKE = textwrap.dedent(
+    """
+    import asyncio, base64, json, sys, threading, time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    from bastion import BearerAuth, Principal
+
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    key = ec.generate_private_key(ec.SECP256R1())
+    nums = key.public_key().public_numbers()
+    jwk = {"kty": "EC", "crv": "P-256", "kid": "k1", "x": b64(nums.x.to_bytes(32, "big")),
+           "y": b64(nums.y.to_bytes(32, "big"))}
+    seg = lambda o: b64(json.dumps(o).encode())
+    signing = seg({"alg": "ES256", "kid": "k1"}) + "." + seg(
+        {"iss": "https://idp.test", "aud": "api", "sub": "42", "exp": int(time.time()) + 60})
+    r, s = decode_dss_signature(key.sign(signing.encode(), ec.ECDSA(hashes.SHA256())))
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    s = min(s, n - s)
+    token = signing + "." + b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+    static = BearerAuth(jwks={"keys": [jwk]}, issuer="https://idp.test", audience="api")
+    body = json.dumps({"keys": [jwk]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = "http://127.0.0.1:%d/jwks" % server.server_address[1]
+    remote = BearerAuth(jwks_url=url, issuer="https://idp.test", audience="api")
+    scope = {"type": "http", "headers": [(b"authorization", b"Bearer " + token.encode())]}
+    principal = asyncio.run(remote.authenticate(scope))
+    heavy = [m for m in ("fastapi", "httpx", "argon2", "jwt", "sqlalchemy", "requests")
+             if m in sys.modules]
+    print(json.dumps({"static": static.verify(token).subject, "remote": principal.subject,
+                      "is_principal": isinstance(principal, Principal), "heavy": heavy}))
+    server.shutdown()
+    """
+)
+
+
+def test_bearer_auth_works_with_the_core_install(core: Path) -> None:
+    # Static keys and a JWKS fetched over loopback with the standard library: no FastAPI,
+    # no HTTP client, no PyJWT, no argon2 in the bare install.
+    result = run(core, "-c", BEARER_SMOKE)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out == {"static": "42", "remote": "42", "is_principal": True, "heavy": []}

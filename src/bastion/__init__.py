@@ -47,10 +47,13 @@ _EXPORTS: dict[str, str] = {
     "SwaggerUIMiddleware": "bastion.docs",
     "TrustedProxyMiddleware": "bastion.middleware.proxy",
     # --- bearer tokens (lib-tokens) ---
+    "BearerAuth": "bastion.auth.bearer",
+    "Principal": "bastion.auth.principal",
 }
 
 __all__ = [
     "AccessLogMiddleware",
+    "BearerAuth",
     "BodyRulesMiddleware",
     "CORSMiddleware",
     "ConfigError",
@@ -60,6 +63,7 @@ __all__ = [
     "MethodPolicyMiddleware",
     "Options",
     "PathCanonicalMiddleware",
+    "Principal",
     "RateLimit",
     "RateLimitMiddleware",
     "RedisStore",
@@ -78,6 +82,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from bastion.auth.bearer import BearerAuth
+    from bastion.auth.principal import Principal
     from bastion.docs import SwaggerUI, SwaggerUIMiddleware
     from bastion.errors import ConfigError, HTTPError
     from bastion.middleware.access_log import AccessLogMiddleware
