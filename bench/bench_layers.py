@@ -12,19 +12,22 @@ system) gives a second ratio: with the server saturated, it is the throughput ra
 would have on a quiet machine.
 
 Every app runs on the same server protocol: bastion's (``--protocol bastion``, the default,
-what ``bastion serve`` runs: uvicorn's httptools protocol with a one-pass response head, see
-``bastion/http_cycle.py``) or uvicorn's own (``--protocol uvicorn``).
+what ``bastion serve`` runs: uvicorn's httptools protocol with the transport limits, see
+``bastion/server/protocol.py``) or uvicorn's own (``--protocol uvicorn``).
 
 ``--together`` adds the steadier measure: both apps served at once, sharing core 0, each
 loaded by its own wrk on core 1 (``measure_together``); the ratio of the requests they served
 is the cost ratio, and load from outside hits both alike.
+
+``--compare-protocols A B`` serves the stack on two server protocols at once (same
+method) and prints A's requests per B's: how a protocol change moves a plain request.
 
 ``--ceiling`` adds bare Starlette answering with the same 13 headers the stack adds: the
 server validates and writes each header, so that row is the best ratio the contract's headers
 allow even if the layers cost nothing.
 
     .venv/bin/python bench/bench_layers.py [--seconds 4] [--connections 64] [--rounds 8]
-        [--protocol bastion|uvicorn] [--together] [--ceiling]
+        [--protocol bastion|uvicorn] [--together] [--ceiling] [--compare-protocols A B]
 """
 
 from __future__ import annotations
@@ -66,14 +69,28 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 PROTOCOLS = {
-    "bastion": "bastion.http_protocol:ContractHttpToolsProtocol",  # what `bastion serve` runs
+    "bastion": "bastion.server.protocol:BastionHttpProtocol",  # what `bastion serve` runs
     "uvicorn": "httptools",  # uvicorn's own httptools protocol
 }
+
+
+def _protocol(spec: str) -> tuple[str, dict[str, str]]:
+    """``--http`` value and extra environment for a protocol name or ``SRC_DIR::module:Class``.
+
+    ``SRC_DIR::...`` imports bastion from another checkout's ``src`` (``git worktree add`` or
+    ``git archive`` of the commit to compare with), so a change can be measured against the
+    code before it, both served at once (``--compare-protocols``).
+    """
+    if "::" in spec:
+        src, protocol = spec.split("::", 1)
+        return protocol, {"PYTHONPATH": str(Path(src).resolve())}
+    return PROTOCOLS[spec], {}
 
 
 def _start(app: str, protocol: str) -> tuple[subprocess.Popen[bytes], str]:
     """One uvicorn worker for *app* pinned to core 0, answering 200 on /api/ping."""
     port = _free_port()
+    http, extra_env = _protocol(protocol)
     server = subprocess.Popen(
         [
             *_pin(0),
@@ -87,13 +104,14 @@ def _start(app: str, protocol: str) -> tuple[subprocess.Popen[bytes], str]:
             "--no-proxy-headers",
             "--no-server-header",
             "--http",
-            PROTOCOLS[protocol],
+            http,
             "--loop",
             "uvloop",
             "--log-level",
             "warning",
         ],
         cwd=ROOT,
+        env={**os.environ, **extra_env},
     )
     url = f"http://127.0.0.1:{port}/api/ping"
     deadline = time.monotonic() + 20
@@ -152,7 +170,12 @@ def measure(
 
 
 def measure_together(
-    first: str, second: str, seconds: int, connections: int, protocol: str = "bastion"
+    first: str,
+    second: str,
+    seconds: int,
+    connections: int,
+    protocol: str = "bastion",
+    second_protocol: str | None = None,
 ) -> float:
     """Requests served by *first* per request served by *second*, both loaded at once.
 
@@ -162,8 +185,9 @@ def measure_together(
     request. Two copies of one app give 0.97-1.00 here, against 0.8-1.2 between
     alternating runs.
     """
-    servers = [_start(first, protocol), _start(second, protocol)]
+    servers = [_start(first, protocol)]
     try:
+        servers.append(_start(second, second_protocol or protocol))
         runs = [
             subprocess.Popen(_wrk(url, seconds, connections), stdout=subprocess.PIPE, text=True)
             for _, url in servers
@@ -208,9 +232,31 @@ def main() -> None:
         action="store_true",
         help="also measure bare Starlette sending the stack's 13 headers (no layers)",
     )
+    parser.add_argument(
+        "--compare-protocols",
+        nargs=2,
+        metavar=("A", "B"),
+        help="only: the stack served on protocol A and on protocol B at once, A's requests "
+        "per B's (a name, or SRC_DIR::module:Class to import bastion from another checkout)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
+    if args.compare_protocols:
+        first, second = args.compare_protocols
+        ratios = [
+            measure_together(
+                "wrapped", "wrapped", args.seconds, args.connections // 2, first, second
+            )
+            for _ in range(args.rounds)
+        ]
+        print(f"requests served on {first} per request on {second}, both at once on core 0:")
+        print(f"  {_spread(ratios, '{:.3f}')}")
+        print(
+            f"{args.rounds} rounds of {args.seconds} s, {args.connections // 2} connections "
+            f"each; load average {os.getloadavg()[0]:.2f}"
+        )
+        return
     apps = ["bare", "wrapped", *(["headers_only"] if args.ceiling else [])]
     rps: dict[str, list[float]] = {app: [] for app in apps}
     cpu: dict[str, list[float]] = {app: [] for app in apps}

@@ -273,3 +273,40 @@ def test_every_setting_is_known() -> None:
 
     every = {f"BASTION_{name.upper()}": "x" for name in Settings.model_fields}
     assert unknown_variables(every) == []
+
+
+# --- transport limits ------------------------------------------------------------------------
+def test_transport_limits_default_to_the_contract() -> None:
+    from bastion.server.limits import TransportLimits
+
+    assert TransportLimits.from_settings(load_settings()) == TransportLimits(
+        max_header_bytes=16384,
+        max_header_fields=100,
+        max_uri_bytes=8192,
+        header_timeout=10.0,
+        body_idle_timeout=10.0,
+        body_timeout=60.0,
+        keepalive_timeout=5.0,
+        max_connections_per_client=64,
+        max_connections=4096,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("BASTION_MAX_HEADER_BYTES", "100", "greater than or equal to 1024"),
+        ("BASTION_HEADER_TIMEOUT", "0", "greater than 0"),
+        ("BASTION_BODY_TIMEOUT", "soon", "valid number"),
+        ("BASTION_MAX_CONNECTIONS", "0", "greater than or equal to 1"),
+        ("BASTION_MAX_URI_BYTES", "20000", "larger than max_header_bytes"),
+    ],
+)
+def test_bad_transport_limits_are_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert variable in str(error.value) and fragment in str(error.value)
+    assert "\n" not in str(error.value)

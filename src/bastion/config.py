@@ -153,6 +153,27 @@ class Settings(BaseSettings):
     api_v2_sunset: AwareDatetime | None = None
     api_v2_deprecation_link: str | None = Field(None, pattern=_LINK_PATTERN)
 
+    # --- transport limits (bastion serve; both listeners; per worker process) ------------
+    # The request line and headers together, up to and including the blank line (431 beyond).
+    max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
+    max_header_fields: int = Field(100, ge=1, le=10_000)  # header fields in a head (431 beyond)
+    max_uri_bytes: int = Field(8 * 1024, ge=256, le=1024 * 1024)  # request target (414 beyond)
+    # Seconds. Head: from connecting (TLS handshake included) or from the previous response.
+    header_timeout: float = Field(10.0, gt=0, le=3600)
+    body_idle_timeout: float = Field(10.0, gt=0, le=3600)  # longest wait for the next body byte
+    body_timeout: float = Field(60.0, gt=0, le=86400)  # the whole body, from the end of the head
+    keepalive_timeout: float = Field(5.0, gt=0, le=3600)  # an idle kept-alive connection
+    max_connections_per_client: int = Field(64, ge=1, le=1_000_000)  # per peer address
+    max_connections: int = Field(4096, ge=1, le=1_000_000)  # per process
+
+    @field_validator("max_uri_bytes")
+    @classmethod
+    def _uri_within_head(cls, value: int, info: ValidationInfo) -> int:
+        head = info.data.get("max_header_bytes")
+        if head is not None and value > head:
+            raise ValueError(f"is larger than max_header_bytes ({head}): the URI is in the head")
+        return value
+
     @field_validator("api_v1_sunset", "api_v2_sunset")
     @classmethod
     def _sunset_after_deprecation(cls, value: Any, info: ValidationInfo) -> Any:

@@ -13,7 +13,7 @@ import pytest
 
 from bastion.cli.nginx import render
 from bastion.errors import ConfigError
-from bastion.tls import ensure_self_signed
+from bastion.server.tls import ensure_self_signed
 from tests.conftest import Server, start_server
 from tests.support import free_port, require_program, wait_until
 

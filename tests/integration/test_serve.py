@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bastion.tls import ensure_self_signed
+from bastion.server.tls import ensure_self_signed
 from tests.conftest import Server, start_server
 from tests.support import free_port, wait_until
 

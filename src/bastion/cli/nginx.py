@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bastion.errors import ConfigError
-from bastion.tls import TLS12_CIPHERS
+from bastion.server.tls import TLS12_CIPHERS
 
 _SERVER_NAME = re.compile(
     r"^(?=.{1,253}$)(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"

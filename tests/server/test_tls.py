@@ -1,4 +1,4 @@
-"""The development certificate and the server TLS policy (src/bastion/tls.py)."""
+"""The development certificate and the server TLS policy (src/bastion/server/tls.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bastion.errors import ConfigError
-from bastion.tls import ensure_self_signed, server_context
+from bastion.server.tls import ensure_self_signed, server_context
 
 
 def _load(path: Path) -> x509.Certificate:
