@@ -42,6 +42,7 @@ def create_app(
         try:
             yield
         finally:
+            app.state.key_ring.close()  # a database ring's watcher thread and connections
             await database.close()
             if stack is not None:
                 await stack.close()
