@@ -5,7 +5,6 @@ and the import of a one-host ring on the first start against the database."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import socket
 import subprocess
@@ -19,10 +18,10 @@ from typing import Any
 import asyncpg
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from bastion.auth.key_encryption import KeyEncryptionKey, generate
-from bastion.auth.keys import DirectoryKeyStore, KeyRing, PrivateKey, SigningKey
+from bastion.auth.keys import DirectoryKeyStore, KeyRing, SigningKey
 from bastion.auth.tokens import TokenIssuer, TokenVerifier
 from bastion.config import Settings
 from bastion.errors import ConfigError
@@ -30,6 +29,7 @@ from bastion.service import signing_keys
 from bastion.service.signing_keys import DatabaseKeyStore, import_directory_ring
 from tests.service.auth_db import postgres_database_sync
 from tests.support import require_program, wait_until
+from tests.support_keys import assert_no_key_in_clear
 
 ISSUER, AUDIENCE = "https://api.example", "bastion-api"
 KEK = KeyEncryptionKey.parse(generate())
@@ -91,57 +91,8 @@ def sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
     return asyncio.run(go())
 
 
-def secret_material(key: PrivateKey) -> dict[str, bytes]:
-    """Byte strings that would reveal *key*: its encodings and its private numbers."""
-    found = {
-        "pem": key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        "der": key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    }
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        found["d"] = key.private_numbers().private_value.to_bytes(32, "big")
-    elif isinstance(key, rsa.RSAPrivateKey):
-        numbers = key.private_numbers()
-        for name in ("d", "p", "q"):
-            value = getattr(numbers, name)
-            found[name] = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    elif isinstance(key, ed25519.Ed25519PrivateKey):
-        found["seed"] = key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-    return found
-
-
-def spellings(secret: bytes) -> list[bytes]:
-    """How *secret* (or a 16-byte piece of it) could appear in a dump or a column."""
-    piece = secret[8:24]
-    out = []
-    for part in (secret, piece):
-        out += [
-            part,
-            part.hex().encode(),
-            part.hex().upper().encode(),
-            base64.b64encode(part)[:-4],
-            base64.urlsafe_b64encode(part).rstrip(b"=")[:-4],
-        ]
-    return out
-
-
 def assert_absent(haystack: bytes, keys: list[SigningKey]) -> None:
-    assert b"PRIVATE KEY" not in haystack
-    for key in keys:
-        for name, secret in secret_material(key.private_key).items():
-            for spelled in spellings(secret):
-                assert spelled not in haystack, f"{key.alg} {name} found in clear"
+    assert_no_key_in_clear(haystack, [key.private_key for key in keys])
 
 
 # --- one ring for every host ------------------------------------------------------------------
@@ -448,3 +399,14 @@ def test_prepare_imports_the_data_directory_ring_on_the_first_start(
     other = Settings(data_dir=tmp_path, database_url=pg_url, key_encryption_key=generate())
     with pytest.raises(ConfigError, match=r"^BASTION_KEY_ENCRYPTION_KEY: is not the key"):
         signing_keys.prepare(other)
+
+
+def test_the_documented_change_of_key_encryption_key(pg_url: str, rings: Factory) -> None:
+    # README: stop every host, DELETE FROM signing_keys, start them with the new key.
+    old = rings(pg_url).ensure()
+    sql(pg_url, "DELETE FROM signing_keys")
+    new_kek = KeyEncryptionKey.parse(generate())
+    first, second = rings(pg_url, kek=new_kek), rings(pg_url, kek=new_kek)
+    key = first.ensure()
+    assert key.kid != old.kid and second.ensure().kid == key.kid
+    assert {r["kek_id"] for r in sql(pg_url, "SELECT kek_id FROM signing_keys")} == {new_kek.key_id}

@@ -65,7 +65,7 @@ from bastion.auth.keys import (
 )
 from bastion.config import Settings
 from bastion.errors import ConfigError
-from bastion.service.db import Base
+from bastion.service.db import Base, lock_schema
 
 __all__ = [
     "DatabaseKeyStore",
@@ -294,15 +294,9 @@ class DatabaseKeyStore:
 
     async def _create_schema(self) -> None:
         """The two tables and the version row, if missing (idempotent; hosts may race)."""
-        tables = [_keys, _ring]
-        for attempt in (1, 2):
-            try:
-                async with self._engine.begin() as conn:
-                    await conn.run_sync(Base.metadata.create_all, tables=tables)
-                break
-            except SQLAlchemyError:
-                if attempt == 2:  # two hosts creating the table at once: the loser retries
-                    raise
+        async with self._engine.begin() as conn:
+            await lock_schema(conn)
+            await conn.run_sync(Base.metadata.create_all, tables=[_keys, _ring])
         async with self._engine.begin() as conn:
             exists = await conn.scalar(select(_ring.c.id).where(_ring.c.id == _RING_ID))
         if exists is None:
