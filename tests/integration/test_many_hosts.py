@@ -30,12 +30,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from bastion.auth.key_encryption import KeyEncryptionKey, generate
-from bastion.tls import ensure_self_signed
 from tests.conftest import Server, start_server
 from tests.service.auth_db import postgres_database_sync
-from tests.support import free_port, require_program, wait_until
+from tests.support import require_program, wait_until
 from tests.support_auth import new_email, new_password
 from tests.support_keys import assert_no_key_in_clear
+from tests.support_redis import PrivateRedis, start_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
@@ -43,80 +43,6 @@ REFRESH = "/api/v1/auth/refresh"
 LOGIN = "/api/v1/auth/login"
 ROTATION_PROMISE = 5.0  # seconds: every host signs with a new key within this
 _addresses = itertools.count(2)
-
-
-# --- a private, production-like Redis ---------------------------------------------------------
-
-
-class PrivateRedis:
-    """``redis-server`` on a free loopback port with a password, TLS if the build has it,
-    or cluster mode (one node holding every slot)."""
-
-    def __init__(self, directory: Path, *, tls: bool = False, cluster: bool = False) -> None:
-        self.binary = require_program("redis-server", "a Redis shared by several hosts")
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.password = "p@ss:w/rd " + secrets.token_hex(8)  # needs percent-encoding in a URL
-        self.tls = tls
-        args = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        args += ["--dir", str(directory), "--requirepass", self.password]
-        if tls:
-            self.cert = ensure_self_signed(directory / "tls").cert  # for 127.0.0.1 and localhost
-            key = directory / "tls" / "key.pem"
-            args += ["--port", "0", "--tls-port", str(self.port)]
-            args += ["--tls-cert-file", str(self.cert), "--tls-key-file", str(key)]
-            args += ["--tls-auth-clients", "no"]
-        else:
-            args += ["--port", str(self.port)]
-        if cluster:
-            args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
-        log = (directory / "redis.log").open("ab")
-        self.process = subprocess.Popen([self.binary, *args], stdout=log, stderr=log)
-        log.close()
-        wait_until(self.answers, timeout=15, what=f"redis-server on {self.port}")
-        if cluster:
-            self.client().execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-            wait_until(
-                lambda: b"cluster_state:ok" in self.client().execute_command("CLUSTER", "INFO"),
-                timeout=15,
-                what="the one-node cluster to be ok",
-            )
-
-    @property
-    def url(self) -> str:
-        scheme = "rediss" if self.tls else "redis"
-        query = f"?ssl_ca_certs={quote(str(self.cert))}" if self.tls else ""
-        return f"{scheme}://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0{query}"
-
-    def client(self, **kwargs: object) -> redis.Redis:
-        if self.tls:
-            kwargs.update(ssl=True, ssl_ca_certs=str(self.cert))
-        return redis.Redis(port=self.port, password=self.password, socket_timeout=2, **kwargs)  # type: ignore[arg-type]
-
-    def answers(self) -> bool:
-        if self.process.poll() is not None:
-            log = (self.directory / "redis.log").read_text(errors="replace")
-            raise RuntimeError(f"redis-server exited with {self.process.returncode}: {log}")
-        try:
-            return bool(self.client().ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
-def start_redis(directory: Path) -> PrivateRedis:
-    """With TLS when this redis-server build has it (Debian's does), else password only."""
-    try:
-        return PrivateRedis(directory, tls=True)
-    except RuntimeError as exc:
-        if "tls" not in str(exc).lower():
-            raise
-    return PrivateRedis(directory / "plain", tls=False)
 
 
 # --- the deployment --------------------------------------------------------------------------
@@ -380,31 +306,46 @@ def test_the_redis_is_really_behind_a_password_and_tls(deployment: Deployment) -
 # --- the key-encryption key ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("kek", "message"),
-    [
-        ("another", "BASTION_KEY_ENCRYPTION_KEY: is not the key that sealed the signing keys"),
-        ("", "BASTION_KEY_ENCRYPTION_KEY: required"),
-    ],
-)
-def test_a_host_with_a_wrong_or_missing_key_refuses_to_start_in_one_line(
-    deployment: Deployment, kek: str, message: str
-) -> None:
-    name = f"host-kek-{secrets.token_hex(3)}"
+def refusal(deployment: Deployment, **env: str | None) -> str:
+    """The output of a host started with *env* over the deployment's, which must exit 2."""
+    name = f"host-refused-{secrets.token_hex(3)}"
     (deployment.root / name).mkdir()
-    env = {**deployment.env, "BASTION_KEY_ENCRYPTION_KEY": generate() if kek else ""}
-    if not kek:
-        del env["BASTION_KEY_ENCRYPTION_KEY"]
-    server = start_server(deployment.root / name, env=env, wait=False)
-    server.env.pop("BASTION_KEY_ENCRYPTION_KEY", None)
+    full = {**deployment.env, **env}
+    server = start_server(
+        deployment.root / name, env={k: v for k, v in full.items() if v is not None}, wait=False
+    )
     try:
-        assert server.process.wait(60) == 2
+        assert server.process.wait(60) == 2, server.log()
     finally:
         server.stop()
     output = server.log().strip()
+    assert len(output.splitlines()) == 1 and "Traceback" not in output, output
+    return output
+
+
+@pytest.mark.parametrize(
+    ("kek", "message"),
+    [
+        (generate(), "BASTION_KEY_ENCRYPTION_KEY: is not the key that sealed the signing keys"),
+        (None, "BASTION_KEY_ENCRYPTION_KEY: required"),
+    ],
+)
+def test_a_host_with_a_wrong_or_missing_key_refuses_to_start_in_one_line(
+    deployment: Deployment, kek: str | None, message: str
+) -> None:
+    output = refusal(deployment, BASTION_KEY_ENCRYPTION_KEY=kek)
     assert output.startswith(f"bastion: {message}"), output
-    assert len(output.splitlines()) == 1 and "Traceback" not in output
     assert deployment.kek not in output
+
+
+def test_a_host_with_a_wrong_redis_password_refuses_to_start_in_one_line(
+    deployment: Deployment,
+) -> None:
+    right = quote(deployment.redis.password, safe="")
+    url = deployment.env["BASTION_REDIS_URL"].replace(right, "not-the-password")
+    output = refusal(deployment, BASTION_REDIS_URL=url)
+    assert output.startswith("bastion: BASTION_REDIS_URL: Redis refused the credentials"), output
+    assert "not-the-password" not in output
 
 
 def test_no_private_key_in_clear_in_a_dump_of_the_database(deployment: Deployment) -> None:

@@ -84,7 +84,11 @@ def build(settings: Settings) -> ASGIApp:
 
 
 async def prepare(settings: Settings) -> None:
-    """One-time work before workers start: the signing keys and the database schema."""
+    """One-time work before workers start: Redis credentials, the signing keys, the schema."""
+    if settings.redis_url:
+        from bastion.service.redis_check import check_redis
+
+        await check_redis(settings.redis_url)
     auth_routes.prepare_keys(settings)
     database = Database(settings.database)
     try:
