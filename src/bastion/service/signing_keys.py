@@ -498,10 +498,17 @@ def prepare(settings: Settings) -> KeyRing:
     """
     ring = key_ring(settings)
     try:
-        if isinstance(ring.store, DatabaseKeyStore):
+        store = ring.store
+        if isinstance(store, DatabaseKeyStore):
             import_directory_ring(ring, DirectoryKeyStore(settings.data_dir / "keys"))
-        ring.ensure()
+        key = ring.ensure()
     except BaseException:
         ring.close()
         raise
+    if isinstance(store, DatabaseKeyStore):
+        # The key id tells operators at a glance whether two hosts were given the same key.
+        where = f"in the database, sealed with key-encryption key {store.kek.key_id}"
+    else:
+        where = f"in {ring.directory}"
+    log.info("signing keys %s; signing with %s (%s)", where, key.kid, key.alg)
     return ring
