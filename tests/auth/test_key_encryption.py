@@ -62,6 +62,7 @@ def test_base64url_and_base64_spellings_name_the_same_key(spell: object) -> None
         (generate()[:-1] + "!", "is not base64url"),
         (generate()[:20] + " " + generate()[:23], "is not base64url"),
     ],
+    ids=["empty", "blank", "16-bytes", "64-bytes", "hex", "AAAA", "digits", "bang", "space"],
 )
 def test_a_bad_key_is_refused_saying_why_without_quoting_it(text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason) as refused:

@@ -329,6 +329,7 @@ def refusal(deployment: Deployment, **env: str | None) -> str:
         (generate(), "BASTION_KEY_ENCRYPTION_KEY: is not the key that sealed the signing keys"),
         (None, "BASTION_KEY_ENCRYPTION_KEY: required"),
     ],
+    ids=["another-key", "no-key"],
 )
 def test_a_host_with_a_wrong_or_missing_key_refuses_to_start_in_one_line(
     deployment: Deployment, kek: str | None, message: str
@@ -483,6 +484,9 @@ def test_a_rediss_url_refuses_a_redis_whose_certificate_it_does_not_trust(
             return await store.ping()
         finally:
             await store.aclose()
+            # aclose() does not wait for a TLS close to finish (disconnect(nowait=True)): let
+            # it finish before this loop ends, or the socket is left to the garbage collector.
+            await asyncio.sleep(0.05)
 
     assert asyncio.run(ping(trusted)) is True
     assert asyncio.run(ping(untrusted)) is False

@@ -9,6 +9,7 @@ URL, which may hold a password.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from redis.asyncio import Redis
@@ -39,6 +40,7 @@ async def check_redis(url: str, *, socket_timeout: float = 3.0) -> None:
     try:
         await client.ping()
     except AuthenticationError:
+        await _settle()
         raise ConfigError(
             SETTING,
             "Redis refused the credentials (give the password in the URL, percent-encoded: "
@@ -46,6 +48,7 @@ async def check_redis(url: str, *, socket_timeout: float = 3.0) -> None:
         ) from None
     except RedisError as exc:
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            await _settle()
             raise ConfigError(
                 SETTING,
                 "the Redis server's TLS certificate is not trusted (for a private CA add "
@@ -58,3 +61,13 @@ async def check_redis(url: str, *, socket_timeout: float = 3.0) -> None:
         )
     finally:
         await client.aclose()
+
+
+async def _settle() -> None:
+    """Let a refused TLS connection finish closing before the caller's loop ends.
+
+    redis-py drops the connection and returns while the TLS close is still under way; a loop
+    that ends at once (the start-up stops right after this check) leaves the socket to the
+    garbage collector, which warns about it.
+    """
+    await asyncio.sleep(0.05)
