@@ -6,7 +6,9 @@ Each instance is a ``redis-server`` of its own on a free loopback port (not the 
 
 from __future__ import annotations
 
+import random
 import secrets
+import socket
 import subprocess
 from pathlib import Path
 from urllib.parse import quote
@@ -25,7 +27,7 @@ class PrivateRedis:
         self.binary = require_program("redis-server", "a Redis shared by several hosts")
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = _cluster_port() if cluster else free_port()
         self.password = "p@ss:w/rd " + secrets.token_hex(8)  # needs percent-encoding in a URL
         self.tls = tls
         args = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
@@ -86,3 +88,17 @@ def start_redis(directory: Path) -> PrivateRedis:
         if "tls" not in str(exc).lower():
             raise
     return PrivateRedis(directory / "plain", tls=False)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster-bus port (10,000 higher, so at most 55535) is free too."""
+    for _ in range(200):
+        port = random.randint(20_000, 55_535)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
