@@ -22,6 +22,11 @@ that every change increments.
 * The ring is synchronous (it sits on the token hot path), the database driver is async:
   the store runs its queries on a private event loop in one daemon thread, never on the
   caller's loop.
+* **What the sealing protects against**: a dump, a backup or a read-only breach of the
+  database yields no key that signs (confidentiality), and someone who can write rows but has
+  no key-encryption key cannot plant a signing key of their own, nor move a sealed key to
+  another row (every row is authenticated on every read). Write access to the database is
+  not otherwise defended here: it could rewrite the accounts themselves.
 * **Migration** from one host: the first start against the database imports the on-disk
   ring (``<data dir>/keys``) so tokens already out stay valid, then deletes the key files there
   (a key left in clear on one disk would defeat sealing it in the database).
