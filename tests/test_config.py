@@ -310,3 +310,76 @@ def test_bad_transport_limits_are_one_line_naming_the_variable(
         load_settings()
     assert variable in str(error.value) and fragment in str(error.value)
     assert "\n" not in str(error.value)
+
+
+# --- signing keys shared by many hosts: where they live, the key-encryption key -------------
+
+PG_URL = "postgresql+asyncpg://bastion@db.internal/bastion"
+KEK = "BASTION_KEY_ENCRYPTION_KEY"
+
+
+@pytest.mark.parametrize(
+    ("env", "in_database"),
+    [
+        ({}, False),  # the SQLite default: one host, keys in the data dir
+        ({"BASTION_DATABASE_URL": "sqlite+aiosqlite:////srv/bastion.db"}, False),
+        ({"BASTION_DATABASE_URL": PG_URL}, True),
+        ({"BASTION_DATABASE_URL": PG_URL, "BASTION_KEY_STORE": "data-dir"}, False),
+        ({"BASTION_KEY_STORE": "database"}, True),
+    ],
+)
+def test_where_the_signing_keys_live(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], in_database: bool
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().keys_in_database is in_database
+
+
+def test_the_key_encryption_key_comes_from_the_environment_or_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bastion.auth.key_encryption import generate
+
+    assert load_settings().key_encryption_key_text() is None
+    key = generate()
+    monkeypatch.setenv("BASTION_KEY_ENCRYPTION_KEY", key)
+    settings = load_settings()
+    assert settings.key_encryption_key_text() == key
+    assert key not in repr(settings) and key not in str(settings.model_dump())
+    monkeypatch.delenv("BASTION_KEY_ENCRYPTION_KEY")
+    (tmp_path / "kek").write_text(key + "\n")  # as `bastion keys generate-kek > kek` writes it
+    monkeypatch.setenv("BASTION_KEY_ENCRYPTION_KEY_FILE", str(tmp_path / "kek"))
+    assert load_settings().key_encryption_key_text() == key
+
+
+@pytest.mark.parametrize(
+    ("env", "variable", "reason"),
+    [
+        ({KEK: "c2VjcmV0LXBhc3N3b3Jk"}, KEK, "decodes to 15 bytes"),
+        ({KEK: "x" * 43}, KEK, "placeholder"),
+        ({f"{KEK}_FILE": "missing"}, f"{KEK}_FILE", "cannot read missing: No such file"),
+        ({"BASTION_KEY_STORE": "redis"}, "BASTION_KEY_STORE", "'auto', 'database' or 'data-dir'"),
+    ],
+)
+def test_a_bad_key_setting_is_one_line_naming_it_and_never_quoting_the_key(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], variable: str, reason: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert message.startswith(f"{variable} (or ")
+    assert reason in message and "\n" not in message
+    assert "c2VjcmV0" not in message and "xxxx" not in message
+
+
+def test_a_key_given_twice_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bastion.auth.key_encryption import generate
+
+    (tmp_path / "kek").write_text(generate())
+    monkeypatch.setenv("BASTION_KEY_ENCRYPTION_KEY", generate())
+    monkeypatch.setenv("BASTION_KEY_ENCRYPTION_KEY_FILE", str(tmp_path / "kek"))
+    with pytest.raises(ConfigError, match=r"^BASTION_KEY_ENCRYPTION_KEY_FILE .*not both"):
+        load_settings()

@@ -74,6 +74,20 @@ def _split_csv(value: Any) -> Any:
 _POSTGRES_EXAMPLE = "postgresql+asyncpg://user:password@host:5432/dbname"
 _SQLITE_EXAMPLE = "sqlite+aiosqlite:///path/to/bastion.db"
 
+
+def _read_kek_file(path: Path) -> str:
+    """The key-encryption key in *path* (surrounding white space ignored), checked."""
+    from bastion.auth.key_encryption import KeyEncryptionKey
+
+    try:
+        text = path.read_text("ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not ASCII text"
+        raise ValueError(f"cannot read {path}: {reason}") from None
+    KeyEncryptionKey.parse(text)
+    return text.strip()
+
+
 # An absolute http(s) URL without characters that could break out of a Link header.
 _LINK_PATTERN = r"^https?://[^\s<>\"]+$"
 
@@ -173,6 +187,48 @@ class Settings(BaseSettings):
         if head is not None and value > head:
             raise ValueError(f"is larger than max_header_bytes ({head}): the URI is in the head")
         return value
+
+    # --- signing keys shared by many hosts (README "Many hosts") ---------------------------
+    # "auto": in the database when it is a server database (PostgreSQL: every host of the
+    # deployment shares it), in the data directory with SQLite (one host). Keys kept in the
+    # database are sealed with the key-encryption key, which every host must be given.
+    key_store: Literal["auto", "database", "data-dir"] = "auto"
+    key_encryption_key: SecretStr | None = None
+    key_encryption_key_file: Path | None = None
+
+    @field_validator("key_encryption_key")
+    @classmethod
+    def _check_kek(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from bastion.auth.key_encryption import KeyEncryptionKey
+
+            KeyEncryptionKey.parse(value.get_secret_value())  # ValueError never quotes it
+        return value
+
+    @field_validator("key_encryption_key_file")
+    @classmethod
+    def _check_kek_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return value
+        if info.data.get("key_encryption_key") is not None:
+            raise ValueError("give BASTION_KEY_ENCRYPTION_KEY or this file, not both")
+        _read_kek_file(value)
+        return value
+
+    @property
+    def keys_in_database(self) -> bool:
+        """True when the signing keys are kept in the database (see ``key_store``)."""
+        if self.key_store == "auto":
+            return bool(self.database_url) and not self.database.startswith("sqlite")
+        return self.key_store == "database"
+
+    def key_encryption_key_text(self) -> str | None:
+        """The key-encryption key as configured (the file is read again), or ``None``."""
+        if self.key_encryption_key is not None:
+            return self.key_encryption_key.get_secret_value()
+        if self.key_encryption_key_file is not None:
+            return _read_kek_file(self.key_encryption_key_file)
+        return None
 
     @field_validator("api_v1_sunset", "api_v2_sunset")
     @classmethod

@@ -25,7 +25,7 @@ import jwt
 import pytest
 
 from tests.conftest import Server
-from tests.service.auth_db import postgres_database_sync
+from tests.service.auth_db import database_env, postgres_database_sync
 from tests.support import wait_until
 from tests.support_auth import GENEROUS_LIMITS, new_email, new_password
 
@@ -265,9 +265,7 @@ def test_concurrent_refreshes_with_one_token_succeed_exactly_once(serve: ServeFa
 @pytest.mark.postgres
 def test_concurrent_refreshes_on_postgresql_succeed_exactly_once(serve: ServeFactory) -> None:
     with postgres_database_sync() as url:
-        server = serve(
-            env={**GENEROUS_LIMITS, "BASTION_DATABASE_URL": url}, args=["--workers", "2"]
-        )
+        server = serve(env={**GENEROUS_LIMITS, **database_env(url)}, args=["--workers", "2"])
         try:
             _assert_race(asyncio.run(_race(server, RACE_ROUNDS, RACE_WIDTH)))
         finally:

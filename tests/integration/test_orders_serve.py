@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import Server
 from tests.integration.orders_auth import GENEROUS_LIMITS, new_user
+from tests.service.auth_db import database_env
 from tests.support import require_tcp
 
 pytestmark = pytest.mark.integration
@@ -247,9 +248,7 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.mark.postgres
 def test_orders_on_postgresql(serve: ServeFactory, postgres_url: str) -> None:
-    server = serve(
-        env={**GENEROUS_LIMITS, "BASTION_DATABASE_URL": postgres_url, "BASTION_WORKERS": "2"}
-    )
+    server = serve(env={**GENEROUS_LIMITS, **database_env(postgres_url), "BASTION_WORKERS": "2"})
     with server.client() as client:
         alice, bob = new_user(client), new_user(client)
         made = [create(client, alice, street=f"{n} ' OR 1=1 --\u00e9") for n in range(5)]

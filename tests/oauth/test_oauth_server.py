@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bastion.auth.errors import InvalidCredentials
+from bastion.auth.key_encryption import generate
 from bastion.auth.service import AuthService
 from bastion.oauth import codes
 from bastion.oauth.errors import OAuthError
@@ -53,7 +54,9 @@ async def oauth_app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     else:
         async with (
             postgres_database() as url,
-            running(build_app(oauth_settings(tmp_path, database_url=url))) as app,
+            running(
+                build_app(oauth_settings(tmp_path, database_url=url, key_encryption_key=generate()))
+            ) as app,
         ):
             yield app
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bastion.auth.key_encryption import generate
 from tests.support import require_tcp
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -54,3 +55,12 @@ def postgres_database_sync() -> Iterator[str]:
 
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'accounts.db'}"
+
+
+def database_env(url: str, key_encryption_key: str | None = None) -> dict[str, str]:
+    """Environment for `bastion serve` on *url*: with PostgreSQL the signing keys live in the
+    database too, sealed with a key-encryption key that every host sharing it must be given."""
+    return {
+        "BASTION_DATABASE_URL": url,
+        "BASTION_KEY_ENCRYPTION_KEY": key_encryption_key or generate(),
+    }

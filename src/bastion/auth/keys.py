@@ -1,21 +1,30 @@
-"""The signing key ring: keys on disk, RFC 7638 key ids, rotation and the JWKS.
+"""The signing key ring: RFC 7638 key ids, rotation and the JWKS, over a key store.
 
-Layout of the key directory (``<data dir>/keys``, mode 0700)::
+The ring holds the policy: the newest key of the configured algorithm that is not retired
+signs new tokens; ``rotate()`` adds a new key and retires the previous one; a retired key
+stays in the JWKS (and keeps verifying) until every token it signed has expired, then it is
+pruned. Where the keys are kept is a :class:`KeyStore`:
 
-    ring.json        {"keys": [{"kid", "alg", "created", "retired"}, ...]}  (public facts only)
-    <kid>.pem        the PKCS#8 private key, mode 0600
+* :class:`DirectoryKeyStore` (one host, the default): ``<data dir>/keys``, mode 0700::
 
-The newest key of the configured algorithm that is not retired signs new tokens.
-``rotate()`` adds a new key and retires the previous one; a retired key stays in the JWKS
-(and keeps verifying) until every token it signed has expired, then it is pruned.
+      ring.json        {"keys": [{"kid", "alg", "created", "retired"}, ...]}  (public facts only)
+      <kid>.pem        the PKCS#8 private key, mode 0600
+
+  Worker processes share the directory: writers take an exclusive ``flock`` and replace
+  ``ring.json`` atomically; readers notice a changed ``ring.json`` by its mtime and size.
+* the service's database store (:mod:`bastion.service.signing_keys`): one ring for every
+  host of a deployment, private keys sealed with a key-encryption key.
 
 Each key is bound to exactly one algorithm (RFC 8725 §3.1): the ring maps ``kid`` to
 (public key object, algorithm), keys are parsed once and cached, and a ``kid`` from a token
 is only ever a dictionary lookup — never a path, a query or a URL (RFC 8725 §3.10).
 
-Several worker processes share the directory: writers take an exclusive ``flock`` and
-replace ``ring.json`` atomically; readers notice a changed ``ring.json`` (by its mtime and
-size, checked at most once per second) and reload.
+Reloading: ``refresh()`` asks the store whether the ring changed at most once per
+``reload_interval``. A store may answer that from memory (the database store's watcher polls
+in the background, so issuing a token never waits on the database); after a lookup miss — a
+``kid`` this process does not know, perhaps rotated on another host a moment ago — the next
+``refresh()`` asks the store itself, again at most once per interval, so a flood of made-up
+``kid`` values costs at most one store read per interval.
 """
 
 from __future__ import annotations
@@ -26,17 +35,20 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from bastion.errors import ConfigError
+
+log = logging.getLogger("bastion.keys")
 
 Algorithm = Literal["ES256", "RS256", "EdDSA"]
 ALGORITHMS: tuple[Algorithm, ...] = ("ES256", "RS256", "EdDSA")
@@ -50,7 +62,7 @@ DEFAULT_RSA_BITS = 3072
 MIN_RSA_BITS = 2048
 RING_FILE = "ring.json"
 LOCK_FILE = ".lock"
-RELOAD_INTERVAL = 1.0  # seconds between checks of ring.json for another process's rotation
+RELOAD_INTERVAL = 1.0  # seconds between checks of the store for another process's rotation
 
 
 def b64url(data: bytes) -> str:
@@ -145,102 +157,158 @@ class SigningKey:
         return {**public_jwk(self.public_key), "kid": self.kid, "alg": self.alg, "use": "sig"}
 
 
-class KeyRing:
-    """Signing keys of one data directory, parsed once and cached.
+# --- storage -------------------------------------------------------------------------------
 
-    *alg* is the configured algorithm: only keys of that algorithm sign or verify
-    (the verifier's algorithm list is pinned to it). *token_ttl* (seconds, plus
-    *leeway*) says how long a retired key must keep verifying the tokens it signed.
-    *reload_interval* bounds how often ``ring.json`` is checked for another process's
-    rotation (and so how often a stream of unknown ``kid`` values can cause disk access).
-    *clock* is injectable for tests.
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """The public facts a store keeps about one key (its private key is kept apart)."""
+
+    kid: str
+    alg: str
+    created: float
+    retired: float | None = None
+
+
+class RingChange:
+    """What a writer edits under the store's lock: the stored records, and new private keys.
+
+    ``records`` is the ring as stored; the writer may replace items (retire a key), drop
+    them (prune: the store deletes their private keys) or :meth:`add` a new key.
     """
 
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        alg: Algorithm = "ES256",
-        token_ttl: int = 900,
-        leeway: int = 30,
-        rsa_bits: int = DEFAULT_RSA_BITS,
-        reload_interval: float = RELOAD_INTERVAL,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        if alg not in ALGORITHMS:
-            raise ConfigError("BASTION_JWT_ALG", f"must be one of {', '.join(ALGORITHMS)}")
-        if rsa_bits < MIN_RSA_BITS:
-            raise ConfigError("rsa_bits", f"must be at least {MIN_RSA_BITS}")
+    def __init__(self, records: list[KeyRecord]) -> None:
+        self.records = list(records)
+        self.new_keys: dict[str, PrivateKey] = {}
+
+    def add(self, record: KeyRecord, private_key: PrivateKey) -> None:
+        if any(r.kid == record.kid for r in self.records):
+            raise ConfigError("signing keys", f"key {record.kid} is already in the ring")
+        self.records.append(record)
+        self.new_keys[record.kid] = private_key
+
+
+@runtime_checkable
+class KeyStore(Protocol):
+    """Where a :class:`KeyRing` keeps its keys (one directory, or a deployment's database).
+
+    Every method may raise :class:`~bastion.errors.ConfigError` naming what is wrong (the
+    file, the database row, the setting), which the command line prints as one line.
+    """
+
+    def describe(self, kid: str | None = None) -> str:
+        """Where the ring (or the key *kid*) is kept, for messages."""
+        ...
+
+    def stamp(self, *, fresh: bool) -> Hashable | None:
+        """A value that changes whenever the ring does (``None``: no ring stored yet).
+
+        With ``fresh=False`` the store may answer from memory (what a background watcher
+        saw last); with ``fresh=True`` it looks, within a short bound.
+        """
+        ...
+
+    def read(self) -> tuple[Hashable, list[KeyRecord]] | None:
+        """The ring as stored now with its stamp, or ``None`` when nothing is stored."""
+        ...
+
+    def private_key(self, record: KeyRecord) -> PrivateKey:
+        """The private key of a record returned by the last :meth:`read`."""
+        ...
+
+    def update(self, change: Callable[[RingChange], None]) -> None:
+        """Run *change* under a lock exclusive across every process (and host) sharing the
+        store, then persist what it did; if *change* raises, nothing is written."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and threads (a no-op for files)."""
+        ...
+
+
+class DirectoryKeyStore:
+    """The ring in one directory: ``ring.json`` (public facts) and one ``<kid>.pem`` per key."""
+
+    def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
-        self.alg: Algorithm = alg
-        self.token_ttl = token_ttl
-        self.leeway = leeway
-        self.rsa_bits = rsa_bits
-        self.reload_interval = reload_interval
-        self.clock = clock
-        self._keys: dict[str, SigningKey] = {}
-        self._active: SigningKey | None = None
-        self._stamp: tuple[int, int] | None = None
-        self._next_check = 0.0
-        self._listeners: list[Callable[[], None]] = []
 
-    # --- start-up and rotation (writers) ---------------------------------------------------
+    def describe(self, kid: str | None = None) -> str:
+        return str(self.directory / (RING_FILE if kid is None else f"{kid}.pem"))
 
-    def ensure(self) -> SigningKey:
-        """Make sure an active key of the configured algorithm exists; create one if not.
+    def stamp(self, *, fresh: bool = True) -> Hashable | None:
+        # A stat() is as cheap as any memory a watcher could keep: always look.
+        try:
+            stat = (self.directory / RING_FILE).stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
 
-        Run once by the parent process before workers start (and harmlessly by anyone
-        after): keys are generated under the directory lock, so two starters never create
-        two keys.
+    def read(self) -> tuple[Hashable, list[KeyRecord]] | None:
+        stamp = self.stamp()
+        if stamp is None:
+            return None
+        return stamp, self._records(self._read_entries())
+
+    def private_key(self, record: KeyRecord) -> PrivateKey:
+        path = self.directory / f"{record.kid}.pem"
+        try:
+            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(
+                str(path), f"unreadable signing key ({exc.__class__.__name__})"
+            ) from None
+        if not isinstance(private, PrivateKey):
+            raise ConfigError(str(path), f"unsupported key type {type(private).__name__}")
+        return private
+
+    def update(self, change: Callable[[RingChange], None]) -> None:
+        with self._locked():
+            before = self._records(self._read_entries())
+            edit = RingChange(before)
+            change(edit)
+            for kid, private in edit.new_keys.items():
+                self._write_private(kid, private)
+            self._write_entries(
+                [
+                    {"kid": r.kid, "alg": r.alg, "created": r.created, "retired": r.retired}
+                    for r in edit.records
+                ]
+            )
+            kept = {r.kid for r in edit.records}
+            for record in before:
+                if record.kid not in kept:
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.directory / f"{record.kid}.pem").unlink()
+
+    def close(self) -> None:
+        pass
+
+    def retire(self) -> None:
+        """Stop using this directory: ``ring.json`` becomes ``ring.imported.json`` (a record
+        of what was there) and the private key files are deleted.
+
+        Called once its keys have been copied to the database: a key kept in clear on one
+        host's disk would defeat sealing it in the shared database.
         """
         with self._locked():
-            entries = self._read_entries()
-            if self._active_entry(entries) is None:
-                self._add_key(entries)
-                self._write_entries(entries)
-        self.load()
-        return self.active
+            for pem in self.directory.glob("*.pem"):
+                with contextlib.suppress(FileNotFoundError):
+                    pem.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.directory / RING_FILE, self.directory / "ring.imported.json")
 
-    def rotate(self) -> SigningKey:
-        """Add a new signing key and retire the current one (it keeps verifying its tokens)."""
-        with self._locked():
-            entries = self._read_entries()
-            now = self.clock()
-            for entry in entries:
-                if entry["alg"] == self.alg and entry.get("retired") is None:
-                    entry["retired"] = now
-            self._add_key(entries)
-            self._prune(entries, now)
-            self._write_entries(entries)
-        self.load()
-        return self.active
+    # --- files ------------------------------------------------------------------------------
 
-    def _add_key(self, entries: list[dict[str, Any]]) -> None:
-        private = generate_private_key(self.alg, rsa_bits=self.rsa_bits)
-        kid = thumbprint(public_jwk(private.public_key()))
+    def _write_private(self, kid: str, private: PrivateKey) -> None:
         pem = private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        path = self.directory / f"{kid}.pem"
         # O_EXCL + 0600 at creation: the key is never readable by others, not even briefly.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(self.directory / f"{kid}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
-        entries.append({"kid": kid, "alg": self.alg, "created": self.clock(), "retired": None})
-
-    def _prune(self, entries: list[dict[str, Any]], now: float) -> None:
-        """Forget retired keys whose tokens have all expired (and delete their files)."""
-        keep = []
-        for entry in entries:
-            retired = entry.get("retired")
-            if retired is not None and now > retired + self.token_ttl + self.leeway:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.directory / f"{entry['kid']}.pem").unlink()
-                continue
-            keep.append(entry)
-        entries[:] = keep
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -268,6 +336,22 @@ class KeyRing:
             raise ConfigError(str(path), "unreadable key ring (no 'keys' list)")
         return entries
 
+    def _records(self, entries: list[dict[str, Any]]) -> list[KeyRecord]:
+        try:
+            return [
+                KeyRecord(
+                    kid=str(e["kid"]),
+                    alg=str(e["alg"]),
+                    created=float(e.get("created") or 0),
+                    retired=None if e.get("retired") is None else float(e["retired"]),
+                )
+                for e in entries
+            ]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(
+                self.describe(), f"unreadable key ring ({exc.__class__.__name__})"
+            ) from None
+
     def _write_entries(self, entries: list[dict[str, Any]]) -> None:
         path = self.directory / RING_FILE
         tmp = path.with_name(f".{RING_FILE}.{os.getpid()}.tmp")
@@ -276,77 +360,185 @@ class KeyRing:
             json.dump({"keys": entries}, handle, indent=1)
         os.replace(tmp, path)  # atomic: readers see the old or the new ring, never half
 
-    def _active_entry(self, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-        live = [e for e in entries if e.get("alg") == self.alg and e.get("retired") is None]
-        return max(live, key=lambda e: e.get("created", 0)) if live else None
+
+# --- the ring ------------------------------------------------------------------------------
+
+
+class KeyRing:
+    """Signing keys of one store (a directory by default), parsed once and cached.
+
+    *store* is a :class:`KeyStore`, or a directory path for a :class:`DirectoryKeyStore`.
+    *alg* is the configured algorithm: only keys of that algorithm sign or verify
+    (the verifier's algorithm list is pinned to it). *token_ttl* (seconds, plus
+    *leeway*) says how long a retired key must keep verifying the tokens it signed.
+    *reload_interval* bounds how often the store is asked whether another process or host
+    rotated (and so how often a stream of unknown ``kid`` values can cause a store read).
+    *clock* is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        store: KeyStore | Path | str,
+        *,
+        alg: Algorithm = "ES256",
+        token_ttl: int = 900,
+        leeway: int = 30,
+        rsa_bits: int = DEFAULT_RSA_BITS,
+        reload_interval: float = RELOAD_INTERVAL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if alg not in ALGORITHMS:
+            raise ConfigError("BASTION_JWT_ALG", f"must be one of {', '.join(ALGORITHMS)}")
+        if rsa_bits < MIN_RSA_BITS:
+            raise ConfigError("rsa_bits", f"must be at least {MIN_RSA_BITS}")
+        if isinstance(store, str | os.PathLike):
+            store = DirectoryKeyStore(Path(store))
+        if not isinstance(store, KeyStore):
+            raise ConfigError("store", "must be a KeyStore or a directory path")
+        self.store: KeyStore = store
+        #: The key directory when the ring is kept in one (``None`` for a database ring).
+        self.directory: Path | None = getattr(store, "directory", None)
+        self.alg: Algorithm = alg
+        self.token_ttl = token_ttl
+        self.leeway = leeway
+        self.rsa_bits = rsa_bits
+        self.reload_interval = reload_interval
+        self.clock = clock
+        self._keys: dict[str, SigningKey] = {}
+        self._active: SigningKey | None = None
+        self._stamp: Hashable | None = None
+        self._next_check = 0.0
+        self._missed = False  # a get() found no key since the store was last asked directly
+        self._next_fresh_check = 0.0
+        self._failure: str | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    # --- start-up and rotation (writers) ---------------------------------------------------
+
+    def ensure(self) -> SigningKey:
+        """Make sure an active key of the configured algorithm exists; create one if not.
+
+        Run once by the parent process before workers start (and harmlessly by anyone
+        after): keys are generated under the store's lock, so two starters never create
+        two keys.
+        """
+
+        def change(edit: RingChange) -> None:
+            if self._active_record(edit.records) is None:
+                self._add_key(edit)
+
+        self.store.update(change)
+        self.load()
+        return self.active
+
+    def rotate(self) -> SigningKey:
+        """Add a new signing key and retire the current one (it keeps verifying its tokens)."""
+
+        def change(edit: RingChange) -> None:
+            now = self.clock()
+            edit.records = [
+                dataclasses.replace(r, retired=now)
+                if r.alg == self.alg and r.retired is None
+                else r
+                for r in edit.records
+            ]
+            self._add_key(edit)
+            # Forget retired keys whose tokens have all expired (the store deletes them).
+            edit.records = [r for r in edit.records if not self.is_expired(r, now)]
+
+        self.store.update(change)
+        self.load()
+        return self.active
+
+    def _add_key(self, edit: RingChange) -> None:
+        private = generate_private_key(self.alg, rsa_bits=self.rsa_bits)
+        kid = thumbprint(public_jwk(private.public_key()))
+        edit.add(KeyRecord(kid, self.alg, self.clock(), None), private)
+
+    def is_expired(self, record: KeyRecord, now: float) -> bool:
+        """True once every token the (retired) key signed is past its ``exp`` and leeway."""
+        return record.retired is not None and now > record.retired + self.token_ttl + self.leeway
+
+    def _active_record(self, records: list[KeyRecord]) -> KeyRecord | None:
+        live = [r for r in records if r.alg == self.alg and r.retired is None]
+        return max(live, key=lambda r: (r.created, r.kid)) if live else None
 
     # --- reading (every process) ------------------------------------------------------------
 
     def load(self) -> None:
-        """(Re)read ring.json and parse keys not seen before; raise ConfigError if unusable."""
-        path = self.directory / RING_FILE
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            raise ConfigError(str(path), "no signing keys (run `bastion serve` once)") from None
-        entries = self._read_entries()
+        """(Re)read the store and parse keys not seen before; raise ConfigError if unusable."""
+        snapshot = self.store.read()
+        if snapshot is None:
+            raise ConfigError(self.store.describe(), "no signing keys (run `bastion serve` once)")
+        stamp, records = snapshot
         now = self.clock()
         keys: dict[str, SigningKey] = {}
-        for entry in entries:
-            if entry.get("alg") != self.alg:
+        for record in sorted(records, key=lambda r: r.created):  # stable: ties keep store order
+            if record.alg != self.alg:
                 continue  # another algorithm: never used while this one is configured
-            retired = entry.get("retired")
-            if retired is not None and now > retired + self.token_ttl + self.leeway:
+            if self.is_expired(record, now):
                 continue
-            kid = str(entry["kid"])
-            known = self._keys.get(kid)
+            known = self._keys.get(record.kid)
             if known is not None:  # parsed before: keep the key objects, update the dates
-                keys[kid] = dataclasses.replace(known, retired=retired)
+                keys[record.kid] = dataclasses.replace(known, retired=record.retired)
             else:
-                keys[kid] = self._parse(kid, float(entry.get("created", 0)), retired)
-        active = self._active_entry(entries)
-        if active is None or str(active["kid"]) not in keys:
-            raise ConfigError(str(path), f"no active {self.alg} signing key")
+                keys[record.kid] = self._parse(record)
+        active = self._active_record(records)
+        if active is None or active.kid not in keys:
+            raise ConfigError(self.store.describe(), f"no active {self.alg} signing key")
         self._keys = keys
-        self._active = keys[str(active["kid"])]
-        self._stamp = (stat.st_mtime_ns, stat.st_size)
+        self._active = keys[active.kid]
+        self._stamp = stamp
         self._next_check = time.monotonic() + self.reload_interval
+        self._failure = None
         for listener in self._listeners:
             listener()
 
-    def _parse(self, kid: str, created: float, retired: float | None) -> SigningKey:
-        path = self.directory / f"{kid}.pem"
-        try:
-            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (OSError, ValueError, TypeError) as exc:
-            raise ConfigError(
-                str(path), f"unreadable signing key ({exc.__class__.__name__})"
-            ) from None
+    def _parse(self, record: KeyRecord) -> SigningKey:
+        where = self.store.describe(record.kid)
+        private = self.store.private_key(record)
         public = private.public_key()
-        if not _key_matches(self.alg, public):  # type: ignore[arg-type]
-            raise ConfigError(str(path), f"not a {self.alg} key")
-        if thumbprint(public_jwk(public)) != kid:  # type: ignore[arg-type]
-            raise ConfigError(str(path), "key does not match its kid")
-        return SigningKey(kid, self.alg, private, public, created, retired)  # type: ignore[arg-type]
+        if not _key_matches(self.alg, public):
+            raise ConfigError(where, f"not a {self.alg} key")
+        if thumbprint(public_jwk(public)) != record.kid:
+            raise ConfigError(where, "key does not match its kid")
+        return SigningKey(record.kid, self.alg, private, public, record.created, record.retired)
 
     def refresh(self) -> bool:
-        """Reload if another process rotated (checked at most once per second); True if so."""
+        """Reload if another process or host rotated; True if the keys changed.
+
+        The store is asked at most once per ``reload_interval``; after a lookup miss, once
+        more per interval and directly (see the module docstring). A store that fails (a
+        database outage, a ring altered into something unusable) is logged and the keys
+        already loaded stay in use: they were checked when they were loaded.
+        """
         now = time.monotonic()
-        if now < self._next_check:
+        fresh = self._missed and now >= self._next_fresh_check
+        if not fresh and now < self._next_check:
             return False
         self._next_check = now + self.reload_interval
+        if fresh:
+            self._missed = False
+            self._next_fresh_check = now + self.reload_interval
         try:
-            stat = (self.directory / RING_FILE).stat()
-        except OSError:
+            stamp = self.store.stamp(fresh=fresh)
+            if stamp is None or stamp == self._stamp:
+                return False
+            self.load()
+        except ConfigError as exc:
+            if str(exc) != self._failure:  # once per distinct problem, not once per second
+                self._failure = str(exc)
+                log.error("signing keys not reloaded, still using the loaded ones: %s", exc)
             return False
-        if (stat.st_mtime_ns, stat.st_size) == self._stamp:
-            return False
-        self.load()
         return True
 
     def on_reload(self, listener: Callable[[], None]) -> None:
         """Call *listener* after every (re)load (the verifier drops its header cache)."""
         self._listeners.append(listener)
+
+    def close(self) -> None:
+        """Release what the store holds (a database store's connections and thread)."""
+        self.store.close()
 
     @property
     def active(self) -> SigningKey:
@@ -357,13 +549,16 @@ class KeyRing:
 
     def get(self, kid: str) -> SigningKey | None:
         """The key with this id, or ``None``: a plain lookup, whatever the string holds."""
-        return self._keys.get(kid)
+        key = self._keys.get(kid)
+        if key is None:
+            self._missed = True  # the next refresh() asks the store directly (bounded)
+        return key
 
     def verifying_keys(self) -> list[SigningKey]:
         """Keys that currently verify, newest first."""
         if self._active is None:
             self.load()
-        return list(reversed(self._keys.values()))  # ring.json lists keys in creation order
+        return list(reversed(self._keys.values()))  # loaded oldest first
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The JSON Web Key Set (RFC 7517 §5): public members only, with kid, alg, use."""

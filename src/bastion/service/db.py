@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.exc import ArgumentError, InvalidRequestError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -53,6 +54,7 @@ class Database:
     async def create_schema(self) -> None:
         """Create missing tables (idempotent; run once by `bastion serve` before workers start)."""
         async with self.engine.begin() as conn:
+            await lock_schema(conn)
             await conn.run_sync(Base.metadata.create_all)
 
     @asynccontextmanager
@@ -71,6 +73,21 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+#: PostgreSQL advisory lock key ("bastion" in ASCII) held while tables are created.
+SCHEMA_LOCK = 0x62617374696F6E
+
+
+async def lock_schema(conn: AsyncConnection) -> None:
+    """Serialise schema creation across hosts for the rest of *conn*'s transaction.
+
+    Hosts started together against an empty PostgreSQL database would race their
+    ``CREATE TABLE``s, and the loser fails on a unique index of the catalog; SQLite's write
+    lock already serialises it.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

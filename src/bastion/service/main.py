@@ -53,6 +53,7 @@ def create_app(
             yield
         finally:
             await _close_mailer(app)
+            app.state.key_ring.close()  # a database ring's watcher thread and connections
             await database.close()
             if ratelimit_store is not None:
                 await ratelimit_store.aclose()
@@ -103,11 +104,15 @@ def build(settings: Settings) -> ASGIApp:
 
 
 async def prepare(settings: Settings) -> None:
-    """One-time work before workers start: the signing keys and the database schema.
+    """One-time work before workers start: Redis credentials, the signing keys, the schema.
 
     A database that cannot be reached or used stops the start with one line
     (:func:`bastion.service.db_errors.connect_error`), not a driver traceback.
     """
+    if settings.redis_url:
+        from bastion.service.redis_check import check_redis
+
+        await check_redis(settings.redis_url)
     auth_routes.prepare_keys(settings)
     database = Database(settings.database)
     try:

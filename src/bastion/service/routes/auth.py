@@ -35,6 +35,7 @@ from bastion.auth.service import AuthService, Session
 from bastion.auth.tokens import TokenIssuer
 from bastion.config import Settings
 from bastion.errors import HTTPError
+from bastion.service import signing_keys
 from bastion.service.accounts import SqlAccountStore
 from bastion.service.deps import Auth
 from bastion.service.errors import INVALID_BODY
@@ -294,15 +295,14 @@ __all__ = ["router"]
 
 
 def key_ring(settings: Settings) -> KeyRing:
-    """The key ring of the data directory, as the settings configure it."""
-    return KeyRing(
-        settings.data_dir / "keys", alg=settings.jwt_alg, token_ttl=settings.access_token_ttl
-    )
+    """The deployment's key ring (data directory or database: :mod:`..signing_keys`)."""
+    return signing_keys.key_ring(settings, watch=True)
 
 
 def prepare_keys(settings: Settings) -> None:
-    """Generate the signing key if there is none (run once by the parent before workers)."""
-    key_ring(settings).ensure()
+    """Import an on-disk ring into the database on the first start against it, and generate
+    the signing key if there is none (run once by the parent before workers)."""
+    signing_keys.prepare(settings).close()
 
 
 def install(app: FastAPI, *, password_hasher: PasswordHasher | None = None) -> None:
