@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import redis
 
-from bastion.tls import ensure_self_signed
+from bastion.server.tls import ensure_self_signed
 from tests.support import free_port, require_program, wait_until
 
 

@@ -300,7 +300,13 @@ def test_the_redis_is_really_behind_a_password_and_tls(deployment: Deployment) -
         no_retry = Retry(NoBackoff(), 0)
         redis.Redis(port=deployment.redis.port, socket_timeout=1, retry=no_retry).ping()
     assert deployment.env["BASTION_REDIS_URL"].startswith("rediss://:p%40ss%3Aw%2Frd%20")
-    assert deployment.redis.client().dbsize() > 0  # the hosts' limits are in it
+    # One limited request: its rate-limit decision must be a command run by this Redis (the
+    # second INFO call itself adds one command).
+    admin = deployment.redis.client()
+    before = int(admin.info("stats")["total_commands_processed"])
+    with deployment.hosts[0].client() as client:
+        assert client.get("/api/v1/me").status_code == 401
+    assert int(admin.info("stats")["total_commands_processed"]) > before + 1
 
 
 # --- the key-encryption key ----------------------------------------------------------------------
