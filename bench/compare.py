@@ -20,6 +20,9 @@ Cases:
   absent) and a FastAPI + slowapi + CORSMiddleware + secure + PyJWT assembly
   (``peers/assembly``, in its own virtualenv ``peers/.venv``): ``/api/v1/ping`` and
   ``/api/v1/me`` with an ES256 token. The peers' ``/me`` reads the account from memory.
+  The assembly runs twice: as its libraries' quick starts show it (the row the goal is
+  measured against, as in the issue that set it) and tuned (key parsed once, slowapi's
+  pure-ASGI middleware); the Express stack's key is always parsed once.
 
 PostgreSQL is the one at 127.0.0.1:5432 (trust auth): a database of its own is created for
 the run and dropped at the end. The table and the machine's description are written to
@@ -365,7 +368,7 @@ def _node_peer(tokens: Tokens) -> Server:
                   "/api/v1/ping", prepare, skip)  # fmt: skip
 
 
-def _python_peer(tokens: Tokens) -> Server:
+def _python_peers(tokens: Tokens) -> list[Server]:
     python = PEER_VENV / "bin" / "python"
     stamp = PEER_VENV / ".bench-requirements"
     digest = hashlib.sha256(PEER_REQUIREMENTS.read_bytes()).hexdigest()
@@ -380,15 +383,22 @@ def _python_peer(tokens: Tokens) -> Server:
         else:
             stamp.write_text(digest)
 
-    def command(port: int) -> tuple[list[str], dict[str, str]]:
-        args, _ = _uvicorn(str(python), "app:app", "--http", "httptools")(port)
-        return [*args, "--app-dir", str(PEERS / "assembly")], tokens.env()
-
     def prepare(_running: Running) -> dict[str, str]:
         return {"token": tokens.token}
 
-    name = "the FastAPI + slowapi + CORS + secure + PyJWT assembly"
-    return Server("assembly", _peer_cases("assembly", name), command, "/api/v1/ping", prepare, skip)
+    def server(key: str, style: str, name: str) -> Server:
+        def command(port: int) -> tuple[list[str], dict[str, str]]:
+            args, _ = _uvicorn(str(python), "app:app", "--http", "httptools")(port)
+            env = {**tokens.env(), "ASSEMBLY_STYLE": style}
+            return [*args, "--app-dir", str(PEERS / "assembly")], env
+
+        return Server(key, _peer_cases(key, name), command, "/api/v1/ping", prepare, skip)
+
+    stack = "FastAPI + slowapi + CORS + secure + PyJWT"
+    return [
+        server("assembly", "documented", f"the {stack} assembly (as documented)"),
+        server("assembly-tuned", "tuned", f"the {stack} assembly (tuned)"),
+    ]
 
 
 def _layers() -> list[Server]:
@@ -504,6 +514,10 @@ GOALS: list[tuple[str, str, str, float]] = [
         for db in ("sqlite", "postgres")
     ],
     *[
+        (f"{db}: `/me` ÷ the tuned assembly's `/me`", f"{db}.me", "assembly-tuned.me", 0.0)
+        for db in ("sqlite", "postgres")
+    ],
+    *[
         (f"{db}: {what} ÷ `/me`", f"{db}.{case}", f"{db}.me", goal)
         for db in ("sqlite", "postgres")
         for case, what, goal in (
@@ -607,7 +621,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
         "--only", help="comma-separated servers to run (starlette, stack, express, assembly, "
-        "bastion-sqlite, bastion-postgres)",
+        "assembly-tuned, bastion-sqlite, bastion-postgres)",
     )  # fmt: skip
     parser.add_argument("--output", type=Path, default=BENCH / "RESULTS.md")
     parser.add_argument("--no-output", action="store_true", help="print, do not write the file")
@@ -620,7 +634,7 @@ def main() -> None:
         tokens = Tokens(workdir)
         servers = _layers()
         servers.append(_node_peer(tokens))
-        servers.append(_python_peer(tokens))
+        servers.extend(_python_peers(tokens))
         servers.append(_bastion("sqlite", workdir / "sqlite", None))
         postgres = _postgres_up()
         if postgres:

@@ -6,6 +6,14 @@ together from the ecosystem's usual parts, each as its documentation shows it.
     credentials) + the ``secure`` package's default headers (``SecureASGIMiddleware``)
     + PyJWT verifying ES256 access tokens (algorithms pinned, issuer and audience checked).
 
+Two styles (``ASSEMBLY_STYLE``), both measured by bench/run:
+
+* ``documented`` (the default): each library as its quick start shows it. PyJWT's examples
+  pass the PEM to ``jwt.decode`` (parsed again on every call); slowapi's global
+  ``default_limits`` go with its ``SlowAPIMiddleware`` (a ``BaseHTTPMiddleware``).
+* ``tuned``: what a careful user would change: the key parsed once, and slowapi's pure-ASGI
+  ``SlowAPIASGIMiddleware``.
+
 Limits are set out of reach: the bench measures the decisions, never a 429. Not part of
 bastion; it runs from its own virtualenv (``bench/requirements-peers.txt``), never imports
 bastion. Settings come from the environment (bench/run sets them): ``PUBLIC_KEY_FILE`` (PEM
@@ -30,12 +38,14 @@ from secure import Secure
 from secure.middleware import SecureASGIMiddleware
 from slowapi import Limiter, _rate_limit_exceeded_handler
 from slowapi.errors import RateLimitExceeded
-from slowapi.middleware import SlowAPIASGIMiddleware
+from slowapi.middleware import SlowAPIASGIMiddleware, SlowAPIMiddleware
 from slowapi.util import get_remote_address
 
-# Parsed once (given PEM bytes, PyJWT would parse the key on every decode).
+TUNED = os.environ.get("ASSEMBLY_STYLE", "documented") == "tuned"
 with open(os.environ["PUBLIC_KEY_FILE"], "rb") as pem:
-    PUBLIC_KEY = serialization.load_pem_public_key(pem.read())
+    PEM = pem.read()
+# Given PEM bytes, PyJWT parses the key on every decode; tuned, it is parsed once.
+PUBLIC_KEY: Any = serialization.load_pem_public_key(PEM) if TUNED else PEM
 ISSUER = os.environ["ISSUER"]
 AUDIENCE = os.environ["AUDIENCE"]
 USERS = {os.environ["USER_ID"]: {"email": os.environ["USER_EMAIL"], "role": "user"}}
@@ -48,7 +58,7 @@ limiter = Limiter(
 app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 app.state.limiter = limiter
 app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
-app.add_middleware(SlowAPIASGIMiddleware)
+app.add_middleware(SlowAPIASGIMiddleware if TUNED else SlowAPIMiddleware)
 app.add_middleware(
     CORSMiddleware,
     allow_origins=["https://app.example.com"],
