@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bastion.auth.bearer import authenticate
 from bastion.auth.principal import Principal
 from bastion.auth.service import AuthService
+from bastion.service.db import Database
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -36,8 +37,25 @@ def get_auth(request: Request) -> AuthService:
     return service
 
 
+async def get_database(request: Request) -> Database:
+    """The app's :class:`Database`, for its direct request path (``async``: a plain ``def``
+    dependency would cost a thread-pool hop per request)."""
+    database: Database = request.app.state.database
+    return database
+
+
 DbSession = Annotated[AsyncSession, Depends(get_session)]
+Db = Annotated[Database, Depends(get_database)]
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
 Auth = Annotated[AuthService, Depends(get_auth)]
 
-__all__ = ["Auth", "CurrentPrincipal", "DbSession", "get_auth", "get_session", "require_principal"]
+__all__ = [
+    "Auth",
+    "CurrentPrincipal",
+    "Db",
+    "DbSession",
+    "get_auth",
+    "get_database",
+    "get_session",
+    "require_principal",
+]

@@ -1,16 +1,27 @@
-"""``GET /api/v1/me``: who the access token says the caller is."""
+"""``GET /api/v1/me``: who the access token says the caller is.
+
+The account is read on the database's direct path (one primary-key lookup, see
+:mod:`bastion.service.db`) on every request, not cached: a deleted account's still-valid
+token stops working at once, and on that path the lookup costs less than a cache's
+invalidation would.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel
+from sqlalchemy import bindparam, select
 
 from bastion.auth.bearer import RefusedToken
-from bastion.service.deps import Auth, CurrentPrincipal
+from bastion.service.db import Query
+from bastion.service.deps import CurrentPrincipal, Db
 from bastion.service.errors import BEARER_SCHEME
+from bastion.service.models import User
 from bastion.service.schemas import ErrorBody
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+_ACCOUNT = Query(select(User.email, User.role).where(User.id == bindparam("id")))
 
 
 class Me(BaseModel):
@@ -40,11 +51,12 @@ class Me(BaseModel):
     },
     openapi_extra={"security": [{BEARER_SCHEME: []}]},
 )
-async def me(principal: CurrentPrincipal, auth: Auth) -> dict[str, str]:
-    account = await auth.account(principal.user_id)
+async def me(principal: CurrentPrincipal, db: Db) -> dict[str, str]:
+    account = await db.direct.one(_ACCOUNT, id=principal.user_id)
     if account is None:  # a valid token for a deleted account is no longer valid
         raise RefusedToken("subject has no account")
-    return {"id": str(account.id), "email": account.email, "role": account.role}
+    email, role = account
+    return {"id": str(principal.user_id), "email": email, "role": role}
 
 
 __all__ = ["router"]

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 
 from bastion.errors import HTTPError
 from bastion.service import orders as repo
-from bastion.service.deps import CurrentPrincipal, DbSession
+from bastion.service.deps import CurrentPrincipal, Db
 from bastion.service.errors import BEARER_SCHEME
 from bastion.service.pagination import Page, encode_cursor
 from bastion.service.schemas import (
@@ -113,11 +113,11 @@ _SECURED: dict[str, Any] = {"security": [{BEARER_SCHEME: []}]}
 # --- representations ----------------------------------------------------------------------
 
 
-def _address(order: repo.Order) -> Address:
+def _address(order: repo.OrderRecord) -> Address:
     return Address.model_construct(street=order.street, city=order.city, country=order.country)
 
 
-def as_v1(order: repo.Order) -> OrderV1:
+def as_v1(order: repo.OrderRecord) -> OrderV1:
     return OrderV1(
         id=order.id,
         product_id=order.product_id,
@@ -127,7 +127,7 @@ def as_v1(order: repo.Order) -> OrderV1:
     )
 
 
-def as_v2(order: repo.Order) -> OrderV2:
+def as_v2(order: repo.OrderRecord) -> OrderV2:
     return OrderV2(
         id=order.id,
         product_id=order.product_id,
@@ -145,8 +145,8 @@ def _order_id(raw: str) -> uuid.UUID:
     return uuid.UUID(raw)
 
 
-async def _owned(session: DbSession, principal: CurrentPrincipal, raw_id: str) -> repo.Order:
-    order = await repo.get_order(session, principal.user_id, _order_id(raw_id))
+async def _owned(db: Db, principal: CurrentPrincipal, raw_id: str) -> repo.OrderRecord:
+    order = await repo.get_order(db, principal.user_id, _order_id(raw_id))
     if order is None:
         raise HTTPError(404, NOT_FOUND)
     return order
@@ -155,7 +155,7 @@ async def _owned(session: DbSession, principal: CurrentPrincipal, raw_id: str) -
 # --- the handlers: one per operation and version --------------------------------------------
 
 
-async def create_v1(principal: CurrentPrincipal, session: DbSession, body: OrderCreate) -> OrderV1:
+async def create_v1(principal: CurrentPrincipal, db: Db, body: OrderCreate) -> OrderV1:
     """Create an order for the caller."""
     new = repo.NewOrder(
         product_id=body.product_id,
@@ -164,46 +164,38 @@ async def create_v1(principal: CurrentPrincipal, session: DbSession, body: Order
         city=body.address.city,
         country=body.address.country,
     )
-    return as_v1(await repo.create_order(session, principal.user_id, new))
+    return as_v1(await repo.create_order(db, principal.user_id, new))
 
 
-async def list_v1(principal: CurrentPrincipal, session: DbSession, page: Page) -> OrderListV1:
+async def list_v1(principal: CurrentPrincipal, db: Db, page: Page) -> OrderListV1:
     """The caller's orders, newest first; pass ``next_cursor`` back as ``cursor``."""
-    rows, after = await repo.list_orders(
-        session, principal.user_id, limit=page.limit, after=page.after
-    )
+    rows, after = await repo.list_orders(db, principal.user_id, limit=page.limit, after=page.after)
     return OrderListV1(
         items=[as_v1(row) for row in rows],
         next_cursor=encode_cursor(after) if after else None,
     )
 
 
-async def list_v2(
-    principal: CurrentPrincipal, session: DbSession, page: Page
-) -> OrderListEnvelopeV2:
+async def list_v2(principal: CurrentPrincipal, db: Db, page: Page) -> OrderListEnvelopeV2:
     """The caller's orders, newest first, in the version-2 envelope."""
-    rows, after = await repo.list_orders(
-        session, principal.user_id, limit=page.limit, after=page.after
-    )
+    rows, after = await repo.list_orders(db, principal.user_id, limit=page.limit, after=page.after)
     meta = MetaV2(next_cursor=encode_cursor(after) if after else None)
     return OrderListEnvelopeV2(data=[as_v2(row) for row in rows], meta=meta)
 
 
-async def get_v1(principal: CurrentPrincipal, session: DbSession, order_id: OrderId) -> OrderV1:
+async def get_v1(principal: CurrentPrincipal, db: Db, order_id: OrderId) -> OrderV1:
     """One of the caller's orders."""
-    return as_v1(await _owned(session, principal, order_id))
+    return as_v1(await _owned(db, principal, order_id))
 
 
-async def get_v2(
-    principal: CurrentPrincipal, session: DbSession, order_id: OrderId
-) -> OrderEnvelopeV2:
+async def get_v2(principal: CurrentPrincipal, db: Db, order_id: OrderId) -> OrderEnvelopeV2:
     """One of the caller's orders, in the version-2 envelope."""
-    return OrderEnvelopeV2(data=as_v2(await _owned(session, principal, order_id)), meta=MetaV2())
+    return OrderEnvelopeV2(data=as_v2(await _owned(db, principal, order_id)), meta=MetaV2())
 
 
-async def delete_v1(principal: CurrentPrincipal, session: DbSession, order_id: OrderId) -> Response:
+async def delete_v1(principal: CurrentPrincipal, db: Db, order_id: OrderId) -> Response:
     """Delete one of the caller's orders."""
-    if not await repo.delete_order(session, principal.user_id, _order_id(order_id)):
+    if not await repo.delete_order(db, principal.user_id, _order_id(order_id)):
         raise HTTPError(404, NOT_FOUND)
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
@@ -215,31 +207,31 @@ _GET: dict[int, Callable[..., Awaitable[Any]]] = {1: get_v1, 2: get_v2}
 
 
 async def create_by_header(
-    version: V1Only, principal: CurrentPrincipal, session: DbSession, body: OrderCreate
+    version: V1Only, principal: CurrentPrincipal, db: Db, body: OrderCreate
 ) -> OrderV1:
     """``POST /api/orders``: version 1 only (``API-Version: 2`` gives 405, as ``/api/v2`` does)."""
-    return await create_v1(principal, session, body)
+    return await create_v1(principal, db, body)
 
 
 async def list_by_header(
-    version: ApiVersion, principal: CurrentPrincipal, session: DbSession, page: Page
+    version: ApiVersion, principal: CurrentPrincipal, db: Db, page: Page
 ) -> Any:
     """``GET /api/orders``: the version-1 or version-2 list, by ``API-Version``."""
-    return await _LIST[version](principal, session, page)
+    return await _LIST[version](principal, db, page)
 
 
 async def get_by_header(
-    version: ApiVersion, principal: CurrentPrincipal, session: DbSession, order_id: OrderId
+    version: ApiVersion, principal: CurrentPrincipal, db: Db, order_id: OrderId
 ) -> Any:
     """``GET /api/orders/{order_id}``: the version-1 or version-2 order, by ``API-Version``."""
-    return await _GET[version](principal, session, order_id)
+    return await _GET[version](principal, db, order_id)
 
 
 async def delete_by_header(
-    version: V1Only, principal: CurrentPrincipal, session: DbSession, order_id: OrderId
+    version: V1Only, principal: CurrentPrincipal, db: Db, order_id: OrderId
 ) -> Response:
     """``DELETE /api/orders/{order_id}``: version 1 only."""
-    return await delete_v1(principal, session, order_id)
+    return await delete_v1(principal, db, order_id)
 
 
 # --- routing table ---------------------------------------------------------------------------
