@@ -27,15 +27,16 @@ from pathlib import Path
 import aiosqlite
 import asyncpg
 import uvloop
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bastion.service.db import Database
+from bastion.service.db import Database, Query
 from bastion.service.models import User
 
 CONCURRENCY = 32
+ACCOUNT = Query(select(User.email, User.role).where(User.id == bindparam("id")))
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -115,10 +116,11 @@ async def sqlite_rows(path: Path, ids: list[uuid.UUID], n: int) -> list[tuple[st
     await database.create_schema()
 
     async def data_path(user_id: uuid.UUID) -> object:
-        return await database.fast.user(user_id)
+        return await database.direct.one(ACCOUNT, id=user_id)
 
-    if hasattr(database, "fast"):
-        out.append(("SQLite: bastion's data path (db.py)", *await _drive(data_path, ids, n)))
+    out.append(
+        ("SQLite: bastion's direct path (Database.direct)", *await _drive(data_path, ids, n))
+    )
     await database.close()
     return out
 
@@ -166,10 +168,10 @@ async def postgres_rows(ids: list[uuid.UUID], n: int) -> list[tuple[str, float, 
             await pool.close()
 
         async def data_path(user_id: uuid.UUID) -> object:
-            return await database.fast.user(user_id)
+            return await database.direct.one(ACCOUNT, id=user_id)
 
-        if hasattr(database, "fast"):
-            out.append(("PostgreSQL: bastion's data path", *await _drive(data_path, ids, n)))
+        direct = "PostgreSQL: bastion's direct path (Database.direct)"
+        out.append((direct, *await _drive(data_path, ids, n)))
         await database.close()
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
