@@ -5,7 +5,6 @@ them back the way the rest of the service stores them."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -227,7 +226,7 @@ async def _seed(
             ids = [order.id for order in made]
             await session.execute(update(Order).where(Order.id.in_(ids)).values(created_at=moment))
             await session.commit()
-        made = [dataclasses.replace(order, created_at=moment) for order in made]
+        made = [order._replace(created_at=moment) for order in made]
     return made
 
 

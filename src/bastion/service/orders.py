@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, insert, or_, select
 
@@ -38,9 +39,10 @@ class NewOrder:
     country: str
 
 
-@dataclass(frozen=True, slots=True)
-class OrderRecord:
-    """An order as stored (the columns of :class:`~bastion.service.models.Order`, in order)."""
+class OrderRecord(NamedTuple):
+    """An order as stored (the columns of :class:`~bastion.service.models.Order`, in order).
+
+    A named tuple: built from a row in one C call, which a page of orders does 21 times."""
 
     id: uuid.UUID
     user_id: uuid.UUID
@@ -110,7 +112,7 @@ async def create_order(db: Database, owner_id: uuid.UUID, new: NewOrder) -> Orde
 async def get_order(db: Database, owner_id: uuid.UUID, order_id: uuid.UUID) -> OrderRecord | None:
     """The order *order_id* if *owner_id* owns it; ``None`` otherwise (absent or not theirs)."""
     row = await db.direct.one(_GET, id=order_id, owner=owner_id)
-    return None if row is None else OrderRecord(*row)
+    return None if row is None else OrderRecord._make(row)
 
 
 async def delete_order(db: Database, owner_id: uuid.UUID, order_id: uuid.UUID) -> bool:
@@ -137,7 +139,7 @@ async def list_orders(
         rows = await db.direct.all(
             _NEXT_PAGE, owner=owner_id, at=after.created_at, after_id=after.id, limit=limit + 1
         )
-    orders = [OrderRecord(*row) for row in rows]
+    orders = [OrderRecord._make(row) for row in rows]
     if len(orders) <= limit:
         return orders, None
     last = orders[limit - 1]

@@ -8,13 +8,13 @@ invalidation would.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from sqlalchemy import bindparam, select
 
 from bastion.auth.bearer import RefusedToken
-from bastion.service.db import Query
-from bastion.service.deps import CurrentPrincipal, Db
+from bastion.service.db import Database, Query
+from bastion.service.deps import CurrentPrincipal
 from bastion.service.errors import BEARER_SCHEME
 from bastion.service.models import User
 from bastion.service.schemas import ErrorBody
@@ -51,8 +51,11 @@ class Me(BaseModel):
     },
     openapi_extra={"security": [{BEARER_SCHEME: []}]},
 )
-async def me(principal: CurrentPrincipal, db: Db) -> dict[str, str]:
-    account = await db.direct.one(_ACCOUNT, id=principal.user_id)
+async def me(principal: CurrentPrincipal, request: Request) -> dict[str, str]:
+    # The database from the request, not from a dependency: FastAPI solves each dependency
+    # on every request, and this one cost 5% of the route (10 µs, in process).
+    database: Database = request.app.state.database
+    account = await database.direct.one(_ACCOUNT, id=principal.user_id)
     if account is None:  # a valid token for a deleted account is no longer valid
         raise RefusedToken("subject has no account")
     email, role = account
