@@ -178,7 +178,15 @@ class Sample:
 
 def _wrk(url: str, script: Path, seconds: int, connections: int, pid: int, label: str) -> Sample:
     cpu_before = _cpu_seconds(pid)
-    command = [*_pin(LOAD_CORE), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    command = [
+        *_pin(LOAD_CORE),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+    ]
     out = subprocess.run(
         [*command, "-s", str(script), url], capture_output=True, text=True, check=True
     ).stdout
@@ -492,7 +500,10 @@ def run_round(
                 pid = running.process.pid
                 if args.warmup:
                     _wrk(url, script, args.warmup, args.connections, pid, case.label)
-                sample = _wrk(url, script, args.seconds, args.connections, pid, case.label)
+                try:
+                    sample = _wrk(url, script, args.seconds, args.connections, pid, case.label)
+                except SystemExit as exc:
+                    raise SystemExit(f"{exc}\nserver log:\n{_tail(running.log)}") from None
                 results.setdefault(case.key, []).append(sample)
                 print(
                     f"  {case.label}: {sample.rps:,.0f} req/s, p50 {sample.p50_ms:.2f} ms, "

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -107,3 +109,43 @@ async def test_ping_reports_a_live_database(tmp_path: Path) -> None:
         assert await database.ping() is True
     finally:
         await database.close()
+
+
+async def test_sqlite_checkpoints_run_in_the_thread_not_on_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's connection never checkpoints (a checkpoint fsyncs); every CHECKPOINT_EVERY
+    writes the thread does, and it moves the WAL's frames into the database."""
+    from bastion.service import db as db_module
+
+    ran: list[tuple[str, object]] = []
+    original = db_module._checkpoint
+
+    def recorded(conn: sqlite3.Connection) -> object:
+        result = original(conn)
+        ran.append((threading.current_thread().name, result))
+        return result
+
+    monkeypatch.setattr(db_module, "_checkpoint", recorded)
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY", 20)
+    database = Database(sqlite_url(tmp_path))
+    try:
+        user_id = await _with_user(database)
+        update = Query(User.__table__.update().where(User.id == bindparam("id")).values(role="y"))
+        for _ in range(19):
+            await database.direct.run(update, id=user_id)
+        loop_conn = database.direct._loop_conn  # type: ignore[attr-defined]
+        assert loop_conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        assert ran == []
+        await database.direct.run(update, id=user_id)  # the 20th write
+        await asyncio.wait_for(_until(lambda: bool(ran)), 10)
+        (thread, (busy, frames, moved)), *_ = ran
+        assert thread.startswith("bastion-sqlite") and thread != threading.main_thread().name
+        assert busy == 0 and frames > 0 and moved == frames
+    finally:
+        await database.close()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
