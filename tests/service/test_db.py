@@ -5,6 +5,7 @@ clear error."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import threading
 import time
@@ -149,3 +150,24 @@ async def test_sqlite_checkpoints_run_in_the_thread_not_on_the_loop(
 async def _until(condition: Callable[[], bool]) -> None:
     while not condition():
         await asyncio.sleep(0.01)
+
+
+async def test_ping_gives_up_on_a_server_that_never_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A black-holed database (connections accepted, nothing said) is "down" within the
+    probe's timeout: /healthz must not hang behind it."""
+    from bastion.service import db as db_module
+
+    monkeypatch.setattr(db_module, "PING_TIMEOUT", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes handshakes; nobody ever reads or writes
+        port = silent.getsockname()[1]
+        database = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/nothing")
+        try:
+            started = time.monotonic()
+            assert await database.ping() is False
+            assert time.monotonic() - started < 5
+        finally:
+            await database.close()
