@@ -5,6 +5,12 @@ plain HTTP), loads one case with wrk on core 1 and samples the server with py-sp
 install py-spy``; it is not a dependency), then prints the functions by share of samples:
 inclusive (the function and what it calls) and self.
 
+py-spy samples wall time, and with uvloop on CPython 3.11 the loop's idle time (waiting in
+epoll) shows up under the frame that awaited last: on PostgreSQL, most of
+``Connection._do_execute``'s "self" share is the wait for the server's answer, not CPU. For
+CPU per request, trust ``bench_service_inprocess.py`` (``getrusage``) and ``bench/run``'s
+server-CPU column.
+
     .venv/bin/python bench/profile_serve.py me [--database postgres] [--seconds 10]
         cases: healthz, me, get, list, post
 """
