@@ -566,17 +566,24 @@ def table(cases: list[Case], results: dict[str, list[Sample]]) -> list[str]:
 
 
 def goals(results: dict[str, list[Sample]]) -> list[str]:
-    lines = ["| ratio | median of rounds | rounds | goal | met |", "|---|---:|---:|---:|:---:|"]
+    lines = [
+        "| ratio | requests/s (median of rounds) | rounds | by server CPU/request | goal | met |",
+        "|---|---:|---:|---:|---:|:---:|",
+    ]
     for label, top, bottom, goal in GOALS:
         if top not in results or bottom not in results:
             continue
-        ratios = [
-            a.rps / b.rps for a, b in zip(results[top], results[bottom], strict=False) if b.rps
-        ]
+        pairs = list(zip(results[top], results[bottom], strict=False))
+        ratios = [a.rps / b.rps for a, b in pairs if b.rps]
         mid = statistics.median(ratios)
+        # The inverse ratio of CPU per request: what requests/s would give if each server had
+        # its core to itself (on a loaded machine, the scheduler's shares decide requests/s).
+        cpu = [b.cpu_us / a.cpu_us for a, b in pairs if a.cpu_us and b.cpu_us]
+        by_cpu = f"{statistics.median(cpu):.2f}×" if cpu else "—"
         met = "—" if not goal else ("yes" if mid >= goal else "**no**")
         shown = f"≥ {goal:.1f}×" if goal else "—"
-        lines.append(f"| {label} | {mid:.2f}× | {_fmt_range(ratios, '{:.2f}')} | {shown} | {met} |")
+        spread = _fmt_range(ratios, "{:.2f}")
+        lines.append(f"| {label} | {mid:.2f}× | {spread} | {by_cpu} | {shown} | {met} |")
     return lines
 
 
