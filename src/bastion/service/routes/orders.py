@@ -122,7 +122,7 @@ _SECURED: dict[str, Any] = {"security": [{BEARER_SCHEME: []}]}
 
 def _rfc3339(at: datetime) -> str:
     """pydantic's form of an aware datetime in UTC: ``...T...[.ffffff]Z``."""
-    return at.astimezone(UTC).isoformat()[:-6] + "Z"
+    return (at if at.tzinfo is UTC else at.astimezone(UTC)).isoformat()[:-6] + "Z"
 
 
 def as_v1(order: repo.OrderRecord) -> dict[str, Any]:
