@@ -40,9 +40,19 @@ API_PATHS = ("/api/",)
 # The OAuth endpoints that take credentials share the budget of the JSON ones: a failed
 # password on the OAuth login form and one on /api/v1/auth/login count together, so OAuth
 # opens no second set of guesses. On /oauth/authorize only the form's POST counts (see
-# _credential_request).
-AUTH_PATHS = ("/api/v1/auth/", "/api/v1/password-reset", "/oauth/token", "/oauth/authorize")
+# _credential_request). The password-reset page's form POST runs the JSON confirm endpoint's
+# logic, so it shares that budget too.
+AUTH_PATHS = (
+    "/api/v1/auth/",
+    "/api/v1/password-reset",
+    "/oauth/token",
+    "/oauth/authorize",
+    "/password-reset",
+)
 OAUTH_AUTHORIZE = "/oauth/authorize"
+RESET_PAGE = "/password-reset"
+# HTML pages whose GET only renders a form: not counted (see _credential_request).
+_FORM_PAGES = (OAUTH_AUTHORIZE, RESET_PAGE)
 AUTH_MESSAGE = "Too many authentication attempts"
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
@@ -72,6 +82,8 @@ class Rule:
     * ``message`` — the public ``429`` message.
     * ``on_store_failure`` — ``"fail-open"`` (serve without this limit, log an error) or
       ``"fail-closed"`` (answer ``503``) while the store is unreachable.
+    * ``namespace`` — the store keys' prefix (default: ``name``). Two rules with one namespace
+      share counters; per-route limits (:class:`bastion.RateLimit`) use ``route.<...>``.
     """
 
     name: str
@@ -111,6 +123,7 @@ class Rule:
         slowdown_max_delay_ms: int | None = None,
         message: str = "Too many requests",
         on_store_failure: FailureMode = "fail-open",
+        namespace: str | None = None,
     ) -> None:
         def fix(attribute: str, value: object) -> None:
             object.__setattr__(self, attribute, value)
@@ -165,7 +178,9 @@ class Rule:
             raise ConfigError(f"rule {name}: message", "must be a non-empty string")
         fix("message", message)
         fix("policy", policy_item(name, self.rate.limit, self.rate.window))
-        fix("store_prefix", f"{name}:")
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise ConfigError(f"rule {name}: namespace", "must be a non-empty string")
+        fix("store_prefix", f"{namespace or name}:")
         fix("limit_bytes", b"%d" % self.rate.limit)
         fix("every_request", method_set is None and when is None)
         fix("item_format", limit_item_format(name))
@@ -237,18 +252,19 @@ def api_rule(
 
 
 def _credential_request(scope: Scope) -> bool:
-    """False for a ``GET``/``HEAD`` of ``/oauth/authorize``: it renders the login form or
-    redirects with a code, carries no password, and a broken authorization link must not eat
-    the user's login budget (nor be refused with ``429`` while the form POST is the guess)."""
+    """False for a ``GET``/``HEAD`` of ``/oauth/authorize`` or ``/password-reset``: they
+    render a form (or redirect with a code), carry no password, and a broken link must not
+    eat the user's budget (nor be refused with ``429`` while the form POST is the guess)."""
     if scope.get("method") not in ("GET", "HEAD"):
         return True
     path = canonical_path(scope.get("path", ""))
-    return not (path == OAUTH_AUTHORIZE or path.startswith(OAUTH_AUTHORIZE + "/"))
+    return not any(path == page or path.startswith(page + "/") for page in _FORM_PAGES)
 
 
 def auth_rule(
     rate: Rate | str = "5/15m",
     *,
+    paths: str | Iterable[str] = AUTH_PATHS,
     on_store_failure: FailureMode = "fail-closed",
     key: Callable[[Scope], str | None] = client_key,
 ) -> Rule:
@@ -256,12 +272,13 @@ def auth_rule(
     ``POST /oauth/token`` and the OAuth login form (``POST /oauth/authorize``).
 
     Once the budget is spent every request to these paths gets ``429``, a correct password
-    included: answering 200 there would turn the limit into a password oracle.
+    included: answering 200 there would turn the limit into a password oracle. Another app
+    names its own credential endpoints: ``auth_rule("5/15m", paths=["/login", "/token"])``.
     """
     return Rule(
         "auth",
         rate,
-        paths=AUTH_PATHS,
+        paths=paths,
         when=_credential_request,
         key=key,
         count="failures",

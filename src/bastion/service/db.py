@@ -78,7 +78,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, InvalidRequestError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -88,6 +88,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql import Executable
 
+from bastion.config import setting_name
 from bastion.errors import ConfigError
 
 __all__ = ["Base", "Database", "Direct", "Query"]
@@ -102,6 +103,8 @@ CHECKPOINT_EVERY = 300
 PING_TIMEOUT = 5.0
 
 log = logging.getLogger("bastion.db")
+
+_DRIVERS = "use postgresql+asyncpg://user:password@host/dbname or sqlite+aiosqlite:///path"
 
 
 class Base(DeclarativeBase):
@@ -422,7 +425,12 @@ class Database:
         options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30}
-        self.engine: AsyncEngine = create_async_engine(url, **options)
+        try:
+            self.engine: AsyncEngine = create_async_engine(url, **options)
+        except (ArgumentError, ImportError, InvalidRequestError) as exc:
+            # A URL Settings did not vet (a direct caller): one line, not a driver traceback.
+            problem = f"unusable ({exc.__class__.__name__}): {_DRIVERS}"
+            raise ConfigError(setting_name("database_url"), problem) from None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -434,13 +442,13 @@ class Database:
             path = self.engine.url.database or ""
             if path in ("", ":memory:") or path.startswith("file:"):
                 raise ConfigError(
-                    "database_url", "an in-memory SQLite database cannot be shared: give a file"
+                    setting_name("database_url"),
+                    "an in-memory SQLite database cannot be shared between connections: "
+                    "give a file",
                 )
             return _SqliteDirect(dialect, path)
         if dialect.driver != "asyncpg":
-            raise ConfigError(
-                "database_url", "use sqlite+aiosqlite:///FILE or postgresql+asyncpg://..."
-            )
+            raise ConfigError(setting_name("database_url"), f"unusable driver: {_DRIVERS}")
         _args, options = dialect.create_connect_args(self.engine.url)
         connect = dict(options)
         cache = connect.pop("prepared_statement_cache_size", None)

@@ -1,9 +1,13 @@
 """The reference orders API: a FastAPI app assembled from routers, wrapped in the stack.
 
 ``create_app(settings)`` builds the bare FastAPI application (routes, exception handlers,
-resources opened in its lifespan); ``build(settings)`` wraps it in every bastion layer and is
-what ``bastion serve`` runs; ``factory()`` does the same from the environment, for uvicorn
-worker processes.
+resources opened in its lifespan); ``build(settings)`` wraps it in every bastion layer through
+the library's public call, ``bastion.secure(app, settings=...)``, and is what ``bastion serve``
+runs; ``factory()`` does the same from the environment, for uvicorn worker processes.
+
+With ``BASTION_EXPOSE_DOCS=true`` FastAPI serves ``/openapi.json`` and the stack serves the
+Swagger UI page at ``/docs`` under its own nonce-based CSP (:mod:`bastion.docs`), never
+FastAPI's CDN page.
 """
 
 from __future__ import annotations
@@ -13,26 +17,32 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.asgi import ASGIApp
 from bastion.auth.passwords import PasswordHasher
 from bastion.config import Settings, load_settings
+from bastion.ratelimit.factory import store_from_settings
+from bastion.ratelimit.store import Store
 from bastion.service import errors
 from bastion.service.db import Database
+from bastion.service.db_errors import connect_error
 from bastion.service.health import HealthProbe
 from bastion.service.routes import auth as auth_routes
 from bastion.service.routes import oauth as oauth_routes
 from bastion.service.routes import orders as orders_routes
-from bastion.stack import Stack, secure, secure_redirect
+from bastion.service.routes import reset_page
+from bastion.stack import secure, secure_redirect
 
 
 def create_app(
     settings: Settings,
     *,
-    stack: Stack | None = None,
+    ratelimit_store: Store | None = None,
     password_hasher: PasswordHasher | None = None,
 ) -> FastAPI:
-    """The bare service. *stack* gives /healthz access to the rate-limit store.
+    """The bare service. *ratelimit_store* (the stack's) is reported by /healthz and closed
+    with the app.
 
     *password_hasher* defaults to the OWASP argon2id profile (tests may pass a cheaper one).
     """
@@ -43,15 +53,16 @@ def create_app(
         try:
             yield
         finally:
+            await _close_mailer(app)
             await database.close()
-            if stack is not None:
-                await stack.close()
+            if ratelimit_store is not None:
+                await ratelimit_store.aclose()
 
     docs = settings.expose_docs
     app = FastAPI(
         title="bastion reference orders API",
         version="1",
-        docs_url="/docs" if docs else None,
+        docs_url=None,  # the stack serves /docs (secure(docs=...)): strict CSP, local assets
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         swagger_ui_oauth2_redirect_url=None,
@@ -63,10 +74,11 @@ def create_app(
     errors.install(app)
     auth_routes.install(app, password_hasher=password_hasher)
     oauth_routes.install(app)  # after auth: it uses app.state.auth
+    reset_page.install(app)  # after auth: it uses app.state.auth
     orders_routes.install(app)
 
     # /healthz: the backends' state, probed at most once a second (service/health.py).
-    health = HealthProbe(database.ping, None if stack is None else stack.ping_store)
+    health = HealthProbe(database.ping, None if ratelimit_store is None else ratelimit_store.ping)
 
     @app.get("/healthz", tags=["health"], summary="Liveness, with the state of each backend")
     async def healthz() -> dict[str, Any]:
@@ -75,18 +87,32 @@ def create_app(
     return app
 
 
+async def _close_mailer(app: FastAPI) -> None:
+    """Give mail still queued (SMTP) its few seconds to go out; a mailer may hold nothing."""
+    close = getattr(app.state.auth.mailer, "aclose", None)
+    if close is not None:
+        await close()
+
+
 def build(settings: Settings) -> ASGIApp:
     """The service wrapped in every protective layer, as `bastion serve` runs it."""
-    stack = Stack(settings)
-    return secure(create_app(settings, stack=stack), settings, stack=stack)
+    store = store_from_settings(settings)
+    app = create_app(settings, ratelimit_store=store)
+    return secure(app, settings=settings, ratelimit_store=store)
 
 
 async def prepare(settings: Settings) -> None:
-    """One-time work before workers start: the signing keys and the database schema."""
+    """One-time work before workers start: the signing keys and the database schema.
+
+    A database that cannot be reached or used stops the start with one line
+    (:func:`bastion.service.db_errors.connect_error`), not a driver traceback.
+    """
     auth_routes.prepare_keys(settings)
     database = Database(settings.database)
     try:
         await database.create_schema()
+    except (OSError, SQLAlchemyError) as exc:
+        raise connect_error(exc, settings.database) from None
     finally:
         await database.close()
 
