@@ -31,6 +31,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bastion.config import load_settings
+from bastion.log import configure
 from bastion.service.main import build, prepare
 from bench.compare import ORDER, OUT_OF_REACH, PASSWORD, postgres_database
 
@@ -105,6 +106,7 @@ async def measure(args: argparse.Namespace, tmp: Path, url: str | None) -> None:
         auth_limit=f"{OUT_OF_REACH}/15m",
         log_level="warning",
     )
+    configure(settings.log_level)  # as bastion serve does: the access log off at "warning"
     await prepare(settings)
     app = build(settings)
     json_type = {"Content-Type": "application/json"}
