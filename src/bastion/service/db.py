@@ -10,18 +10,20 @@
 
 Why two ways: measured with ``bench/bench_datapath.py`` (one primary-key lookup, 32
 concurrent lookups on one uvloop worker pinned to a core of this 2-core VM, process CPU per
-lookup, while other work shared the machine):
+lookup, while other work shared the machine: load average 13; the ratios are the figures):
 
 ============================================================  =========
-SQLite: ORM ``session.get`` over aiosqlite (before)             343 µs
-SQLite: Core ``select`` over aiosqlite                          283 µs
+SQLite: ORM ``session.get`` over aiosqlite (before)             374 µs
+SQLite: Core ``select`` over aiosqlite                          304 µs
 SQLite: aiosqlite alone, one connection                          16 µs
 SQLite: ``sqlite3`` in one thread, one hand-off per lookup       14 µs
 SQLite: ``sqlite3`` on the event loop                             3 µs
-PostgreSQL: ORM ``session.get`` over asyncpg (before)           523 µs
-PostgreSQL: Core ``select`` over asyncpg                        502 µs
-PostgreSQL: asyncpg pool, no statement cache                     98 µs
-PostgreSQL: asyncpg pool, prepared-statement cache               63 µs
+SQLite: ``Database.direct`` (compiled statement, conversions)     6 µs
+PostgreSQL: ORM ``session.get`` over asyncpg (before)           633 µs
+PostgreSQL: Core ``select`` over asyncpg                        559 µs
+PostgreSQL: asyncpg pool, no statement cache                    105 µs
+PostgreSQL: asyncpg pool, prepared-statement cache               66 µs
+PostgreSQL: ``Database.direct`` (no reset query on release)      50 µs
 ============================================================  =========
 
 An engine checkout is the cost, not the SQL: the pool, the ``pool_pre_ping`` round trip, the
@@ -53,13 +55,22 @@ PostgreSQL, where every commit is durable and concurrent commits share one fsync
 **PostgreSQL: an asyncpg pool of its own, with its prepared-statement cache.** Each
 statement is prepared once per connection (asyncpg's cache, 100 statements) and then costs
 one round trip. A connection returned to the pool is not reset with asyncpg's default
-``RESET ALL``/``UNLISTEN``/``CLOSE ALL`` query (a second round trip per request, 26% of a
-``/me`` profile): the direct path creates no session state, so only a transaction left
-open is rolled back. There is no pre-ping: a read that finds its pooled connection dead (a
-server restart, ``pg_terminate_backend``) is retried once on a fresh one; a write is not
-retried (its outcome is unknown), it answers 500. Behind PgBouncer in transaction mode,
+``RESET ALL``/``UNLISTEN``/``CLOSE ALL`` query (a second round trip per request: 66 against
+50 µs above, and its latency): the direct path creates no session state, so only a
+transaction left open is rolled back. Inside the service a PostgreSQL lookup still costs
+more than these 50 µs (``bench_service_inprocess.py``: ``/me`` 370 µs of CPU against 210 µs
+on SQLite): the request suspends while the server answers, and 32 interleaved requests
+share the CPU's caches. No row is cached to hide that (see ``routes/me.py``).
+
+There is no pre-ping: a read that finds its pooled connection dead (a server restart,
+``pg_terminate_backend``) is retried once on a fresh one; a write is not retried (its
+outcome is unknown), it answers 500. Behind PgBouncer in transaction mode,
 prepared statements need ``?prepared_statement_cache_size=0`` in the URL, which the direct
 path honours as asyncpg's ``statement_cache_size``.
+
+What is cached: each statement's compiled SQL and type conversions (per dialect, in its
+:class:`Query`), prepared statements (per connection: sqlite3's cache of 64, asyncpg's of
+100) and ``/healthz``'s answer (one second, ``service/health.py``); never a row.
 
 Every statement is a bound-parameter statement built by SQLAlchemy; no SQL text is ever
 made from input. A constraint violation raises SQLAlchemy's ``IntegrityError`` on both
