@@ -686,8 +686,8 @@ def main() -> None:
     lines = [
         "# bench/run results",
         "",
-        f"Measured {started:%Y-%m-%d %H:%M} UTC with `bench/run` "
-        + " ".join(a for a in sys.argv[1:]) + ". " + conditions,
+        f"Measured {started:%Y-%m-%d %H:%M} UTC with `{' '.join(['bench/run', *sys.argv[1:]])}`. "
+        + conditions,
         "",
         *description,
         "",
