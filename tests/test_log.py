@@ -19,6 +19,7 @@ from bastion.log import (
     UVICORN_LOG_CONFIG,
     FallbackHandler,
     JSONFormatter,
+    configure,
     ensure_handler,
     timestamp,
 )
@@ -145,6 +146,18 @@ def test_an_explicit_level_is_kept() -> None:
         assert logging.getLogger("bastion").level == logging.WARNING
         logging.getLogger("bastion.access").info("dropped")
     assert stderr.getvalue() == ""
+
+
+def test_configure_sets_the_level_of_bastions_lines_too() -> None:
+    """``bastion serve`` configures logging before ``secure()`` builds the stack: with
+    ``BASTION_LOG_LEVEL=warning`` the access log (INFO) stays silent."""
+    stream = io.StringIO()
+    with unconfigured():
+        configure("warning", stream)
+        ensure_handler()
+        logging.getLogger("bastion.access").info("an access line")
+        logging.getLogger("bastion.error").warning("a warning")
+    assert stream.getvalue().count("\n") == 1 and "a warning" in stream.getvalue()
 
 
 # --- real servers ---------------------------------------------------------------------------

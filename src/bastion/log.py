@@ -168,6 +168,9 @@ def configure(level: str | int = "info", stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JSONFormatter())
     logging.basicConfig(level=numeric, handlers=[handler], force=True)
+    # The level is bastion's too: ensure_handler() (run later, by secure()) raises an unset
+    # ``bastion`` logger to INFO, which would write the access log under BASTION_LOG_LEVEL=warning.
+    logging.getLogger(BASTION_LOGGER).setLevel(numeric)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()

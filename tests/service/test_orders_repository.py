@@ -1,5 +1,7 @@
 """The orders repository on SQLite and on a real PostgreSQL: owner scoping in the query,
-random ids, keyset pages, verbatim storage of hostile-looking text."""
+random ids, keyset pages, verbatim storage of hostile-looking text. The repository runs on
+the database's direct path; the ORM session is used here only to set rows up and to read
+them back the way the rest of the service stores them."""
 
 from __future__ import annotations
 
@@ -7,21 +9,20 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, event, text
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from bastion.service import orders as repo
-from bastion.service.db import Base
-from bastion.service.models import User
+from bastion.service.db import Database, Direct
+from bastion.service.models import Order, User
 from bastion.service.pagination import Keyset, decode_cursor, encode_cursor
-from tests.support import require_tcp
+from tests.service.auth_db import postgres_database, sqlite_url
 
 ALICE = uuid.UUID("a11ce000-0000-4000-8000-000000000001")
 BOB = uuid.UUID("b0b00000-0000-4000-8000-000000000002")
-POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 SQLI = [
     "'; DROP TABLE orders; --",
     "1' OR '1'='1",
@@ -31,42 +32,32 @@ SQLI = [
 ]
 
 
-def _foreign_keys_on(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-    dbapi_connection.cursor().execute("PRAGMA foreign_keys=ON")  # as bastion.service.db does
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def sessions(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """A session factory on a fresh database: a SQLite file, or a PostgreSQL schema of its own
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A fresh database with Alice and Bob: a SQLite file, or a PostgreSQL database of its own
     (so parallel test workers never see each other's rows)."""
+
+    async def ready(url: str) -> AsyncIterator[Database]:
+        database = Database(url)
+        try:
+            await database.create_schema()
+            async with database.session() as session:  # orders reference their accounts
+                for user_id in (ALICE, BOB):
+                    session.add(
+                        User(id=user_id, email=f"{user_id}@example.test", password_hash="-")
+                    )
+                await session.commit()
+            yield database
+        finally:
+            await database.close()
+
     if request.param == "sqlite":
-        engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
-        event.listen(engine.sync_engine, "connect", _foreign_keys_on)
-        schema = None
+        async for database in ready(sqlite_url(tmp_path)):
+            yield database
     else:
-        require_tcp("127.0.0.1", 5432, "PostgreSQL")
-        schema = f"t_{uuid.uuid4().hex}"
-        engine = create_async_engine(
-            POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}}
-        )
-        async with engine.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-        factory = async_sessionmaker(engine, expire_on_commit=False)
-        async with factory() as session:  # the owners (orders reference their accounts)
-            for user_id in (ALICE, BOB):
-                session.add(User(id=user_id, email=f"{user_id}@example.test", password_hash="-"))
-            await session.commit()
-        yield factory
-    finally:
-        if schema is not None:
-            async with engine.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await engine.dispose()
+        async with postgres_database() as url:
+            async for database in ready(url):
+                yield database
 
 
 def new_order(**changes: object) -> repo.NewOrder:
@@ -81,11 +72,9 @@ def new_order(**changes: object) -> repo.NewOrder:
     return repo.NewOrder(**values)  # type: ignore[arg-type]
 
 
-async def test_create_and_get_round_trip(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions() as s:
-        created = await repo.create_order(s, ALICE, new_order())
-    async with sessions() as s:
-        got = await repo.get_order(s, ALICE, created.id)
+async def test_create_and_get_round_trip(db: Database) -> None:
+    created = await repo.create_order(db, ALICE, new_order())
+    got = await repo.get_order(db, ALICE, created.id)
     assert got is not None
     assert (got.id, got.user_id, got.product_id, got.quantity) == (
         created.id,
@@ -97,11 +86,43 @@ async def test_create_and_get_round_trip(sessions: async_sessionmaker[AsyncSessi
     assert got.created_at == created.created_at  # microseconds survive the round trip
     assert got.created_at.tzinfo is UTC
     assert abs(datetime.now(UTC) - got.created_at) < timedelta(minutes=1)
+    assert isinstance(got.id, uuid.UUID) and isinstance(got.product_id, uuid.UUID)
 
 
-async def test_ids_are_random_version_4_uuids(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with sessions() as s:
-        ids = [(await repo.create_order(s, ALICE, new_order())).id for _ in range(20)]
+async def test_the_direct_path_and_the_orm_store_rows_alike(db: Database) -> None:
+    """Rows written by the direct path read back through the ORM unchanged, and the other way
+    round: both use SQLAlchemy's type conversions, so the stored forms cannot drift."""
+    created = await repo.create_order(db, ALICE, new_order(street="Ümlaut 1"))
+    async with db.session() as session:
+        stored = await session.get(Order, created.id)
+        assert stored is not None
+        assert (stored.user_id, stored.created_at, stored.street) == (
+            ALICE,
+            created.created_at,
+            "Ümlaut 1",
+        )
+        orm_made = Order(
+            id=uuid.uuid4(),
+            user_id=BOB,
+            product_id=uuid.uuid4(),
+            quantity=7,
+            street="s",
+            city="c",
+            country="DE",
+            created_at=datetime(2026, 3, 4, 5, 6, 7, 0, tzinfo=UTC),  # no microseconds
+        )
+        session.add(orm_made)
+        await session.commit()
+    got = await repo.get_order(db, BOB, orm_made.id)
+    assert got == repo.OrderRecord(
+        orm_made.id, BOB, orm_made.product_id, 7, "s", "c", "DE", orm_made.created_at
+    )
+    rows, _ = await repo.list_orders(db, BOB, limit=5)
+    assert [r.id for r in rows] == [orm_made.id]
+
+
+async def test_ids_are_random_version_4_uuids(db: Database) -> None:
+    ids = [(await repo.create_order(db, ALICE, new_order())).id for _ in range(20)]
     assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
     assert len(set(ids)) == 20
     # Not sequential, not time-ordered: sorting by id does not give creation order (the chance
@@ -109,137 +130,115 @@ async def test_ids_are_random_version_4_uuids(sessions: async_sessionmaker[Async
     assert ids != sorted(ids)
 
 
-async def test_another_owner_gets_none_exactly_like_an_unknown_id(
-    sessions: async_sessionmaker[AsyncSession],
+async def test_another_owner_gets_none_exactly_like_an_unknown_id(db: Database) -> None:
+    alices = await repo.create_order(db, ALICE, new_order())
+    assert await repo.get_order(db, BOB, alices.id) is None
+    assert await repo.get_order(db, BOB, uuid.uuid4()) is None
+    assert await repo.delete_order(db, BOB, alices.id) is False
+    assert await repo.delete_order(db, BOB, uuid.uuid4()) is False
+    assert await repo.get_order(db, ALICE, alices.id) is not None  # Bob changed nothing
+
+
+async def test_the_owner_filter_is_in_the_sql(
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with sessions() as s:
-        alices = await repo.create_order(s, ALICE, new_order())
-    async with sessions() as s:
-        assert await repo.get_order(s, BOB, alices.id) is None
-        assert await repo.get_order(s, BOB, uuid.uuid4()) is None
-        assert await repo.delete_order(s, BOB, alices.id) is False
-        assert await repo.delete_order(s, BOB, uuid.uuid4()) is False
-    async with sessions() as s:  # Bob's attempts changed nothing
-        assert await repo.get_order(s, ALICE, alices.id) is not None
+    """Not checked after loading: the statement the driver receives names the owner, and every
+    value travels as a bound parameter."""
+    alices = await repo.create_order(db, ALICE, new_order())
+    sent: list[tuple[str, list[Any]]] = []
+    direct = type(db.direct)
+
+    def spy(name: str) -> Any:
+        original = getattr(direct, name)
+
+        async def recorded(self: Direct, compiled: Any, args: list[Any], *more: Any) -> Any:
+            sent.append((compiled.sql, list(args)))
+            return await original(self, compiled, args, *more)
+
+        return recorded
+
+    monkeypatch.setattr(direct, "_fetch", spy("_fetch"))
+    monkeypatch.setattr(direct, "_execute", spy("_execute"))
+    await repo.get_order(db, BOB, alices.id)
+    await repo.delete_order(db, BOB, alices.id)
+    await repo.list_orders(db, BOB, limit=5)
+    await repo.list_orders(db, BOB, limit=5, after=Keyset(alices.created_at, alices.id))
+    assert len(sent) == 4
+    for sql, args in sent:
+        where = sql.split("WHERE", 1)[1]
+        assert "user_id" in where
+        assert str(alices.id) not in sql and alices.id.hex not in sql and "'" not in where
+        flat = [str(arg).replace("-", "") for arg in args]
+        assert BOB.hex in flat
 
 
-async def test_the_owner_filter_is_in_the_sql(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """Not checked after loading: the statement sent to the database names the owner."""
-    async with sessions() as s:
-        alices = await repo.create_order(s, ALICE, new_order())
-    statements: list[tuple[str, object]] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        statements.append((statement, parameters))
-
-    async with sessions() as s:
-        sync_engine = (await s.connection()).engine.sync_engine
-        event.listen(sync_engine, "before_cursor_execute", record)
-        try:
-            await repo.get_order(s, BOB, alices.id)
-            await repo.delete_order(s, BOB, alices.id)
-            await repo.list_orders(s, BOB, limit=5)
-        finally:
-            event.remove(sync_engine, "before_cursor_execute", record)
-    queries = [(sql, params) for sql, params in statements if "orders" in sql]
-    assert len(queries) == 3
-    for sql, params in queries:
-        assert "user_id" in sql.split("WHERE", 1)[1]
-        assert (
-            str(alices.id) not in sql and "'" not in sql.split("WHERE", 1)[1]
-        )  # bound, not inlined
-        flat = [
-            str(p).replace("-", "")
-            for p in (params.values() if isinstance(params, dict) else params)
-        ]  # type: ignore[union-attr]
-        assert BOB.hex in flat or str(BOB) in flat
+async def test_an_order_needs_an_existing_owner(db: Database) -> None:
+    with pytest.raises(IntegrityError):
+        await repo.create_order(db, uuid.uuid4(), new_order())
+    rows, _ = await repo.list_orders(db, ALICE, limit=5)
+    assert rows == []
 
 
-async def test_an_order_needs_an_existing_owner(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    async with sessions() as s:
-        with pytest.raises(IntegrityError):
-            await repo.create_order(s, uuid.uuid4(), new_order())
+async def test_deleting_an_account_deletes_its_orders(db: Database) -> None:
+    alices = await repo.create_order(db, ALICE, new_order())
+    bobs = await repo.create_order(db, BOB, new_order())
+    async with db.session() as session:
+        await session.execute(delete(User).where(User.id == ALICE))
+        await session.commit()
+    assert await repo.get_order(db, ALICE, alices.id) is None
+    assert await repo.get_order(db, BOB, bobs.id) is not None
 
 
-async def test_deleting_an_account_deletes_its_orders(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    async with sessions() as s:
-        alices = await repo.create_order(s, ALICE, new_order())
-        bobs = await repo.create_order(s, BOB, new_order())
-    async with sessions() as s:
-        await s.execute(delete(User).where(User.id == ALICE))
-        await s.commit()
-    async with sessions() as s:
-        assert await repo.get_order(s, ALICE, alices.id) is None
-        assert await repo.get_order(s, BOB, bobs.id) is not None
-
-
-async def test_delete_removes_only_the_owners_order(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    async with sessions() as s:
-        a = await repo.create_order(s, ALICE, new_order())
-        b = await repo.create_order(s, BOB, new_order())
-    async with sessions() as s:
-        assert await repo.delete_order(s, ALICE, a.id) is True
-        assert await repo.delete_order(s, ALICE, a.id) is False  # already gone
-    async with sessions() as s:
-        assert await repo.get_order(s, ALICE, a.id) is None
-        assert await repo.get_order(s, BOB, b.id) is not None
+async def test_delete_removes_only_the_owners_order(db: Database) -> None:
+    a = await repo.create_order(db, ALICE, new_order())
+    b = await repo.create_order(db, BOB, new_order())
+    assert await repo.delete_order(db, ALICE, a.id) is True
+    assert await repo.delete_order(db, ALICE, a.id) is False  # already gone
+    assert await repo.get_order(db, ALICE, a.id) is None
+    assert await repo.get_order(db, BOB, b.id) is not None
+    async with db.session() as session:  # gone for the ORM too: one database, two paths
+        assert await session.scalar(select(Order).where(Order.id == a.id)) is None
 
 
 @pytest.mark.parametrize("hostile", SQLI)
-async def test_sql_looking_text_is_stored_verbatim(
-    sessions: async_sessionmaker[AsyncSession], hostile: str
-) -> None:
-    async with sessions() as s:
-        created = await repo.create_order(s, ALICE, new_order(street=hostile, city=hostile[:100]))
-    async with sessions() as s:
-        got = await repo.get_order(s, ALICE, created.id)
-        rows, _ = await repo.list_orders(s, ALICE, limit=10)
+async def test_sql_looking_text_is_stored_verbatim(db: Database, hostile: str) -> None:
+    created = await repo.create_order(db, ALICE, new_order(street=hostile, city=hostile[:100]))
+    got = await repo.get_order(db, ALICE, created.id)
+    rows, _ = await repo.list_orders(db, ALICE, limit=10)
     assert got is not None and got.street == hostile and got.city == hostile[:100]
     assert [r.id for r in rows] == [created.id]  # the table is intact and holds just this row
 
 
-async def test_unicode_text_survives(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_unicode_text_survives(db: Database) -> None:
     street = "Straße 1 – 東京都 😀 " + "é" * 180
-    async with sessions() as s:
-        created = await repo.create_order(s, ALICE, new_order(street=street))
-    async with sessions() as s:
-        got = await repo.get_order(s, ALICE, created.id)
+    created = await repo.create_order(db, ALICE, new_order(street=street))
+    got = await repo.get_order(db, ALICE, created.id)
     assert got is not None and got.street == street
 
 
 async def _seed(
-    sessions: async_sessionmaker[AsyncSession], owner: uuid.UUID, count: int, same_time: bool
-) -> list[repo.Order]:
-    made = []
-    async with sessions() as s:
-        for _ in range(count):
-            made.append(await repo.create_order(s, owner, new_order()))
-        if same_time:  # force ties on created_at: the id must break them
-            moment = datetime(2026, 1, 1, tzinfo=UTC)
-            for order in made:
-                order.created_at = moment
-            await s.commit()
+    db: Database, owner: uuid.UUID, count: int, same_time: bool
+) -> list[repo.OrderRecord]:
+    made = [await repo.create_order(db, owner, new_order()) for _ in range(count)]
+    if same_time:  # force ties on created_at: the id must break them
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
+        async with db.session() as session:
+            ids = [order.id for order in made]
+            await session.execute(update(Order).where(Order.id.in_(ids)).values(created_at=moment))
+            await session.commit()
+        made = [order._replace(created_at=moment) for order in made]
     return made
 
 
 @pytest.mark.parametrize("same_time", [False, True])
-async def test_pages_cover_every_order_once_newest_first(
-    sessions: async_sessionmaker[AsyncSession], same_time: bool
-) -> None:
-    mine = await _seed(sessions, ALICE, 23, same_time)
-    await _seed(sessions, BOB, 7, same_time)
+async def test_pages_cover_every_order_once_newest_first(db: Database, same_time: bool) -> None:
+    mine = await _seed(db, ALICE, 23, same_time)
+    await _seed(db, BOB, 7, same_time)
     seen: list[uuid.UUID] = []
     after: Keyset | None = None
     pages = 0
     while True:
-        async with sessions() as s:
-            rows, after = await repo.list_orders(s, ALICE, limit=5, after=after)
+        rows, after = await repo.list_orders(db, ALICE, limit=5, after=after)
         pages += 1
         seen.extend(r.id for r in rows)
         assert all(r.user_id == ALICE for r in rows)
@@ -252,31 +251,25 @@ async def test_pages_cover_every_order_once_newest_first(
     assert seen == [i for _, i in sorted(keys, reverse=True)]
 
 
-async def test_exact_multiple_of_the_limit_has_no_cursor_on_the_last_page(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    await _seed(sessions, ALICE, 4, False)
-    async with sessions() as s:
-        rows, after = await repo.list_orders(s, ALICE, limit=2)
-        assert len(rows) == 2 and after is not None
-        rows, after = await repo.list_orders(s, ALICE, limit=2, after=after)
-        assert len(rows) == 2 and after is None
+async def test_exact_multiple_of_the_limit_has_no_cursor_on_the_last_page(db: Database) -> None:
+    await _seed(db, ALICE, 4, False)
+    rows, after = await repo.list_orders(db, ALICE, limit=2)
+    assert len(rows) == 2 and after is not None
+    rows, after = await repo.list_orders(db, ALICE, limit=2, after=after)
+    assert len(rows) == 2 and after is None
 
 
-async def test_a_forged_cursor_never_reaches_another_owners_orders(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
+async def test_a_forged_cursor_never_reaches_another_owners_orders(db: Database) -> None:
     """Bob builds cursors from Alice's real ids and timestamps, and extreme ones: he only ever
     gets his own orders (or nothing)."""
-    alices = await _seed(sessions, ALICE, 6, False)
-    bobs = await _seed(sessions, BOB, 2, False)
+    alices = await _seed(db, ALICE, 6, False)
+    bobs = await _seed(db, BOB, 2, False)
     forged = [Keyset(o.created_at + timedelta(microseconds=1), o.id) for o in alices]
     forged += [
         Keyset(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), uuid.UUID(int=2**128 - 1)),
         Keyset(datetime(1, 1, 1, tzinfo=UTC), uuid.UUID(int=0)),
     ]
-    async with sessions() as s:
-        for position in forged:
-            rows, _ = await repo.list_orders(s, BOB, limit=100, after=position)
-            assert {r.user_id for r in rows} <= {BOB}
-            assert {r.id for r in rows} <= {o.id for o in bobs}
+    for position in forged:
+        rows, _ = await repo.list_orders(db, BOB, limit=100, after=position)
+        assert {r.user_id for r in rows} <= {BOB}
+        assert {r.id for r in rows} <= {o.id for o in bobs}

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.asgi import ASGIApp
@@ -27,6 +27,7 @@ from bastion.ratelimit.store import Store
 from bastion.service import errors
 from bastion.service.db import Database
 from bastion.service.db_errors import connect_error
+from bastion.service.health import HealthProbe
 from bastion.service.routes import auth as auth_routes
 from bastion.service.routes import oauth as oauth_routes
 from bastion.service.routes import orders as orders_routes
@@ -77,14 +78,12 @@ def create_app(
     reset_page.install(app)  # after auth: it uses app.state.auth
     orders_routes.install(app)
 
+    # /healthz: the backends' state, probed at most once a second (service/health.py).
+    health = HealthProbe(database.ping, None if ratelimit_store is None else ratelimit_store.ping)
+
     @app.get("/healthz", tags=["health"], summary="Liveness, with the state of each backend")
-    async def healthz(request: Request) -> dict[str, Any]:
-        store_ok = True if ratelimit_store is None else await ratelimit_store.ping()
-        return {
-            "status": "ok",
-            "database": "ok" if await database.ping() else "down",
-            "ratelimit_store": "ok" if store_ok else "down",
-        }
+    async def healthz() -> dict[str, Any]:
+        return await health.body()
 
     return app
 
