@@ -410,7 +410,7 @@ def _python_peers(tokens: Tokens) -> list[Server]:
 
 
 def _layers() -> list[Server]:
-    protocol = "bastion.http_protocol:ContractHttpToolsProtocol"  # what `bastion serve` runs
+    protocol = "bastion.server.protocol:BastionHttpProtocol"  # what `bastion serve` runs
     return [
         Server(
             "starlette",
