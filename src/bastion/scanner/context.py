@@ -96,6 +96,9 @@ class ScanOptions:
     http_url: str | None = None  # the plain-HTTP listener, when not derivable from the target
     timeout: float = 10.0  # total deadline of one request: connect, TLS, 1xx, head and body
     max_time: float | None = 120.0  # the whole scan's deadline (None: none)
+    # When the --max-time clock started (time.monotonic()); None: when the scan starts. The
+    # CLI passes its process's start, so that start-up counts too.
+    clock_started: float | None = None
     concurrency: int = 8
     max_requests: int = 400  # passive budget; --active adds ACTIVE_EXTRA_REQUESTS
     body_limit: int = 256 * 1024
@@ -193,7 +196,7 @@ class ScanContext:
             raise ValueError(f"target must be an http(s) URL with a host, got {target!r}")
         # The scan's deadline, a little before --max-time so that unfinished controls can be
         # stopped and the report written within it.
-        self.started = time.monotonic()
+        self.started = self.options.clock_started or time.monotonic()
         max_time = self.options.max_time
         self.deadline = (
             None if max_time is None else self.started + max_time - finish_reserve(max_time)

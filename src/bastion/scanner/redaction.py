@@ -53,7 +53,7 @@ _SECRET_HEADER_LINE_RE = re.compile(
 _SECRET_NAME = (
     r"(?:passw(?:or)?d|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)"  # noqa: S105
 )
-_SECRET_VALUE = r"([^\s\"',;&<>]{3,})"
+_SECRET_VALUE = r"([^\s\"',;&<>]{3,})"  # noqa: S105 - a pattern
 _SECRET_ASSIGNMENT_RE = re.compile(
     # NAME=value (.env, INI, connection strings, .npmrc): the value right after "=".
     rf"(?i)({_SECRET_NAME}[\w-]{{0,40}}\s{{0,2}}=\"?){_SECRET_VALUE}"

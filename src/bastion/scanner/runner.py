@@ -25,7 +25,6 @@ from bastion import __version__
 from bastion.scanner import grading
 from bastion.scanner.check import Check, Result
 from bastion.scanner.context import (
-    CLOSE_GRACE_S,
     ScanContext,
     ScanDeadline,
     ScanOptions,
@@ -41,6 +40,7 @@ ProgressCallback = Callable[[Check, Finding], None]
 # A single control never holds the scan hostage: beyond this it is reported as an error.
 CHECK_TIMEOUT_S = 60.0
 UNFINISHED = "unfinished"  # the reason of a control the scan's deadline stopped starts so
+CANCEL_GRACE_S = 0.25  # for cancelled controls to close their connections
 
 
 def select_checks(checks: Iterable[Check] | None = None) -> list[Check]:
@@ -157,7 +157,7 @@ async def _gather_until(
     if pending:
         # Let cancelled controls close their responses (each close is bounded); never wait on
         # the target beyond that.
-        await asyncio.wait(pending, timeout=CLOSE_GRACE_S)
+        await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
     findings = []
     limit = ctx.options.max_time
     for task, check in zip(tasks, selected, strict=True):

@@ -7,8 +7,9 @@ but a hostile server has cheaper ways to hold a client:
   before the final one, and httpcore loops over them. Slowly (``102 Processing`` every few
   seconds) that holds a request forever; fast (``100 Continue`` as fast as the socket goes) it
   also keeps a core busy parsing (h11 costs ~13 µs per response). Go's net/http bounds them
-  too. Here the raw bytes an HTTP/1.x connection may deliver before the final response head
-  are capped at :data:`HEAD_BUDGET`.
+  too. Here the heads an HTTP/1.x connection delivers before the final one are counted as the
+  bytes arrive, before h11 parses them: more than :data:`MAX_INTERIM` interim responses, or
+  :data:`HEAD_LIMIT` bytes without a complete head, end the request.
 * **HTTP/2 frames that carry nothing.** PING, SETTINGS, WINDOW_UPDATE, PRIORITY, unknown
   types, ``1xx`` HEADERS and empty DATA frames each cost h2 ~30 µs to parse (the client-side
   twin of CVE-2019-9512/9515/9518). The frames a connection may receive are bounded by what
@@ -27,6 +28,7 @@ HTTP/1.1 connection reads in the requesting task).
 from __future__ import annotations
 
 import contextvars
+import re
 import ssl
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -36,7 +38,8 @@ from typing import Any
 import httpcore
 import httpx
 
-HEAD_BUDGET = 64 * 1024
+MAX_INTERIM = 8
+HEAD_LIMIT = 128 * 1024  # httpcore lets h11 take a 100 KiB head; nothing legitimate is larger
 FRAMES_BASE = 64
 FRAMES_PER_REQUEST = 256
 DATA_BYTES_PER_FRAME = 64
@@ -45,13 +48,57 @@ _HEADERS_FRAME = 0x1
 _DATA_FRAME = 0x0
 
 
+class InterimFlood(httpcore.RemoteProtocolError):
+    """Too many interim responses, or too many bytes, before the final response head."""
+
+
+class FrameFlood(httpcore.RemoteProtocolError):
+    """An HTTP/2 connection received far more frames than its requests can explain."""
+
+
+# The end of a head (h11 also accepts bare LF line ends), and an interim status line; 101
+# Switching Protocols ends the exchange as httpcore sees it, so it is not interim.
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_INTERIM = re.compile(rb"\s*HTTP/\d(?:\.\d)? +1(?!01)\d\d\b")
+
+
 @dataclass
 class ResponseGuard:
-    """One request's state, seen by the network stream that serves it."""
+    """One request's state, seen by the network stream that reads its response.
 
-    head_budget: int = HEAD_BUDGET
-    received_before_head: int = 0
+    Until the final head has arrived, :meth:`received` splits what arrives into heads: each
+    interim one is counted; the first other one ends the count (what follows is the body)."""
+
+    max_interim: int = MAX_INTERIM
+    head_limit: int = HEAD_LIMIT
+    interim: int = 0
     head_done: bool = False
+    _partial: bytes = b""
+
+    def received(self, data: bytes) -> None:
+        if self.head_done:
+            return
+        buffer = self._partial + data
+        while True:
+            end = _BLANK_LINE.search(buffer)
+            if end is None:
+                if len(buffer) > self.head_limit:
+                    raise InterimFlood(
+                        f"no complete response head within {self.head_limit // 1024} KiB"
+                    )
+                self._partial = buffer
+                return
+            if not _INTERIM.match(buffer, 0, end.start()):
+                self.head_done = True  # the final head: the rest is the body
+                self._partial = b""
+                return
+            self.interim += 1
+            if self.interim > self.max_interim:
+                raise InterimFlood(
+                    f"more than {self.max_interim} interim (1xx) responses before the final "
+                    "one (a flood)"
+                )
+            buffer = buffer[end.end() :]
 
 
 _current: contextvars.ContextVar[ResponseGuard | None] = contextvars.ContextVar(
@@ -67,14 +114,6 @@ def guarding(guard: ResponseGuard) -> Iterator[ResponseGuard]:
         yield guard
     finally:
         _current.reset(token)
-
-
-class InterimFlood(httpcore.RemoteProtocolError):
-    """More than the head budget arrived before the final response head."""
-
-
-class FrameFlood(httpcore.RemoteProtocolError):
-    """An HTTP/2 connection received far more frames than its requests can explain."""
 
 
 class _FrameCounter:
@@ -132,13 +171,8 @@ class _GuardedStream(httpcore.AsyncNetworkStream):
             self._check_frames(*self._h2, data)
         else:
             guard = _current.get()
-            if guard is not None and not guard.head_done:
-                guard.received_before_head += len(data)
-                if guard.received_before_head > guard.head_budget:
-                    raise InterimFlood(
-                        f"no final response head within {guard.head_budget // 1024} KiB "
-                        "(a flood of interim 1xx responses, or an oversized head)"
-                    )
+            if guard is not None:
+                guard.received(data)  # before h11 parses a single byte of it
         return data
 
     @staticmethod
