@@ -19,6 +19,7 @@ import gzip
 import ipaddress
 import os
 import resource
+import select
 import signal
 import ssl
 import subprocess
@@ -30,6 +31,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -201,6 +206,60 @@ def response(
 
 
 OK_JSON = response(200, b'{"ok": true}', [("Content-Type", "application/json")])
+
+
+class H2Session:
+    """One server-side HTTP/2 connection (``h2``), shared by its streams' responders."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+
+    async def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+            await self.writer.drain()
+
+
+H2Responder = Callable[[H2Session, int, Request], Awaitable[None]]
+
+
+def h2_handler(
+    respond: H2Responder,
+) -> Callable[[Served, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """HTTP/2 over TLS (ALPN h2): ``respond(session, stream_id, request)`` runs as a task per
+    stream; a stream the client resets simply ends its responder."""
+
+    async def guarded(session: H2Session, stream_id: int, request: Request) -> None:
+        with contextlib.suppress(h2.exceptions.ProtocolError, ConnectionError, OSError):
+            await respond(session, stream_id, request)
+
+    async def handle(
+        served: Served, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        session = H2Session(writer)
+        session.conn.initiate_connection()
+        await session.flush()
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while data := await reader.read(65536):
+                for event in session.conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        headers = {str(k): str(v) for k, v in event.headers or []}
+                        request = Request(headers[":method"], headers[":path"], headers, b"")
+                        served.requests.append(request)
+                        task = asyncio.create_task(guarded(session, event.stream_id, request))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                await session.flush()
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    return handle
 
 
 # --- certificates -------------------------------------------------------------------------
@@ -433,6 +492,41 @@ def run_scan(
 ) -> ScanRun:
     """``python -m bastion scan ARGS`` in a child process, measured until it exits."""
     return _wait_all([_start(args, output, address_space_mb, "0")], timeout)[0]
+
+
+def run_scan_on_a_terminal(*args: str, timeout: float = 90) -> tuple[int, bytes]:
+    """``bastion scan ARGS`` with stdout on a pseudo-terminal (the coloured rich path a
+    person sees): the exit status and every byte the terminal received."""
+    import pty
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bastion", "scan", *args],
+        stdout=slave,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(slave)
+    received = bytearray()
+    started = time.monotonic()
+    try:
+        while True:
+            if time.monotonic() - started > timeout:
+                process.kill()
+                raise AssertionError("bastion scan on a terminal did not finish")
+            readable, _, _ = select.select([master], [], [], 0.5)
+            if not readable:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its side
+                break
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        os.close(master)
+    return process.wait(timeout), bytes(received)
 
 
 def scan_every_format(

@@ -634,6 +634,8 @@ def _ssl_verify_error(exc: BaseException) -> str | None:
 def _describe_error(exc: BaseException) -> str:
     """One line for the user: the error's class and message, without a traceback."""
     message = str(exc).strip() or exc.__class__.__name__
+    if isinstance(exc, ScanDeadline | RequestDeadline):
+        return message.splitlines()[0]  # our own words already say what happened
     return f"{exc.__class__.__name__}: {message.splitlines()[0]}"
 
 

@@ -119,21 +119,23 @@ def resolve(document: Any, node: Any) -> Any:
 
 def walk(document: Any, *, max_nodes: int = MAX_NODES) -> Iterator[tuple[str, Any]]:
     """Every node as ``(pointer, node)``, depth first, without recursion. A ``$ref`` is
-    resolved (loops raise) and its target visited once, wherever it is referenced from, so a
-    self-referencing schema (legitimate) or a fan-out of references (hostile) costs at most
-    one visit per node. More than ``max_nodes`` nodes raise :class:`DocumentError`."""
-    visited_refs: set[str] = set()
+    resolved (loops raise) and every object or array is visited once, however many places
+    reference it, so a self-referencing schema (legitimate) or a fan-out of references
+    (hostile) costs one visit per node. More than ``max_nodes`` nodes raise
+    :class:`DocumentError`."""
+    visited: set[int] = set()  # containers already walked (JSON parsing never shares them)
     stack: list[tuple[str, Any]] = [("#", document)]
     count = 0
     while stack:
         pointer, node = stack.pop()
         ref = _ref_of(node)
         if ref is not None:
-            if ref in visited_refs:
-                continue
-            visited_refs.add(ref)
             node = resolve(document, node)
             pointer = ref
+        if isinstance(node, dict | list):
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
         count += 1
         if count > max_nodes:
             raise DocumentError(f"more than {max_nodes} nodes")

@@ -128,7 +128,7 @@ class Exchange:
                 lines += [f"< {name.lower()}: {r.response_header(name, v)}" for v in values]
         if body:
             lines.append(f"< [body] {_excerpt(self.masked_text)}")
-        if body and self.body_note:
+        if self.body_note:  # an incomplete or undecoded body is part of what was judged
             lines.append(f"< [body note] {self.body_note}")
         if note:
             lines.append(note)

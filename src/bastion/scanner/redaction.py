@@ -75,6 +75,14 @@ _TOKEN_SHAPES_RE = re.compile(
 _SECRET_REQUEST_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
 
+def _mask_header_line(match: re.Match[str]) -> str:
+    name, sep, value = match.group(1), match.group(2), match.group(3)
+    scheme, _, credential = value.partition(" ")
+    if name.lower().endswith("authorization") and credential and scheme.isalpha():
+        return f"{name}{sep}{scheme} {REDACTED}"  # the scheme is evidence, not a secret
+    return f"{name}{sep}{REDACTED}"
+
+
 def _mask_assignment(match: re.Match[str]) -> str:
     prefix = match.group(1) or match.group(3) or match.group(5) or ""
     return f"{prefix}{REDACTED}"
@@ -150,7 +158,7 @@ class Redactor:
                 value = value.replace(secret, REDACTED)
         value = _PEM_PRIVATE_KEY_RE.sub(lambda m: f"-----BEGIN {m.group(1)}-----{REDACTED}", value)
         value = _JWT_RE.sub("<redacted JWT>", value)
-        value = _SECRET_HEADER_LINE_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", value)
+        value = _SECRET_HEADER_LINE_RE.sub(_mask_header_line, value)
         value = _SECRET_PARAM_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
         value = _URL_PASSWORD_RE.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", value)
         value = _SECRET_ASSIGNMENT_RE.sub(_mask_assignment, value)
