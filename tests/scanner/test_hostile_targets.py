@@ -32,6 +32,7 @@ from tests.scanner.hostile import (
     http11_handler,
     make_cert,
     response,
+    run_scan,
     run_scan_on_a_terminal,
     scan_every_format,
     serving,
@@ -135,6 +136,30 @@ def test_slow_body_is_cut_by_the_request_deadline_and_the_scan_by_max_time(
     # Measured before the deadline: the baseline's headers were judged.
     assert findings["headers.xcto"]["status"] == "fail"
     assert "(absent)" in str(findings["headers.xcto"]["evidence"])
+
+
+async def _stall(
+    served: Served, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    await asyncio.sleep(3600)  # accepts the connection, never says a word (not even TLS)
+
+
+def test_a_stalled_tls_handshake_is_unreachable_within_the_request_deadline() -> None:
+    """A server that accepts TCP and never completes TLS: before, nothing bounded the
+    handshake but the gap timeout; now the baseline's total deadline covers it, and the
+    target is reported unreachable (exit 2, one line) in --timeout seconds."""
+    with serving(_stall) as target:
+        run = run_scan(f"https://127.0.0.1:{target.port}/", "--timeout", str(TIMEOUT))
+    assert run.returncode == 2, run.stderr
+    assert run.stderr == (
+        f"bastion scan: cannot reach https://127.0.0.1:{target.port}/: no response head within "
+        f"{TIMEOUT:g} s (the request's total deadline: connect, TLS, interim responses and "
+        "head)\n"
+    )
+    assert run.wall_s < TIMEOUT + LOOSE_S
+    if not SKIP_TIMING:
+        assert run.wall_s < TIMEOUT + EXIT_S + 1.0  # start-up before the clock of --timeout
+    assert run.peak_rss_mb < PEAK_RSS_MB
 
 
 async def _slow_headers(served: Served, request: Request, writer: asyncio.StreamWriter) -> bool:

@@ -247,6 +247,7 @@ async def _scan_with_progress(url: str, options: ScanOptions, show: bool) -> Rep
     if not show:
         return await scan(url, options)
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     total = len(load_default_checks())
@@ -257,7 +258,7 @@ async def _scan_with_progress(url: str, options: ScanOptions, show: bool) -> Rep
         console=Console(stderr=True),
         transient=True,
     ) as progress:
-        task = progress.add_task(url, total=total)
+        task = progress.add_task(escape(visible(url, one_line=True)), total=total)
         return await scan(url, options, progress=lambda check, finding: progress.advance(task))
 
 
