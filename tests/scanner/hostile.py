@@ -3,10 +3,10 @@
 Each server is a small asyncio handler written at the socket level (HTTP/1.1 by hand, HTTP/2
 with the ``h2`` package), served from a loop in a background thread so that the scan itself
 runs in a child process: ``python -m bastion scan ...``. The harness measures what the issue
-asks of every case: the wall time, the peak RSS (polled from ``/proc/<pid>/status`` and taken
-from the kernel's ``wait4`` accounting when the child exits), the CPU time, and it keeps the
-bytes of every report. Memory-heavy cases run under ``RLIMIT_AS`` so that a regression fails
-the test instead of taking the machine down.
+asks of every case: the wall time, the peak RSS (``VmHWM`` from ``/proc``: polled while the
+child runs, and read by the child itself as it exits), the CPU time (``wait4``), and it keeps
+the bytes of every report. Memory-heavy cases run under ``RLIMIT_AS`` so that a regression
+fails the test instead of taking the machine down.
 """
 
 from __future__ import annotations
@@ -384,13 +384,28 @@ class ScanRun:
     stderr: str
     wall_s: float
     cpu_s: float
-    peak_rss_kb: int  # the kernel's ru_maxrss for the child (authoritative)
+    exit_hwm_kb: int  # VmHWM from the child's own /proc/self/status as it exits
     proc_hwm_kb: int  # the highest VmHWM seen in /proc/<pid>/status while it ran
     report: str  # the --output file, when one was asked for
 
     @property
     def peak_rss_mb(self) -> float:
-        return max(self.peak_rss_kb, self.proc_hwm_kb) / 1024
+        """The child's peak resident memory. Not wait4's ru_maxrss: Linux folds the parent's
+        high-water mark into the child's at exec, so it reports the test process's size."""
+        return max(self.exit_hwm_kb, self.proc_hwm_kb) / 1024
+
+
+# `python -m bastion scan ...`, plus one line at exit: the process's own peak RSS (VmHWM), read
+# from /proc when nothing more can allocate. runpy.run_module is what `-m` does.
+_ENTRY = """
+import atexit, os, runpy, sys
+def _peak():
+    with open("/proc/self/status") as status, open(os.environ["BASTION_TEST_HWM"], "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+atexit.register(_peak)
+sys.argv[0] = "bastion"
+runpy.run_module("bastion", run_name="__main__", alter_sys=True)
+"""
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -410,6 +425,7 @@ class _Child:
     process: subprocess.Popen[bytes]
     out_path: Path
     err_path: Path
+    hwm_path: Path
     output: Path | None
     started: float
     hwm: int = 0
@@ -419,7 +435,7 @@ class _Child:
 def _start(
     args: tuple[str, ...], output: Path | None, address_space_mb: int | None, tag: str
 ) -> _Child:
-    command = [sys.executable, "-m", "bastion", "scan", *args]
+    command = [sys.executable, "-c", _ENTRY, "scan", *args]
     if output is not None:
         command += ["--output", str(output)]
     preexec = None
@@ -430,6 +446,7 @@ def _start(
     directory = Path(os.environ.get("TMPDIR", "/tmp"))
     stamp = f"{os.getpid()}-{time.monotonic_ns()}-{tag}"
     out_path, err_path = directory / f"scan-{stamp}.out", directory / f"scan-{stamp}.err"
+    hwm_path = directory / f"scan-{stamp}.hwm"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         process = subprocess.Popen(
             command,
@@ -437,16 +454,18 @@ def _start(
             stderr=err,
             stdin=subprocess.DEVNULL,
             preexec_fn=preexec,
+            env={**os.environ, "BASTION_TEST_HWM": str(hwm_path)},
         )
-    return _Child(command, process, out_path, err_path, output, time.monotonic())
+    return _Child(command, process, out_path, err_path, hwm_path, output, time.monotonic())
 
 
 def _finish(child: _Child, status: int, usage: resource.struct_rusage) -> ScanRun:
     child.process.returncode = os.waitstatus_to_exitcode(status)
     stdout = child.out_path.read_text(errors="replace")
     stderr = child.err_path.read_text(errors="replace")
-    child.out_path.unlink()
-    child.err_path.unlink()
+    exit_hwm = int(child.hwm_path.read_text() or 0) if child.hwm_path.exists() else 0
+    for path in (child.out_path, child.err_path, child.hwm_path):
+        path.unlink(missing_ok=True)
     output = child.output
     report = output.read_text(errors="replace") if output is not None and output.exists() else ""
     return ScanRun(
@@ -455,7 +474,7 @@ def _finish(child: _Child, status: int, usage: resource.struct_rusage) -> ScanRu
         stderr=stderr,
         wall_s=time.monotonic() - child.started,
         cpu_s=usage.ru_utime + usage.ru_stime,
-        peak_rss_kb=usage.ru_maxrss,
+        exit_hwm_kb=exit_hwm,
         proc_hwm_kb=child.hwm,
         report=report,
     )

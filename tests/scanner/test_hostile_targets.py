@@ -452,7 +452,13 @@ def test_credentials_stay_on_the_scanned_origin(tmp_path: Path, h2_cert: ServerC
             served: Served, request: Request, writer: asyncio.StreamWriter
         ) -> bool:
             routes = {
+                # Same host, another port and scheme: the leak of the issue.
                 "/": response(302, b"", [("Location", f"{plain_listener.origin}/landing")]),
+                # A hop on the origin (followed), then another loopback address.
+                "/v2/": response(302, b"", [("Location", "/v2/step")]),
+                "/v2/step": response(
+                    307, b"", [("Location", f"http://127.0.0.2:{other_address.port}/v2/")]
+                ),
                 "/api/v1/me": response(
                     307, b"", [("Location", f"http://127.0.0.2:{other_address.port}/me")]
                 ),
@@ -484,9 +490,7 @@ def test_credentials_stay_on_the_scanned_origin(tmp_path: Path, h2_cert: ServerC
             return True
 
         with serving(http11_handler(target_app), tls=h2_cert.server_context()) as target:
-            runs = scan_every_format(
-                target.url,
-                tmp_path,
+            args = (
                 "--ca-file",
                 str(h2_cert.ca),
                 "--http-url",
@@ -499,7 +503,15 @@ def test_credentials_stay_on_the_scanned_origin(tmp_path: Path, h2_cert: ServerC
                 token,
                 "--active",
             )
-    _assert_bounded(runs, max_time=120)
+            runs = scan_every_format(target.url, tmp_path, *args)
+            chain = run_scan(
+                f"{target.origin}/v2/", "--format", "json", *args, output=tmp_path / "v2.json"
+            )
+    _assert_bounded({**runs, "v2": chain}, max_time=120)
+    hops = json.loads(chain.report)["findings"]
+    assert any(
+        "GET https://127.0.0.1" in f["evidence"] and "/v2/step" in f["evidence"] for f in hops
+    )
     assert other_address.connections == 0, other_address.requests
     assert other_port.connections == 0, other_port.requests
     # The plain-HTTP listener the user declared is probed, never with a credential.
@@ -512,8 +524,8 @@ def test_credentials_stay_on_the_scanned_origin(tmp_path: Path, h2_cert: ServerC
     by_path: dict[str, list[Request]] = {}
     for request in target.requests:
         by_path.setdefault(request.path, []).append(request)
-    baseline = target.requests[0]  # the preflight: an ordinary probe
-    assert (baseline.method, baseline.path) == ("GET", "/")
+    baseline = next(r for r in target.requests if r.path == "/")  # a preflight
+    assert baseline.method == "GET"
     assert baseline.headers.get("x-api-key") == API_KEY
     assert baseline.headers.get("cookie") == f"session={COOKIE_SECRET}"
     for path in ("/.well-known/openid-configuration", "/api/v1/me"):
