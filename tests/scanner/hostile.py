@@ -12,6 +12,7 @@ fails the test instead of taking the machine down.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import functools
@@ -319,6 +320,27 @@ def make_cert(
     )
     cert.key.write_bytes(private_key_pem(key))
     return cert
+
+
+def with_negative_serial(cert: ServerCert) -> ServerCert:
+    """The same leaf with its serial number's sign bit set (RFC 5280 §4.1.2.2 forbids a
+    negative serial; the signature no longer verifies, so scan it with --insecure)."""
+    leaf_pem, _, rest = cert.chain.read_bytes().partition(b"-----END CERTIFICATE-----\n")
+    leaf = x509.load_pem_x509_certificate(leaf_pem + b"-----END CERTIFICATE-----\n")
+    der = leaf.public_bytes(serialization.Encoding.DER)
+    # DER's minimal two's-complement encoding of the (positive) serial, then its sign bit set.
+    serial = leaf.serial_number.to_bytes((leaf.serial_number.bit_length() + 8) // 8, "big")
+    field = bytes([0x02, len(serial)]) + serial
+    if field not in der:
+        raise ValueError("unexpected serial encoding")
+    odd = der.replace(field, bytes([0x02, len(serial), serial[0] | 0x80]) + serial[1:], 1)
+
+    body = base64.encodebytes(odd).replace(b"\n", b"")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    pem = b"-----BEGIN CERTIFICATE-----\n" + b"\n".join(lines) + b"\n-----END CERTIFICATE-----\n"
+    chain = cert.chain.with_name("odd-chain.pem")
+    chain.write_bytes(pem + rest)
+    return ServerCert(cert.ca, chain, cert.key)
 
 
 # --- payloads -----------------------------------------------------------------------------

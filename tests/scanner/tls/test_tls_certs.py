@@ -100,7 +100,8 @@ def test_an_odd_certificate_is_a_note_not_a_warning_on_stderr() -> None:
     negative = bytes([serial[0] | 0x80]) + serial[1:]  # same length, sign bit set
     odd = der.replace(field, bytes([0x02, len(serial)]) + negative, 1)
     assert odd != der
-    parsed, notes = parse_certificate_quietly(odd)
+    parsed = parse_certificate_quietly(odd)
     assert parsed.serial.startswith("-")
-    assert len(notes) == 1 and "serial number which wasn't positive" in notes[0]
-    assert parse_certificate_quietly(der)[1] == []
+    assert len(parsed.notes) == 1 and "serial number which wasn't positive" in parsed.notes[0]
+    assert "(parser: Parsed a serial number which wasn't positive" in parsed.describe()
+    assert parse_certificate_quietly(der).notes == ()

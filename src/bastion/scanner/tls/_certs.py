@@ -8,6 +8,7 @@ matches only an iPAddress SAN (§6.3 rule 4). Browsers behave the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import ipaddress
@@ -71,14 +72,15 @@ def _self_signed(cert: x509.Certificate) -> bool:
     return True
 
 
-def parse_certificate_quietly(der: bytes) -> tuple[CertificateInfo, list[str]]:
+def parse_certificate_quietly(der: bytes) -> CertificateInfo:
     """:func:`parse_certificate`, with the warnings ``cryptography`` emits for odd
-    certificates (a negative serial number, ...) returned as notes instead of printed on
+    certificates (a negative serial number, ...) kept in ``notes`` instead of printed on
     stderr: the certificate is the target's, its oddities are facts for the report."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         info = parse_certificate(der)
-    return info, sorted({str(w.message) for w in caught})
+    notes = tuple(sorted({str(w.message) for w in caught}))
+    return dataclasses.replace(info, notes=notes) if notes else info
 
 
 def parse_certificate(der: bytes) -> CertificateInfo:

@@ -619,12 +619,10 @@ async def probe_tls(
     chain: list[CertificateInfo] = []
     for der in chain_der:
         try:
-            info, warned = parse_certificate_quietly(der)
+            chain.append(parse_certificate_quietly(der))
         except Exception as exc:  # any certificate the server sends is target input
             run.notes.append(f"unparseable certificate in the chain: {exc}")
             break
-        chain.append(info)
-        run.notes.extend(f"certificate {info.sha256[:16]}: {w}" for w in warned)
     name = sni or host
     hostname: Tri = (
         hostname_matches(chain[0], name) if chain else Untested("no certificate to compare")
