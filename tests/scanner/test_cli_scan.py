@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,7 +141,25 @@ def test_config_file_sets_the_deadlines_and_allow_errors(tmp_path: Path) -> None
     args = parser.parse_args(["scan", "https://api.test/", "--max-time", "9"])
     options, _, _, _, allow_errors = _build(args)
     assert (options.max_time, options.timeout, allow_errors) == (9.0, 10.0, False)
-    assert options.clock_started is not None  # --max-time counts from the process's start
+    # In-process, --max-time counts from the call (the test process is older than the scan).
+    assert options.clock_started is not None
+    assert abs(options.clock_started - time.monotonic()) < 5
+
+
+def test_max_time_counts_from_the_process_start_when_bastion_is_the_process() -> None:
+    code = (
+        "import time, runpy, sys\n"
+        "sys.modules['__main__'].__spec__ = type('S', (), {'name': 'bastion.__main__'})()\n"
+        "from bastion.cli.scan import clock_start\n"
+        "print(time.monotonic() - clock_start())\n"
+    )
+    age = float(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    # The interpreter's start-up and the imports (a tenth of a second at least) are counted.
+    assert 0.05 < age < 60
 
 
 def _report_with(grade: str, errors: int) -> Report:

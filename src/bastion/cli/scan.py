@@ -41,24 +41,36 @@ from bastion.scanner.runner import scan
 from bastion.scanner.safe_text import visible
 
 EXIT_OK, EXIT_BELOW, EXIT_USAGE = 0, 1, 2
-_IMPORTED = time.monotonic()
 
 
-def process_started() -> float:
-    """When this process started, on the ``time.monotonic()`` clock, so that ``--max-time``
-    also counts the interpreter's start-up: the command as a whole keeps the promise. From
-    ``/proc/self/stat`` (start time in clock ticks after boot, against CLOCK_BOOTTIME); where
-    that is not available, when this module was imported."""
+def clock_start() -> float:
+    """When ``--max-time`` starts counting, on the ``time.monotonic()`` clock.
+
+    Run as its own process (``bastion scan``, ``python -m bastion scan``), the command keeps
+    the promise as a whole: the clock starts when the process did, so the interpreter's
+    start-up counts too (read from ``/proc/self/stat``: start time in clock ticks after boot,
+    against CLOCK_BOOTTIME). Called in-process (tests, a program embedding the CLI), it starts
+    now: the host process's age says nothing about this scan."""
+    now = time.monotonic()
+    if not _own_process():
+        return now
     try:
         with open("/proc/self/stat", "rb") as handle:
             fields = handle.read().rsplit(b")", 1)[1].split()
         ticks = int(fields[19])  # field 22 of proc(5); fields[0] is field 3
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, AttributeError):
-        return _IMPORTED
-    if not 0 <= age < 3600:
-        return _IMPORTED
-    return time.monotonic() - age
+        return now
+    return now - age if 0 <= age < 600 else now
+
+
+def _own_process() -> bool:
+    """Whether this process is the ``bastion`` command (console script or ``-m bastion``)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name == "bastion.__main__":
+        return True
+    return os.path.basename(getattr(main, "__file__", None) or "") == "bastion"
 
 
 class UsageError(Exception):
@@ -228,7 +240,7 @@ def _build(args: argparse.Namespace) -> tuple[ScanOptions, str, str | None, str,
         http_url=args.http_url or config.get("http_url"),
         timeout=timeout,
         max_time=max_time,
-        clock_started=process_started(),
+        clock_started=clock_start(),
         concurrency=concurrency,
         ignore=ignore,
     )
