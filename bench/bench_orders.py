@@ -23,9 +23,10 @@ from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bastion.asgi import Scope
 from bastion.auth import Principal
+from bastion.auth.bearer import RefusedToken, bearer_token
 from bastion.config import Settings
-from bastion.errors import AuthError
 from bastion.service import errors
 from bastion.service.db import Database
 from bastion.service.models import User
@@ -42,12 +43,14 @@ BODY = {
 
 
 class _Verifier:
+    """A stand-in BearerAuth: one opaque token, one principal (the routes' cost, not JWTs)."""
+
     def __init__(self, principal: Principal) -> None:
         self.principal = principal
 
-    def verify_access(self, token: str) -> Principal:
-        if token != "bench":
-            raise AuthError("unknown")
+    async def authenticate(self, scope: Scope) -> Principal:
+        if bearer_token(scope) != "bench":
+            raise RefusedToken("unknown")
         return self.principal
 
 
@@ -56,7 +59,8 @@ async def requests(tmp: Path) -> list[tuple[str, float]]:
     app.state.settings = Settings(data_dir=tmp)
     app.state.database = Database(f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
     user_id = uuid.uuid4()
-    app.state.token_verifier = _Verifier(Principal(user_id, "user", "jti"))
+    claims = {"sub": str(user_id), "role": "user", "jti": "jti", "type": "access", "iat": 0}
+    app.state.bearer_auth = _Verifier(Principal(str(user_id), frozenset(), claims))
     errors.install(app)
     order_routes.install(app)
     await app.state.database.create_schema()

@@ -11,6 +11,13 @@ Layers communicate through documented scope keys rather than globals:
   An inner layer whose headers belong on every response (the rate limiter's) adds them there
   instead of wrapping ``send`` — one header pass fewer per layer, and the error responses made
   outside it carry them too.
+* ``scope["bastion.ratelimit"]`` — the rate-limit layer itself, so a per-route
+  :class:`bastion.RateLimit` finds the stack's store without a global; and
+  ``scope["bastion.ratelimit.charges"]`` — ``(charges, index)``: the charges made for this
+  request and where their headers start in ``bastion.response_headers``, so a per-route limit
+  merges its policy into the same four headers.
+* ``scope["bastion.principal"]`` — the authenticated caller, set by bearer authentication;
+  a rate limit keyed on ``"principal"`` reads its ``subject``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ Headers = list[tuple[bytes, bytes]]
 
 REQUEST_ID_KEY = "bastion.request_id"
 RESPONSE_HEADERS_KEY = "bastion.response_headers"
+RATELIMIT_KEY = "bastion.ratelimit"
+RATE_CHARGES_KEY = "bastion.ratelimit.charges"
+PRINCIPAL_KEY = "bastion.principal"  # the same key as bastion.auth.bearer.PRINCIPAL_KEY
 _first_item = itemgetter(0)
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 

@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         from bastion.middleware.cors import parse_origins
 
         try:
-            parse_origins([str(item) for item in items])
+            parse_origins([str(item) for item in items], option="BASTION_CORS_ORIGINS")
         except ConfigError as exc:
             raise ValueError(exc.problem) from None
         return tuple(items)

@@ -50,13 +50,20 @@ def claims(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def sign_raw(key: PrivateKey, alg: str, data: bytes) -> bytes:
-    """The JWS signature bytes of *data* (ECDSA as R||S, RFC 7518 §3.4)."""
+def sign_raw(key: PrivateKey, alg: str, data: bytes, *, high_s: bool | None = False) -> bytes:
+    """The JWS signature bytes of *data* (ECDSA as R||S, RFC 7518 §3.4).
+
+    ECDSA comes in low-S form (as bastion and careful issuers sign), or its high-S twin with
+    ``high_s=True``, or as OpenSSL made it (either, at random) with ``high_s=None``.
+    """
     if alg.startswith("ES"):
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         size = (key.curve.key_size + 7) // 8
         hash_alg = {"ES256": hashes.SHA256(), "ES384": hashes.SHA384(), "ES512": hashes.SHA512()}
         r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hash_alg[alg])))
+        if high_s is not None and alg in curve_orders():
+            n = curve_orders()[alg]
+            s = max(s, n - s) if high_s else min(s, n - s)
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
     if alg.startswith("RS"):
         assert isinstance(key, rsa.RSAPrivateKey)
@@ -72,6 +79,12 @@ def sign_raw(key: PrivateKey, alg: str, data: bytes) -> bytes:
     raise ValueError(alg)
 
 
+def curve_orders() -> dict[str, int]:
+    from bastion.auth.jwk import curve_order
+
+    return {alg: curve_order(alg) for alg in ("ES256", "ES384", "ES512")}
+
+
 def token(
     header: dict[str, Any],
     payload: dict[str, Any],
@@ -80,13 +93,14 @@ def token(
     alg: str | None = None,
     hmac_secret: bytes | None = None,
     signature: bytes | None = None,
+    high_s: bool | None = False,
 ) -> str:
-    """A compact JWS. Sign with *key* (as *alg*, default the header's), HMAC with
-    *hmac_secret*, or append a given *signature* (default: none at all)."""
+    """A compact JWS. Sign with *key* (as *alg*, default the header's; ECDSA low-S unless
+    *high_s*), HMAC with *hmac_secret*, or append a given *signature* (default: none)."""
     signing_input = f"{segment(header)}.{segment(payload)}".encode()
     alg = alg or str(header.get("alg"))
     if key is not None:
-        signature = sign_raw(key, alg, signing_input)
+        signature = sign_raw(key, alg, signing_input, high_s=high_s)
     elif hmac_secret is not None:
         digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
         signature = hmac.new(hmac_secret, signing_input, digest).digest()

@@ -11,13 +11,15 @@ import argon2
 import pytest
 
 from bastion.auth import errors as E
+from bastion.auth.bearer import BearerAuth
 from bastion.auth.keys import KeyRing
 from bastion.auth.passwords import TEST, PasswordHasher
 from bastion.auth.service import AuthService, normalize_email
-from bastion.auth.tokens import TokenIssuer, TokenVerifier
+from bastion.auth.tokens import TokenIssuer
 from bastion.errors import ConfigError
 from bastion.service.accounts import SqlAccountStore
 from bastion.service.db import Database
+from bastion.service.deps import Caller, caller_of
 
 ISSUER, AUDIENCE = "https://localhost:8443", "bastion-api"
 PASSWORD = "correct horse battery staple"
@@ -56,8 +58,20 @@ class CountingHasher(PasswordHasher):
         super().dummy_verify(password)
 
 
+class Verifier:
+    """The service's verification path: BearerAuth over the ring, then the service's claims."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.auth = BearerAuth(
+            key_ring=ring, issuer=ISSUER, audience=AUDIENCE, required_claims=("jti", "role")
+        )
+
+    def verify_access(self, token: str) -> Caller:
+        return caller_of(self.auth.verify(token))
+
+
 class World:
-    def __init__(self, service: AuthService, verifier: TokenVerifier, outbox: Outbox) -> None:
+    def __init__(self, service: AuthService, verifier: Verifier, outbox: Outbox) -> None:
         self.service = service
         self.verifier = verifier
         self.outbox = outbox
@@ -79,7 +93,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         hasher=CountingHasher(),
     )
     try:
-        yield World(service, TokenVerifier(ring, issuer=ISSUER, audience=AUDIENCE), outbox)
+        yield World(service, Verifier(ring), outbox)
     finally:
         await database.close()
 

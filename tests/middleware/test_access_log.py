@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bastion.asgi import REQUEST_ID_KEY
+from bastion.log import timestamp
 from bastion.middleware.access_log import (
     ACCESS_LOGGER,
     REDACTED,
@@ -35,6 +37,7 @@ JWT = (
 REFRESH = "q3Vx8Jm2LkP0sT7wYc4Rb1Nf6Hd9Ga5Ez_Ui-Ko3Wp8"
 RESET = "Zt5Bq8Lm1Xc7Vn3Hk9Rw2Pd6Jf4Gs0Ay_Ee-Ou7Ti5M"
 PASSWORD = "correct horse battery staple 42"
+RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
@@ -78,6 +81,8 @@ async def test_credentials_never_reach_the_log(access: pytest.LogCaptureFixture)
     assert response.status_code == 200
     (entry,) = lines(access)
     assert entry == {
+        "timestamp": entry["timestamp"],
+        "level": "info",
         "event": "access",
         "method": "POST",
         "path": "/api/v1/auth/login",
@@ -85,8 +90,9 @@ async def test_credentials_never_reach_the_log(access: pytest.LogCaptureFixture)
         "status": 200,
         "duration_ms": entry["duration_ms"],
         "client": "203.0.113.7",
-        "requestId": response.headers["x-request-id"],
+        "request_id": response.headers["x-request-id"],
     }
+    assert RFC3339_MS.fullmatch(str(entry["timestamp"]))
     assert isinstance(entry["duration_ms"], float) and entry["duration_ms"] >= 0
     text = access.text
     for secret in (JWT, JWT.split(".")[0], REFRESH, RESET, PASSWORD, "correct horse", "Bearer"):
@@ -136,7 +142,7 @@ async def test_client_and_request_id_read_after_inner_layers(
     await call(AccessLogMiddleware(resolver), client=("10.0.0.1", 1))
     (entry,) = lines(access)
     assert entry["client"] == "198.51.100.4"
-    assert entry["requestId"] == "rid-1"
+    assert entry["request_id"] == "rid-1"
 
 
 async def test_unhandled_exception_logged_as_500_and_reraised(
@@ -258,11 +264,18 @@ def test_access_line_equals_log_line_on_any_text(
     client: str | None,
     rid: str,
 ) -> None:
-    fields: dict[str, object] = {"event": "access", "method": method, "path": path}
+    when = timestamp()
+    fields: dict[str, object] = {
+        "timestamp": when,
+        "level": "info",
+        "event": "access",
+        "method": method,
+        "path": path,
+    }
     if query is not None:
         fields["query"] = query
-    fields.update(status=status, duration_ms=duration_ms, client=client, requestId=rid)
-    line = _access_line(method, path, query, status, duration_ms, client, rid)
+    fields.update(status=status, duration_ms=duration_ms, client=client, request_id=rid)
+    line = _access_line(when, "info", method, path, query, status, duration_ms, client, rid)
     assert line == log_line(fields)
     assert "\n" not in line and "\r" not in line  # one line, whatever the client sent
     assert json.loads(line) == fields
@@ -282,6 +295,14 @@ def test_access_line_equals_log_line_on_any_text(
 def test_access_line_odd_types_take_the_json_path(
     method: object, status: int, duration_ms: float, client: object, rid: object
 ) -> None:
-    fields: dict[str, object] = {"event": "access", "method": method, "path": "/p"}
-    fields.update(status=status, duration_ms=duration_ms, client=client, requestId=rid)
-    assert _access_line(method, "/p", None, status, duration_ms, client, rid) == log_line(fields)
+    when = "2025-06-01T12:00:00.000Z"
+    fields: dict[str, object] = {
+        "timestamp": when,
+        "level": "warning",
+        "event": "access",
+        "method": method,
+        "path": "/p",
+    }
+    fields.update(status=status, duration_ms=duration_ms, client=client, request_id=rid)
+    line = _access_line(when, "warning", method, "/p", None, status, duration_ms, client, rid)
+    assert line == log_line(fields)

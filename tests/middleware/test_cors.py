@@ -554,20 +554,31 @@ async def test_non_http_scopes_pass_through() -> None:
         ("https://bücher.example", "write it as browsers send it: xn--bcher-kva.example"),
     ],
 )
-def test_bad_origins_stop_construction_naming_the_setting_and_entry(
+def test_bad_origins_stop_construction_naming_the_option_and_entry(
     entry: str, problem: str
 ) -> None:
+    """Configured in code, the error names the constructor's option (not an env variable)."""
     app, _ = make_app()
     with pytest.raises(ConfigError) as info:
         cors(app, origins=[ALLOWED, entry])
-    assert info.value.name == "BASTION_CORS_ORIGINS"
-    assert str(info.value).startswith(f"BASTION_CORS_ORIGINS: {entry!r} is not an exact origin: ")
+    assert info.value.name == "CORSMiddleware(origins=...)"
+    prefix = f"CORSMiddleware(origins=...): {entry!r} is not an exact origin: "
+    assert str(info.value).startswith(prefix)
     assert problem in info.value.problem
+    assert "BASTION_" not in str(info.value)
+
+
+def test_wildcard_origin_in_code_names_the_option() -> None:
+    """The issue's report: CORSMiddleware(origins=['*']) named BASTION_CORS_ORIGINS."""
+    app, _ = make_app()
+    with pytest.raises(ConfigError) as info:
+        CORSMiddleware(app, origins=["*"])
+    assert str(info.value).startswith("CORSMiddleware(origins=...): '*' is not an exact origin")
 
 
 def test_origins_must_be_a_list_not_a_string() -> None:
     app, _ = make_app()
-    with pytest.raises(ConfigError, match="BASTION_CORS_ORIGINS: give a list of origins"):
+    with pytest.raises(ConfigError, match=r"CORSMiddleware\(origins=...\): give a list of origins"):
         cors(app, origins=ALLOWED)  # iterating it would give one-letter "origins"
 
 

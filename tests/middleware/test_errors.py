@@ -50,7 +50,7 @@ async def test_unhandled_exception_becomes_contract_500_and_logged_redacted(
     assert result.header("content-type") == "application/json"
     assert result.header("content-length") == str(len(INTERNAL))
     (line,) = error_lines(caplog)
-    assert line["requestId"] == "rid-1"
+    assert line["request_id"] == "rid-1"
     assert line["exception"] == "RuntimeError"
     assert line["method"] == "POST" and line["path"] == "/api/v1/orders"
     assert "Traceback (most recent call last)" in line["traceback"]

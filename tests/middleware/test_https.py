@@ -123,7 +123,7 @@ async def test_allowed_hosts() -> None:
 
 async def test_middleware_passes_https_and_refuses_proxy_resolved_http() -> None:
     inner, seen = recorder()
-    app = HTTPSOnlyMiddleware(inner)
+    app = HTTPSOnlyMiddleware(inner, https_port=8443)
     result = await call(app, "POST", b"/api/v1/orders", scheme="https")
     assert result.status == 200 and len(seen) == 1
     result = await call(app, "GET", b"/api/v1/orders", scheme="http", headers=[("host", "a.b")])

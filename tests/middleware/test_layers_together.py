@@ -108,7 +108,7 @@ async def test_500_from_a_route(caplog: pytest.LogCaptureFixture) -> None:
     assert_error(result, 500, "An internal error occurred")
     assert b"hunter2" not in result.body and b"postgresql" not in result.body
     (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == ERROR_LOGGER]
-    assert line["requestId"] == result.header("x-request-id")
+    assert line["request_id"] == result.header("x-request-id")
     assert "RuntimeError" in line["traceback"] and "hunter2" not in caplog.text
 
 
@@ -181,7 +181,7 @@ async def test_trusted_proxy_resolution_reaches_https_app_and_log(
     assert result.header("strict-transport-security") == HSTS
     (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == ACCESS_LOGGER]
     assert line["client"] == "203.0.113.8"
-    assert line["requestId"] == result.header("x-request-id")
+    assert line["request_id"] == result.header("x-request-id")
     # the same headers from an untrusted peer change nothing
     result = await call(
         build(), "GET", "/api/v1/orders", scheme="http", headers=headers, client=("6.6.6.6", 1)

@@ -480,7 +480,11 @@ async def test_non_http_scopes_pass_through() -> None:
 def test_bad_construction_is_refused() -> None:
     app, _ = recorder()
     with pytest.raises(ConfigError, match="rules"):
-        RateLimitMiddleware(app, rules=[], store=MemoryStore())
+        RateLimitMiddleware(app, rules=api_rule(), store=MemoryStore())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="rules"):
+        RateLimitMiddleware(app, rules=["100/15m"], store=MemoryStore())  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="close_store"):
+        RateLimitMiddleware(app, rules=[], store=MemoryStore(), close_store=1)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="duplicate"):
         RateLimitMiddleware(app, rules=[api_rule(), api_rule()], store=MemoryStore())
     with pytest.raises(ConfigError, match="store"):
@@ -669,7 +673,7 @@ async def test_a_500_in_the_whole_stack_is_a_limited_response(
     app = Starlette(routes=[Route("/api/v1/crash", crash)])
     settings = load_settings(insecure_http=True, data_dir=str(tmp_path))
     with caplog.at_level(logging.CRITICAL, logger="bastion.error"):
-        result = await call(secure(app, settings), "GET", "/api/v1/crash")
+        result = await call(secure(app, settings=settings), "GET", "/api/v1/crash")
     assert result.status == 500
     assert result.json()["error"] == "An internal error occurred"
     assert b"hunter2" not in result.body

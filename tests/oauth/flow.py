@@ -18,8 +18,9 @@ from bastion.asgi import ASGIApp
 from bastion.auth.passwords import TEST, PasswordHasher
 from bastion.config import OAuthClient, Settings
 from bastion.oauth.pkce import s256_challenge
+from bastion.ratelimit.factory import store_from_settings
 from bastion.service.main import create_app, prepare
-from bastion.stack import Stack, secure
+from bastion.stack import secure
 
 CLIENT_ID = "mobile-app"
 REDIRECT_URI = "https://app.example.test/callback"
@@ -79,9 +80,9 @@ class App:
 
 
 def build_app(settings: Settings) -> App:
-    stack = Stack(settings)
-    app = create_app(settings, stack=stack, password_hasher=PasswordHasher(TEST))
-    return App(app, secure(app, settings, stack=stack))
+    store = store_from_settings(settings)
+    app = create_app(settings, ratelimit_store=store, password_hasher=PasswordHasher(TEST))
+    return App(app, secure(app, settings=settings, ratelimit_store=store))
 
 
 @asynccontextmanager

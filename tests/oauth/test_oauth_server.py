@@ -25,6 +25,7 @@ from bastion.oauth.server import (
     RedirectError,
     group,
 )
+from bastion.service.deps import caller_of
 from tests.oauth.flow import (
     CLIENT_ID,
     OTHER_CLIENT_ID,
@@ -267,7 +268,7 @@ async def test_code_exchange_gives_working_tokens(oauth_app: App) -> None:
     body = result.body()
     assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token"}
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
-    principal = oauth_app.app.state.token_verifier.verify_access(body["access_token"])
+    principal = caller_of(oauth_app.app.state.bearer_auth.verify(body["access_token"]))
     assert principal.user_id == user_id
     assert await refresh_works(server, body["refresh_token"])
 

@@ -10,6 +10,7 @@ integration tests against ``bastion serve``.
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,17 +20,30 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from bastion.asgi import Scope
 from bastion.auth import Principal
+from bastion.auth.bearer import MissingToken, RefusedToken, bearer_token
 from bastion.config import Settings
-from bastion.errors import AuthError
 from bastion.service import errors
 from bastion.service.db import Database
 from bastion.service.models import User
 from bastion.service.routes import orders as order_routes
 
 
+def access_principal(user_id: uuid.UUID, role: str = "user") -> Principal:
+    """A principal with the claims the service's own access tokens carry."""
+    claims = {
+        "sub": str(user_id),
+        "role": role,
+        "jti": secrets.token_hex(8),
+        "type": "access",
+        "iat": int(time.time()),
+    }
+    return Principal(str(user_id), frozenset(), claims)
+
+
 class Tokens:
-    """A stand-in verifier: token -> Principal; anything else is refused like a bad JWT."""
+    """A stand-in BearerAuth: token -> Principal; anything else is refused like a bad JWT."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -42,13 +56,16 @@ class Tokens:
             session.add(User(id=user_id, email=f"{user_id}@example.test", password_hash="-"))
             await session.commit()
         token = secrets.token_urlsafe(24)
-        self.principals[token] = Principal(user_id, role, secrets.token_hex(8))
+        self.principals[token] = access_principal(user_id, role)
         return token
 
-    def verify_access(self, token: str) -> Principal:
+    async def authenticate(self, scope: Scope) -> Principal:
+        token = bearer_token(scope)  # the real header parsing
+        if token is None:
+            raise MissingToken()
         principal = self.principals.get(token)
         if principal is None:
-            raise AuthError("unknown test token")
+            raise RefusedToken("unknown test token")
         return principal
 
 
@@ -58,7 +75,7 @@ def build_app(tmp_path: Path, **settings: Any) -> tuple[FastAPI, Tokens]:
     app.state.settings = config
     app.state.database = Database(f"sqlite+aiosqlite:///{tmp_path / 'orders.db'}")
     tokens = Tokens(app.state.database)
-    app.state.token_verifier = tokens
+    app.state.bearer_auth = tokens
     errors.install(app)
     order_routes.install(app)
     return app, tokens

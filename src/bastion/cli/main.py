@@ -3,6 +3,11 @@
 Exit codes: 0 success, 1 a finding or failure the command exists to report (``scan`` below
 ``--fail-under``), 2 a usage error, a bad setting or an unreachable target. A bad flag or
 setting prints one line on stderr, never a traceback.
+
+The core install is the stack only; ``serve`` and ``keys`` need the ``[service]`` extra and
+``scan`` the ``[scanner]`` one. Without it the command still exists (``--help`` lists it) and
+says in one line which extra to install, exit status 2 — whether its module cannot be
+imported at all or a dependency is first needed while it runs.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from bastion import __version__
 from bastion.errors import ConfigError
@@ -18,8 +24,45 @@ from bastion.errors import ConfigError
 # Each module defines ``register(subparsers)`` which adds its parser and sets ``func``
 # (a callable taking the parsed namespace and returning an exit code).
 COMMAND_MODULES = ("serve", "nginx", "scan", "keys")
+# module -> (the subcommand it registers, the extra its dependencies come with)
+COMMANDS: dict[str, tuple[str, str | None]] = {
+    "serve": ("serve", "service"),
+    "nginx": ("nginx-config", None),
+    "scan": ("scan", "scanner"),
+    "keys": ("keys", "service"),
+}
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def missing_extra_line(command: str, extra: str, module: str | None) -> str:
+    """The one line a command prints when its extra is not installed."""
+    missing = f" (no module named {module!r})" if module else ""
+    return (
+        f"bastion {command}: this command needs the [{extra}] extra{missing}; "
+        f"install it with: pip install 'bastion[{extra}]'"
+    )
+
+
+def _register_missing(subparsers: Any, command: str, extra: str, module: str | None) -> None:
+    """A stand-in subcommand whose module could not be imported: it names the extra."""
+    # prefix_chars that no flag uses: every argument is taken as is, none is "unrecognized".
+    p = subparsers.add_parser(
+        command, help=f"(needs: pip install 'bastion[{extra}]')", prefix_chars="\0", add_help=False
+    )
+    p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
+
+    def explain(_args: argparse.Namespace) -> int:
+        print(missing_extra_line(command, extra, module), file=sys.stderr)
+        return EXIT_USAGE
+
+    p.set_defaults(func=explain)
+
+
+def _third_party(exc: ModuleNotFoundError) -> str | None:
+    """The top-level name of a missing third-party module, ``None`` for bastion's own."""
+    name = (exc.name or "").split(".")[0]
+    return None if not name or name == "bastion" else name
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bastion {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMAND_MODULES:
-        importlib.import_module(f"bastion.cli.{name}").register(subparsers)
+        command, extra = COMMANDS[name]
+        try:
+            module = importlib.import_module(f"bastion.cli.{name}")
+        except ModuleNotFoundError as exc:
+            missing = _third_party(exc)
+            if extra is None or missing is None:
+                raise
+            _register_missing(subparsers, command, extra, missing)
+            continue
+        module.register(subparsers)
     return parser
 
 
@@ -45,5 +97,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"bastion: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        extra = _extra_of(args.command)
+        missing = _third_party(exc)
+        if extra is None or missing is None:
+            raise
+        print(missing_extra_line(args.command, extra, missing), file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _extra_of(command: str) -> str | None:
+    for name, extra in COMMANDS.values():
+        if name == command:
+            return extra
+    return None

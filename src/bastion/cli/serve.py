@@ -270,9 +270,10 @@ def _export(settings: Settings) -> None:
 
 
 def _configure_logging(settings: Settings) -> None:
-    level = getattr(logging, settings.log_level.upper())
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s", force=True)
-    logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))
+    # One format for every line, uvicorn's lifecycle lines included (bastion.log.configure).
+    from bastion.log import configure
+
+    configure(settings.log_level)
 
 
 def _run_loop(coro: Any) -> None:

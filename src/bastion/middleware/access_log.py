@@ -7,8 +7,13 @@ makes that true for the access log and provides :func:`redact` for the error log
 
 What a line holds (logger ``bastion.access``, level INFO, or WARNING for 5xx)::
 
-    {"event":"access","method":"POST","path":"/api/v1/auth/login","query":["next"],
-     "status":401,"duration_ms":3.21,"client":"203.0.113.9","requestId":"..."}
+    {"timestamp":"2025-06-01T12:00:00.123Z","level":"info","event":"access","method":"POST",
+     "path":"/api/v1/auth/login","query":["next"],"status":401,"duration_ms":3.21,
+     "client":"203.0.113.9","request_id":"..."}
+
+* ``timestamp`` (RFC 3339, UTC) and ``level`` are in the line itself, so it stays a complete
+  record under any handler or formatter the application configures; with none configured
+  (plain uvicorn), :func:`bastion.log.ensure_handler` writes it to stderr.
 
 * ``path`` without the query string; the query contributes its parameter *names* only (a
   reset link ends in ``?token=<token>``; OAuth puts ``code`` in the query).
@@ -34,6 +39,7 @@ import time
 from json.encoder import encode_basestring_ascii as _json_string
 
 from bastion.asgi import REQUEST_ID_KEY, ASGIApp, Message, Receive, Scope, Send
+from bastion.log import JSON_RECORD, timestamp
 
 __all__ = ["ACCESS_LOGGER", "REDACTED", "AccessLogMiddleware", "log_line", "redact"]
 
@@ -172,7 +178,12 @@ def log_line(fields: dict[str, object]) -> str:
     return _ENCODER.encode(fields)
 
 
+_LEVELS = {logging.INFO: "info", logging.WARNING: "warning"}
+
+
 def _access_line(
+    when: str,
+    level: str,
     method: object,
     path: str,
     query: list[str] | None,
@@ -187,6 +198,8 @@ def _access_line(
     string escaper (the one ``JSONEncoder(ensure_ascii=True)`` uses: CR, LF, quotes and
     non-ASCII escaped), ``int``/``float`` written as json writes them (their ``repr``).
     Anything of an unexpected type goes through :func:`log_line`, whose ``default=str`` decides.
+    ``when`` and ``level`` are made by this module (a timestamp and a level name): plain text
+    needing no escape.
     """
     if (
         type(method) is not str
@@ -195,17 +208,24 @@ def _access_line(
         or type(status) is not int
         or type(duration_ms) is not float
     ):
-        fields: dict[str, object] = {"event": "access", "method": method, "path": path}
+        fields: dict[str, object] = {
+            "timestamp": when,
+            "level": level,
+            "event": "access",
+            "method": method,
+            "path": path,
+        }
         if query is not None:
             fields["query"] = query
-        fields.update(status=status, duration_ms=duration_ms, client=client, requestId=rid)
+        fields.update(status=status, duration_ms=duration_ms, client=client, request_id=rid)
         return log_line(fields)
     names = "" if query is None else f'"query":[{",".join(map(_json_string, query))}],'
     where = "null" if client is None else _json_string(client)
     return (
-        f'{{"event":"access","method":{_json_string(method)},"path":{_json_string(path)},'
+        f'{{"timestamp":"{when}","level":"{level}","event":"access",'
+        f'"method":{_json_string(method)},"path":{_json_string(path)},'
         f'{names}"status":{status},"duration_ms":{duration_ms!r},"client":{where},'
-        f'"requestId":{_json_string(rid)}}}'
+        f'"request_id":{_json_string(rid)}}}'
     )
 
 
@@ -250,6 +270,8 @@ class AccessLogMiddleware:
             return
         client = scope.get("client")
         line = _access_line(
+            timestamp(),
+            _LEVELS[level],
             scope.get("method", ""),
             _redacted_path(path),
             _query_names(bytes(query)) if query else None,
@@ -260,4 +282,6 @@ class AccessLogMiddleware:
         )
         # makeRecord + handle, not logger.log: skips the stack walk that finds the caller's
         # file and line, which would be this line on every request anyway.
-        logger.handle(logger.makeRecord(logger.name, level, __file__, 0, line, (), None))
+        record = logger.makeRecord(logger.name, level, __file__, 0, line, (), None)
+        setattr(record, JSON_RECORD, True)  # JSONFormatter writes it as is
+        logger.handle(record)

@@ -53,7 +53,7 @@ __all__ = [
     "DEFAULT_EXCLUDE_PATHS",
     "DEFAULT_EXPOSE_HEADERS",
     "DEFAULT_MAX_AGE",
-    "ORIGINS_SETTING",
+    "ORIGINS_OPTION",
     "CORSMiddleware",
     "Origin",
     "parse_origin",
@@ -74,8 +74,9 @@ DEFAULT_EXPOSE_HEADERS: tuple[str, ...] = (
 DEFAULT_MAX_AGE = 86400
 DEFAULT_EXCLUDE_PATHS: tuple[str, ...] = ("/oauth/authorize",)
 
-#: The setting named by every origin error (the bastion.toml key is ``cors_origins``).
-ORIGINS_SETTING = "BASTION_CORS_ORIGINS"
+#: The option an origin error names by default; ``secure()`` and the service's settings pass
+#: their own name (``cors_origins``, ``BASTION_CORS_ORIGINS``), so the message says what to fix.
+ORIGINS_OPTION = "CORSMiddleware(origins=...)"
 _OPTION = "CORSMiddleware"
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -208,23 +209,23 @@ def _parse(text: str) -> Origin:
     return Origin(scheme, _parse_host(host), port)
 
 
-def parse_origin(text: str) -> Origin:
-    """Parse one configured origin, raising :class:`ConfigError` naming the bad entry."""
+def parse_origin(text: str, *, option: str = ORIGINS_OPTION) -> Origin:
+    """Parse one configured origin, raising :class:`ConfigError` naming *option* and the entry."""
     try:
         return _parse(text.strip())
     except _OriginSyntaxError as exc:
-        raise ConfigError(ORIGINS_SETTING, f"{text!r} is not an exact origin: {exc}") from None
+        raise ConfigError(option, f"{text!r} is not an exact origin: {exc}") from None
 
 
-def parse_origins(entries: Iterable[str]) -> tuple[Origin, ...]:
+def parse_origins(entries: Iterable[str], *, option: str = ORIGINS_OPTION) -> tuple[Origin, ...]:
     """Parse and de-duplicate configured origins (a bare string is refused: list them)."""
     if isinstance(entries, str | bytes):
-        raise ConfigError(ORIGINS_SETTING, "give a list of origins, not one string")
+        raise ConfigError(option, "give a list of origins, not one string")
     out: dict[Origin, None] = {}
     for entry in entries:
         if not isinstance(entry, str):
-            raise ConfigError(ORIGINS_SETTING, f"{entry!r} is not a string")
-        out[parse_origin(entry)] = None
+            raise ConfigError(option, f"{entry!r} is not a string")
+        out[parse_origin(entry, option=option)] = None
     return tuple(out)
 
 
@@ -330,9 +331,10 @@ class CORSMiddleware:
         allow_credentials: bool = True,
         max_age: int = DEFAULT_MAX_AGE,
         exclude_paths: Iterable[str] = DEFAULT_EXCLUDE_PATHS,
+        origins_option: str = ORIGINS_OPTION,
     ) -> None:
         self.app = app
-        self.origins = parse_origins(origins)
+        self.origins = parse_origins(origins, option=origins_option)
         methods = _tokens("allow_methods", allow_methods, allow_empty=False)
         for method in methods:
             if method != method.upper():

@@ -13,7 +13,7 @@ What this layer does, around everything inside it:
 * any other exception → ``500 {"error":"An internal error occurred","requestId":...}``; the
   traceback — redacted with :func:`bastion.middleware.access_log.redact`, so a token or password
   in an exception message stays out of the log too — goes to logger ``bastion.error`` as one
-  JSON line with the request id, method and path.
+  JSON line with ``timestamp``, ``level``, ``request_id``, method and path.
 * a ``500`` *response* from inside (Starlette's ``ServerErrorMiddleware`` answers
   ``Internal Server Error`` and then re-raises; a debug page would carry the traceback) is
   held back and replaced by the contract's body, so no inner component can put exception text
@@ -51,6 +51,7 @@ from bastion.asgi import (
     send_error,
 )
 from bastion.errors import HTTPError
+from bastion.log import JSON_RECORD, timestamp
 from bastion.middleware.access_log import log_line, redact
 
 __all__ = ["ERROR_LOGGER", "INTERNAL_ERROR", "SafeErrorsMiddleware"]
@@ -146,9 +147,11 @@ class SafeErrorsMiddleware:
 
     def _log(self, scope: Scope, exc: BaseException | None, what: str) -> None:
         fields: dict[str, object] = {
+            "timestamp": timestamp(),
+            "level": "error",
             "event": "error",
             "message": what,
-            "requestId": request_id(scope),
+            "request_id": request_id(scope),
             "method": scope.get("method", ""),
             "path": redact(str(scope.get("path", ""))[:2048]),
         }
@@ -156,4 +159,4 @@ class SafeErrorsMiddleware:
             fields["exception"] = type(exc).__name__
             fields["traceback"] = redact("".join(traceback.format_exception(exc)))
         # No exc_info: a handler would print the raw, unredacted traceback.
-        self.logger.error(log_line(fields))
+        self.logger.error(log_line(fields), extra={JSON_RECORD: True})

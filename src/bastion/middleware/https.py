@@ -25,6 +25,27 @@ Two forms: :class:`HTTPSOnlyMiddleware` inside the main app, acting when the req
 ``X-Forwarded-Proto: http`` — and :func:`redirect_app`, the whole application of the
 plain-HTTP listener (port 8080 by default). Wrap the latter in the request-id and headers
 layers to give its answers the contract's headers.
+
+The middleware's ``mode``: ``"redirect"`` (the contract: ``301`` for ``GET``/``HEAD``,
+``403`` otherwise) or ``"refuse"`` (``403`` for every method: an API whose clients are
+programs gains nothing from a redirect they would follow with the credentials already sent in
+clear, as ASVS 5.0 §4.1.2 notes). ``local_http=True`` (what ``secure(https="auto")`` uses)
+serves plain HTTP to *local development* only, which :func:`is_local_development` defines
+from the transport, not from anything a remote client controls alone:
+
+* the TCP peer is a loopback address (``127.0.0.0/8``, ``::1``), and
+* ``Host`` names a loopback host (``localhost``, ``*.localhost`` per RFC 6761 §6.3, a
+  ``127.x`` or ``[::1]`` literal), and
+* the request carries no forwarding header (``Forwarded``, ``X-Forwarded-*``, ``X-Real-IP``,
+  ``Via``): a proxy is involved, so the request may come from anywhere.
+
+So a remote client cannot opt out by sending ``Host: localhost`` (its peer address is not
+loopback), a page using DNS rebinding (``Host: attacker.example`` on 127.0.0.1) is refused,
+and ``X-Forwarded-Proto`` from an untrusted peer changes nothing. One case looks local and is
+not: a proxy on the same host that forwards without any forwarding header *and* rewrites
+``Host`` to the upstream's loopback address (nginx's bare ``proxy_pass`` does). Production
+behind a proxy therefore sets ``trusted_proxies`` (which turns ``auto`` into ``redirect``)
+or ``https="redirect"``/``"refuse"`` explicitly.
 """
 
 from __future__ import annotations
@@ -32,12 +53,36 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from typing import Literal
 from urllib.parse import quote
 
 from bastion.asgi import ASGIApp, Receive, Scope, Send, send_error
 from bastion.errors import ConfigError
 
-__all__ = ["HTTPSOnlyMiddleware", "HTTPSRedirector", "redirect_app"]
+__all__ = [
+    "FORWARDING_HEADERS",
+    "HTTPSMode",
+    "HTTPSOnlyMiddleware",
+    "HTTPSRedirector",
+    "is_local_development",
+    "redirect_app",
+]
+
+HTTPSMode = Literal["redirect", "refuse"]
+#: Request headers that say a proxy handled the request (so its peer address proves nothing).
+FORWARDING_HEADERS = frozenset(
+    {
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-forwarded-scheme",
+        b"x-real-ip",
+        b"via",
+    }
+)
+_PEER_KEY = "bastion.peer"  # the direct peer, as the trusted-proxy layer records it
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(
@@ -129,20 +174,64 @@ class HTTPSRedirector:
         await send({"type": "http.response.body", "body": b""})
 
 
+def _loopback_address(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_host(host: bytes) -> bool:
+    """``localhost``, ``*.localhost`` (RFC 6761 §6.3), ``127.x.y.z`` or ``[::1]``."""
+    if host == b"localhost" or host.endswith(b".localhost"):
+        return True
+    return _loopback_address(host.decode("ascii", "replace"))
+
+
+def is_local_development(scope: Scope, redirector: HTTPSRedirector) -> bool:
+    """Whether a plain-HTTP request is local development (the module docstring's rule)."""
+    peer = scope.get(_PEER_KEY, scope.get("client"))
+    if not peer or not isinstance(peer[0], str) or not _loopback_address(peer[0]):
+        return False
+    for name, _ in scope.get("headers", ()):
+        if name in FORWARDING_HEADERS:
+            return False
+    host = redirector.host(scope)
+    return host is not None and _loopback_host(host)
+
+
 class HTTPSOnlyMiddleware:
     """Let ``https`` requests through; answer ``http`` ones with a redirect or a refusal."""
 
     def __init__(
-        self, app: ASGIApp, *, https_port: int = 8443, allowed_hosts: Iterable[str] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        https_port: int = 443,
+        allowed_hosts: Iterable[str] | None = None,
+        mode: HTTPSMode = "redirect",
+        local_http: bool = False,
     ) -> None:
+        if mode not in ("redirect", "refuse"):
+            raise ConfigError("HTTPSOnlyMiddleware(mode=...)", "must be redirect or refuse")
+        if not isinstance(local_http, bool):
+            raise ConfigError("HTTPSOnlyMiddleware(local_http=...)", "must be True or False")
         self.app = app
         self.redirector = HTTPSRedirector(https_port=https_port, allowed_hosts=allowed_hosts)
+        self.mode: HTTPSMode = mode
+        self.local_http = local_http
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("scheme") != "https":
-            await self.redirector.respond(scope, send)
+        if scope["type"] != "http" or scope.get("scheme") == "https":
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if self.local_http and is_local_development(scope, self.redirector):
+            await self.app(scope, receive, send)
+            return
+        if self.mode == "refuse":
+            await send_error(scope, send, 403, "HTTPS required")
+            return
+        await self.redirector.respond(scope, send)
 
 
 def redirect_app(https_port: int = 8443, *, allowed_hosts: Iterable[str] | None = None) -> ASGIApp:

@@ -37,12 +37,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from bastion.asgi import (
+    RATE_CHARGES_KEY,
+    RATELIMIT_KEY,
     RESPONSE_HEADERS_KEY,
     ASGIApp,
     Headers,
@@ -53,12 +54,12 @@ from bastion.asgi import (
     send_error,
 )
 from bastion.errors import ConfigError, StoreError
-from bastion.ratelimit.headers import retry_after, seconds
+from bastion.ratelimit.headers import rate_headers, retry_after
 from bastion.ratelimit.keys import canonical_path
 from bastion.ratelimit.rules import Rule
 from bastion.ratelimit.store import Store
 
-__all__ = ["UNAVAILABLE_MESSAGE", "RateLimitMiddleware"]
+__all__ = ["UNAVAILABLE_MESSAGE", "RateLimitMiddleware", "rate_headers"]
 
 logger = logging.getLogger("bastion.ratelimit")
 
@@ -80,11 +81,14 @@ class RateLimitMiddleware:
         store: Store,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         unavailable_retry_after: int = 5,
+        close_store: bool = False,
     ) -> None:
         self.app = app
+        if isinstance(rules, Rule | str | bytes):
+            raise ConfigError("rules", "give a list of Rule, not one")
         self.rules = tuple(rules)
-        if not self.rules or not all(isinstance(rule, Rule) for rule in self.rules):
-            raise ConfigError("rules", "must be a non-empty sequence of Rule")
+        if not all(isinstance(rule, Rule) for rule in self.rules):
+            raise ConfigError("rules", "must be a sequence of Rule")
         names = [rule.name for rule in self.rules]
         if len(set(names)) != len(names):
             # One name is one counter namespace: two rules sharing it would double count.
@@ -99,7 +103,10 @@ class RateLimitMiddleware:
             or not 1 <= unavailable_retry_after <= 3600
         ):
             raise ConfigError("unavailable_retry_after", "must be 1..3600 seconds")
+        if not isinstance(close_store, bool):
+            raise ConfigError("close_store", "must be True or False")
         self.store = store
+        self.close_store = close_store
         self._sleep = sleep
         self._unavailable_headers: Headers = [(b"retry-after", b"%d" % unavailable_retry_after)]
         self._down_since: float | None = None
@@ -112,8 +119,12 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self.close_store:
+                await self.app(scope, receive, self._closing_send(send))
+                return
             await self.app(scope, receive, send)
             return
+        scope[RATELIMIT_KEY] = self  # per-route limits (bastion.RateLimit) find the store here
         raw_path = scope.get("path") or "/"
         rules = self._by_path.get(raw_path)
         if rules is None:
@@ -148,7 +159,7 @@ class RateLimitMiddleware:
                 self._store_recovered()
             charges.append([rule, key, used, reset, token])
             if not allowed:
-                headers = _rate_headers(charges)
+                headers = rate_headers(charges)
                 headers.append((b"retry-after", retry_after(reset)))
                 await send_error(scope, send, 429, rule.message, headers=headers)
                 return
@@ -170,7 +181,8 @@ class RateLimitMiddleware:
             # The safe-errors layer outside adds these to whatever response leaves it, its
             # own 500s included: no send wrapper here, unless a success may give charges back.
             first = len(added)
-            added.extend(_rate_headers(charges))
+            added.extend(rate_headers(charges))
+            scope[RATE_CHARGES_KEY] = (charges, first)  # a per-route limit merges its own
             if not refundable:
                 await self.app(scope, receive, send)
                 return
@@ -192,18 +204,28 @@ class RateLimitMiddleware:
                     return self._refund_then_send(charges, message, send)
                 message = {
                     **message,
-                    "headers": [*message.get("headers", ()), *_rate_headers(charges)],
+                    "headers": [*message.get("headers", ()), *rate_headers(charges)],
                 }
             return send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def _closing_send(self, send: Send) -> Send:
+        """*send* for the lifespan scope: the store is closed once the app has shut down."""
+
+        async def send_then_close(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.store.aclose()
+            await send(message)
+
+        return send_then_close
 
     async def _refund_then_rewrite(
         self, charges: list[list[Any]], added: Headers, first: int, message: Message, send: Send
     ) -> None:
         """Give the successes back, then correct the headers this layer added (same count)."""
         await self._refund_successes(charges)
-        headers = _rate_headers(charges)
+        headers = rate_headers(charges)
         added[first : first + len(headers)] = headers
         await send(message)
 
@@ -211,7 +233,7 @@ class RateLimitMiddleware:
         self, charges: list[list[Any]], message: Message, send: Send
     ) -> None:
         await self._refund_successes(charges)
-        await send({**message, "headers": [*message.get("headers", ()), *_rate_headers(charges)]})
+        await send({**message, "headers": [*message.get("headers", ()), *rate_headers(charges)]})
 
     def _rules_for_path(self, raw_path: str) -> tuple[Rule, ...]:
         """The rules whose path prefixes cover *raw_path*, remembered per path.
@@ -264,35 +286,3 @@ class RateLimitMiddleware:
                 "rate-limit store reachable again after %.1fs", time.monotonic() - self._down_since
             )
             self._down_since = None
-
-
-def _rate_headers(charges: list[list[Any]]) -> Headers:
-    """``RateLimit-Policy``, ``RateLimit`` and the ``X-RateLimit-*`` pair for *charges*."""
-    if len(charges) == 1:  # the usual case, written out: the same four headers, no joins
-        rule, _key, used, reset, _token = charges[0]
-        limit = rule.rate.limit
-        remaining = limit - used if used < limit else 0
-        # seconds(reset), inline: a delay rounded up, never negative
-        wait = (math.ceil(reset) if reset > 0 else 0) if used > 0 else 0
-        return [
-            rule.policy_header,
-            (b"ratelimit", rule.item_format % (remaining, wait)),
-            rule.limit_header,
-            (b"x-ratelimit-remaining", b"%d" % remaining),
-        ]
-    policies: list[bytes] = []
-    items: list[bytes] = []
-    states: list[tuple[int, int]] = []
-    for rule, _key, used, reset, _token in charges:
-        limit = rule.rate.limit
-        remaining = limit - used if used < limit else 0
-        policies.append(rule.policy)
-        items.append(rule.item_format % (remaining, seconds(reset) if used > 0 else 0))
-        states.append((remaining, limit))
-    remaining, limit = min(states)  # the most restrictive: fewest left, then smallest quota
-    return [
-        (b"ratelimit-policy", b", ".join(policies)),
-        (b"ratelimit", b", ".join(items)),
-        (b"x-ratelimit-limit", b"%d" % limit),
-        (b"x-ratelimit-remaining", b"%d" % remaining),
-    ]

@@ -22,6 +22,7 @@ import re
 from collections.abc import Awaitable
 
 from bastion.asgi import REQUEST_ID_KEY, ASGIApp, HeaderNames, Message, Receive, Scope, Send
+from bastion.errors import ConfigError
 
 __all__ = ["REQUEST_ID_HEADER", "RequestIDMiddleware", "new_request_id", "valid_request_id"]
 
@@ -78,10 +79,17 @@ def valid_request_id(value: bytes) -> bool:
 
 
 class RequestIDMiddleware:
-    """Give each HTTP request an id and put it on its response as ``X-Request-ID``."""
+    """Give each HTTP request an id and put it on its response as ``X-Request-ID``.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``trust_client_id=False`` never echoes a client's id (every request gets a fresh one):
+    for APIs whose logs must not hold client-chosen values even when well-formed.
+    """
+
+    def __init__(self, app: ASGIApp, *, trust_client_id: bool = True) -> None:
+        if not isinstance(trust_client_id, bool):
+            raise ConfigError("RequestIDMiddleware(trust_client_id=...)", "must be True or False")
         self.app = app
+        self.trust_client_id = trust_client_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,11 +97,12 @@ class RequestIDMiddleware:
             return
 
         rid: str | None = None
-        for key, value in scope.get("headers", ()):
-            if key == REQUEST_ID_HEADER:
-                if _VALID(value) is not None:
-                    rid = value.decode("ascii")
-                break
+        if self.trust_client_id:
+            for key, value in scope.get("headers", ()):
+                if key == REQUEST_ID_HEADER:
+                    if _VALID(value) is not None:
+                        rid = value.decode("ascii")
+                    break
         if rid is None:
             rid = _POOL.take()  # new_request_id() without the extra call
         scope[REQUEST_ID_KEY] = rid

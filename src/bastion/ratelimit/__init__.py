@@ -23,6 +23,7 @@ from bastion.ratelimit.store import Decision, Store
 
 if TYPE_CHECKING:
     from bastion.middleware.ratelimit import RateLimitMiddleware
+    from bastion.ratelimit.dependency import RateLimit
     from bastion.ratelimit.redis_store import RedisStore
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Decision",
     "MemoryStore",
     "Rate",
+    "RateLimit",
     "RateLimitMiddleware",
     "RedisStore",
     "Rule",
@@ -54,6 +56,10 @@ def __getattr__(name: str) -> Any:
         from bastion.ratelimit.redis_store import RedisStore
 
         return RedisStore
+    if name == "RateLimit":
+        from bastion.ratelimit.dependency import RateLimit
+
+        return RateLimit
     if name == "RateLimitMiddleware":
         from bastion.middleware.ratelimit import RateLimitMiddleware
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 __all__ = [
     "POLICY_NAME",
     "limit_item",
     "limit_item_format",
     "policy_item",
+    "rate_headers",
     "retry_after",
     "seconds",
 ]
@@ -53,3 +55,39 @@ def limit_item_format(name: str) -> bytes:
 def retry_after(delay: float) -> bytes:
     """``Retry-After`` in delay-seconds, at least 1 (a ``0`` invites an immediate retry)."""
     return b"%d" % max(1, seconds(delay))
+
+
+def rate_headers(charges: list[list[Any]]) -> list[tuple[bytes, bytes]]:
+    """``RateLimit-Policy``, ``RateLimit`` and the ``X-RateLimit-*`` pair for *charges*.
+
+    A charge is ``[rule, key, used, reset_after, token]`` (a list: a refund updates it in
+    place); *rule* gives the policy name and quota. Always four headers, in this order.
+    """
+    if len(charges) == 1:  # the usual case, written out: the same four headers, no joins
+        rule, _key, used, reset, _token = charges[0]
+        limit = rule.rate.limit
+        remaining = limit - used if used < limit else 0
+        # seconds(reset), inline: a delay rounded up, never negative
+        wait = (math.ceil(reset) if reset > 0 else 0) if used > 0 else 0
+        return [
+            rule.policy_header,
+            (b"ratelimit", rule.item_format % (remaining, wait)),
+            rule.limit_header,
+            (b"x-ratelimit-remaining", b"%d" % remaining),
+        ]
+    policies: list[bytes] = []
+    items: list[bytes] = []
+    states: list[tuple[int, int]] = []
+    for rule, _key, used, reset, _token in charges:
+        limit = rule.rate.limit
+        remaining = limit - used if used < limit else 0
+        policies.append(rule.policy)
+        items.append(rule.item_format % (remaining, seconds(reset) if used > 0 else 0))
+        states.append((remaining, limit))
+    remaining, limit = min(states)  # the most restrictive: fewest left, then smallest quota
+    return [
+        (b"ratelimit-policy", b", ".join(policies)),
+        (b"ratelimit", b", ".join(items)),
+        (b"x-ratelimit-limit", b"%d" % limit),
+        (b"x-ratelimit-remaining", b"%d" % remaining),
+    ]

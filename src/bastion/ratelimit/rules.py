@@ -72,6 +72,8 @@ class Rule:
     * ``message`` — the public ``429`` message.
     * ``on_store_failure`` — ``"fail-open"`` (serve without this limit, log an error) or
       ``"fail-closed"`` (answer ``503``) while the store is unreachable.
+    * ``namespace`` — the store keys' prefix (default: ``name``). Two rules with one namespace
+      share counters; per-route limits (:class:`bastion.RateLimit`) use ``route.<...>``.
     """
 
     name: str
@@ -111,6 +113,7 @@ class Rule:
         slowdown_max_delay_ms: int | None = None,
         message: str = "Too many requests",
         on_store_failure: FailureMode = "fail-open",
+        namespace: str | None = None,
     ) -> None:
         def fix(attribute: str, value: object) -> None:
             object.__setattr__(self, attribute, value)
@@ -165,7 +168,9 @@ class Rule:
             raise ConfigError(f"rule {name}: message", "must be a non-empty string")
         fix("message", message)
         fix("policy", policy_item(name, self.rate.limit, self.rate.window))
-        fix("store_prefix", f"{name}:")
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise ConfigError(f"rule {name}: namespace", "must be a non-empty string")
+        fix("store_prefix", f"{namespace or name}:")
         fix("limit_bytes", b"%d" % self.rate.limit)
         fix("every_request", method_set is None and when is None)
         fix("item_format", limit_item_format(name))
@@ -249,6 +254,7 @@ def _credential_request(scope: Scope) -> bool:
 def auth_rule(
     rate: Rate | str = "5/15m",
     *,
+    paths: str | Iterable[str] = AUTH_PATHS,
     on_store_failure: FailureMode = "fail-closed",
     key: Callable[[Scope], str | None] = client_key,
 ) -> Rule:
@@ -256,12 +262,13 @@ def auth_rule(
     ``POST /oauth/token`` and the OAuth login form (``POST /oauth/authorize``).
 
     Once the budget is spent every request to these paths gets ``429``, a correct password
-    included: answering 200 there would turn the limit into a password oracle.
+    included: answering 200 there would turn the limit into a password oracle. Another app
+    names its own credential endpoints: ``auth_rule("5/15m", paths=["/login", "/token"])``.
     """
     return Rule(
         "auth",
         rate,
-        paths=AUTH_PATHS,
+        paths=paths,
         when=_credential_request,
         key=key,
         count="failures",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.auth.bearer import authenticate
+from bastion.auth.bearer import RefusedToken
 from bastion.auth.principal import Principal
 from bastion.auth.service import AuthService
+from bastion.auth.tokens import ACCESS
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -19,15 +22,53 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def require_principal(request: Request) -> Principal:
+# --- the principal (lib-tokens) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The service's view of a verified access token: the claims bastion's issuer puts in.
+
+    The library's :class:`Principal` takes any ``sub``; the service's tokens name a user by
+    UUID, carry ``role``, ``jti`` (``token_id``, so a route can log *which* token acted
+    without logging the token), ``iat`` (``issued_at``, for revocation checks) and
+    ``type: "access"``.
+    """
+
+    user_id: uuid.UUID
+    role: str
+    token_id: str
+    issued_at: float
+    principal: Principal
+
+
+def caller_of(principal: Principal) -> Caller:
+    """The :class:`Caller` of a verified token; :class:`RefusedToken` (401) when the token is
+    not one of the service's access tokens (RFC 8725 §3.12: other kinds never pass as one)."""
+    claims = principal.claims
+    if claims.get("type") != ACCESS:
+        raise RefusedToken("type is not 'access'")
+    role, jti, iat = claims.get("role"), claims.get("jti"), claims.get("iat")
+    if type(role) is not str or type(jti) is not str or not jti:
+        raise RefusedToken("role and jti must be strings")
+    if type(iat) is not int and type(iat) is not float:  # the verifier checked its value
+        raise RefusedToken("iat is required")
+    try:
+        user_id = uuid.UUID(principal.subject)
+    except ValueError:
+        raise RefusedToken("sub is not a UUID") from None
+    return Caller(user_id, role, jti, iat, principal)
+
+
+async def require_principal(request: Request) -> Caller:
     """The caller of a protected route, from a verified ``Authorization: Bearer`` token.
 
-    Failures raise a 401 (``HTTPError``) with ``WWW-Authenticate: Bearer`` (plus
-    ``error="invalid_token"`` when a token was presented) and the contract's error body.
-    ``async`` although it awaits nothing: verification is CPU-only and fast, and FastAPI
-    would run a plain ``def`` dependency in a thread pool.
+    Verified by the app's :class:`~bastion.auth.bearer.BearerAuth` over the service's key
+    ring (``app.state.bearer_auth``). Failures raise a 401 (``HTTPError``) with
+    ``WWW-Authenticate: Bearer`` (plus ``error="invalid_token"`` when a token was presented)
+    and the contract's error body.
     """
-    return authenticate(request.scope, request.app.state.token_verifier)
+    return caller_of(await request.app.state.bearer_auth.authenticate(request.scope))
 
 
 def get_auth(request: Request) -> AuthService:
@@ -37,7 +78,16 @@ def get_auth(request: Request) -> AuthService:
 
 
 DbSession = Annotated[AsyncSession, Depends(get_session)]
-CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+CurrentPrincipal = Annotated[Caller, Depends(require_principal)]
 Auth = Annotated[AuthService, Depends(get_auth)]
 
-__all__ = ["Auth", "CurrentPrincipal", "DbSession", "get_auth", "get_session", "require_principal"]
+__all__ = [
+    "Auth",
+    "Caller",
+    "CurrentPrincipal",
+    "DbSession",
+    "caller_of",
+    "get_auth",
+    "get_session",
+    "require_principal",
+]

@@ -1,9 +1,13 @@
 """The reference orders API: a FastAPI app assembled from routers, wrapped in the stack.
 
 ``create_app(settings)`` builds the bare FastAPI application (routes, exception handlers,
-resources opened in its lifespan); ``build(settings)`` wraps it in every bastion layer and is
-what ``bastion serve`` runs; ``factory()`` does the same from the environment, for uvicorn
-worker processes.
+resources opened in its lifespan); ``build(settings)`` wraps it in every bastion layer through
+the library's public call, ``bastion.secure(app, settings=...)``, and is what ``bastion serve``
+runs; ``factory()`` does the same from the environment, for uvicorn worker processes.
+
+With ``BASTION_EXPOSE_DOCS=true`` FastAPI serves ``/openapi.json`` and the stack serves the
+Swagger UI page at ``/docs`` under its own nonce-based CSP (:mod:`bastion.docs`), never
+FastAPI's CDN page.
 """
 
 from __future__ import annotations
@@ -17,21 +21,24 @@ from fastapi import FastAPI, Request
 from bastion.asgi import ASGIApp
 from bastion.auth.passwords import PasswordHasher
 from bastion.config import Settings, load_settings
+from bastion.ratelimit.factory import store_from_settings
+from bastion.ratelimit.store import Store
 from bastion.service import errors
 from bastion.service.db import Database
 from bastion.service.routes import auth as auth_routes
 from bastion.service.routes import oauth as oauth_routes
 from bastion.service.routes import orders as orders_routes
-from bastion.stack import Stack, secure, secure_redirect
+from bastion.stack import secure, secure_redirect
 
 
 def create_app(
     settings: Settings,
     *,
-    stack: Stack | None = None,
+    ratelimit_store: Store | None = None,
     password_hasher: PasswordHasher | None = None,
 ) -> FastAPI:
-    """The bare service. *stack* gives /healthz access to the rate-limit store.
+    """The bare service. *ratelimit_store* (the stack's) is reported by /healthz and closed
+    with the app.
 
     *password_hasher* defaults to the OWASP argon2id profile (tests may pass a cheaper one).
     """
@@ -43,14 +50,14 @@ def create_app(
             yield
         finally:
             await database.close()
-            if stack is not None:
-                await stack.close()
+            if ratelimit_store is not None:
+                await ratelimit_store.aclose()
 
     docs = settings.expose_docs
     app = FastAPI(
         title="bastion reference orders API",
         version="1",
-        docs_url="/docs" if docs else None,
+        docs_url=None,  # the stack serves /docs (secure(docs=...)): strict CSP, local assets
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
         swagger_ui_oauth2_redirect_url=None,
@@ -66,7 +73,7 @@ def create_app(
 
     @app.get("/healthz", tags=["health"], summary="Liveness, with the state of each backend")
     async def healthz(request: Request) -> dict[str, Any]:
-        store_ok = True if stack is None else await stack.ping_store()
+        store_ok = True if ratelimit_store is None else await ratelimit_store.ping()
         return {
             "status": "ok",
             "database": "ok" if await database.ping() else "down",
@@ -78,8 +85,9 @@ def create_app(
 
 def build(settings: Settings) -> ASGIApp:
     """The service wrapped in every protective layer, as `bastion serve` runs it."""
-    stack = Stack(settings)
-    return secure(create_app(settings, stack=stack), settings, stack=stack)
+    store = store_from_settings(settings)
+    app = create_app(settings, ratelimit_store=store)
+    return secure(app, settings=settings, ratelimit_store=store)
 
 
 async def prepare(settings: Settings) -> None:

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
 from bastion.auth import refresh as refresh_tokens
+from bastion.auth.bearer import BearerAuth
 from bastion.auth.errors import (
     InvalidCredentials,
     InvalidRefreshToken,
@@ -31,7 +32,7 @@ from bastion.auth.errors import (
 from bastion.auth.keys import KeyRing
 from bastion.auth.passwords import MAX_LENGTH, MIN_LENGTH, PasswordHasher
 from bastion.auth.service import AuthService, Session
-from bastion.auth.tokens import TokenIssuer, TokenVerifier
+from bastion.auth.tokens import TokenIssuer
 from bastion.config import Settings
 from bastion.errors import HTTPError
 from bastion.service.accounts import SqlAccountStore
@@ -307,7 +308,8 @@ def prepare_keys(settings: Settings) -> None:
 def install(app: FastAPI, *, password_hasher: PasswordHasher | None = None) -> None:
     """Open the key ring, build the verifier and AuthService, add the auth routes to *app*.
 
-    ``app.state`` gains ``key_ring``, ``token_issuer``, ``token_verifier`` (used by
+    ``app.state`` gains ``key_ring``, ``token_issuer``, ``bearer_auth`` (the service verifies
+    its tokens through the library's BearerAuth over its key ring; used by
     :func:`bastion.service.deps.require_principal`) and ``auth``. *password_hasher* defaults
     to the OWASP argon2id profile; tests may pass a cheaper one.
     """
@@ -322,8 +324,12 @@ def install(app: FastAPI, *, password_hasher: PasswordHasher | None = None) -> N
     )
     app.state.key_ring = ring
     app.state.token_issuer = issuer
-    app.state.token_verifier = TokenVerifier(
-        ring, issuer=settings.issuer, audience=settings.audience
+    app.state.bearer_auth = BearerAuth(
+        key_ring=ring,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        required_claims=("iat", "jti", "role", "type"),  # what the service's tokens carry
+        typ=("JWT",),
     )
     app.state.auth = AuthService(
         SqlAccountStore(app.state.database),
