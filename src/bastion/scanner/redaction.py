@@ -127,11 +127,15 @@ class Redactor:
             }
         # Longest first, so a secret containing another is replaced whole.
         self._secrets = sorted(variants, key=len, reverse=True)
-        self._grams: dict[str, set[str]] = {
-            s: {s[i : i + MIN_FRAGMENT] for i in range(len(s) - MIN_FRAGMENT + 1)}
-            for s in originals
-            if len(s) > MIN_FRAGMENT
-        }
+        # Every MIN_FRAGMENT-long run of each secret, found in one regex pass (the texts are
+        # the target's: a Python loop per position would cost more than all the patterns).
+        self._grams: dict[str, list[str]] = {}
+        for secret in originals:
+            for i in range(len(secret) - MIN_FRAGMENT + 1):
+                self._grams.setdefault(secret[i : i + MIN_FRAGMENT], []).append(secret)
+        self._gram_re = (
+            re.compile("|".join(re.escape(g) for g in sorted(self._grams))) if self._grams else None
+        )
 
     @property
     def has_secrets(self) -> bool:
@@ -166,30 +170,23 @@ class Redactor:
 
     def _mask_fragments(self, value: str) -> str:
         """Mask runs of ``MIN_FRAGMENT``+ characters copied from a command-line secret."""
-        if not self._grams or len(value) < MIN_FRAGMENT:
+        if self._gram_re is None or len(value) < MIN_FRAGMENT:
             return value
         spans: list[tuple[int, int]] = []
-        for secret, grams in self._grams.items():
-            i = 0
-            while i <= len(value) - MIN_FRAGMENT:
-                if value[i : i + MIN_FRAGMENT] not in grams:
-                    i += 1
-                    continue
-                end = i + MIN_FRAGMENT
-                # Extend while the run stays a substring of the secret.
-                while end < len(value) and value[i : end + 1] in secret:
+        position = 0
+        while match := self._gram_re.search(value, position):
+            start, end = match.start(), match.end()
+            # Extend while the run stays a substring of one of the secrets holding this gram.
+            for secret in self._grams[match.group(0)]:
+                while end < len(value) and value[start : end + 1] in secret:
                     end += 1
-                spans.append((i, end))
-                i = end
+            spans.append((start, end))
+            position = end
         if not spans:
             return value
-        spans.sort()
         out: list[str] = []
         cursor = 0
         for start, end in spans:
-            if end <= cursor:
-                continue
-            start = max(start, cursor)
             out.append(value[cursor:start])
             out.append(REDACTED)
             cursor = end
