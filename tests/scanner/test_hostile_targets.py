@@ -650,6 +650,7 @@ def test_an_odd_certificate_prints_no_library_warning(h2_cert: ServerCert) -> No
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
     assert "serial number which wasn't positive" in run.report
+    assert run.peak_rss_mb < PEAK_RSS_MB
 
 
 # --- secrets in reports -------------------------------------------------------------------------
