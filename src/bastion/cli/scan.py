@@ -81,8 +81,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "scan",
         help="grade a live API from the outside (TLS, headers, CORS, exposure, auth, ...)",
-        description="Scan URL and grade it A+ to F. Exit 0 at or above --fail-under, 1 below, "
-        "2 for a usage error or an unreachable target.",
+        description="Scan URL and grade it A+ to F. Exit 0 at or above --fail-under, 1 below "
+        "it or when controls errored (unless --allow-errors), 2 for a usage error or an "
+        "unreachable target.",
     )
     p.add_argument("url", nargs="?", help="the API to scan, e.g. https://127.0.0.1:8443/")
     p.add_argument(
@@ -111,7 +112,8 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="'NAME: VALUE'",
-        help="extra request header (repeatable); never written into reports",
+        help="extra request header (repeatable); sent only to the scanned origin, never "
+        "written into reports",
     )
     p.add_argument(
         "--ignore",
@@ -129,6 +131,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--timeout",
         type=float,
+        metavar="SECONDS",
         help="total deadline of each request in seconds: connect, TLS, interim responses, "
         "head and body (default 10)",
     )
