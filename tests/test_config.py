@@ -118,3 +118,158 @@ def test_malformed_toml_is_one_line(tmp_path: Path) -> None:
         load_settings()
     assert str(info.value).startswith("bastion.toml")
     assert "\n" not in str(info.value)
+
+
+# --- database URL, data directory, mail, unknown variables (issue 15) --------------------------
+
+SECRET = "pa55-w0rd-in-the-url"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (f"postgresql://app:{SECRET}@db/app", "postgresql:// is not an asyncio driver: use "),
+        (f"postgres://app:{SECRET}@db/app", "postgres:// is not an asyncio driver"),
+        (f"postgresql+psycopg://app:{SECRET}@db/app", "postgresql+psycopg:// is not an asyncio"),
+        (f"postgresql+psycopg2://app:{SECRET}@db/app", "postgresql+psycopg2:// is not an asyncio"),
+        ("sqlite:///bastion.db", "sqlite:// is not an asyncio driver: use sqlite+aiosqlite:///"),
+        (f"mysql://app:{SECRET}@db/app", "mysql:// is not supported: use PostgreSQL"),
+        (f"mysql+aiomysql://app:{SECRET}@db/app", "mysql+aiomysql:// is not supported"),
+        (f"oracle+oracledb://app:{SECRET}@db/app", "is not supported"),
+        (f"no scheme {SECRET}", "this URL is not supported"),
+        (f"\x1b[31m://{SECRET}", "this URL is not supported"),
+    ],
+)
+def test_database_url_needs_an_async_driver(
+    monkeypatch: pytest.MonkeyPatch, url: str, message: str
+) -> None:
+    monkeypatch.setenv("BASTION_DATABASE_URL", url)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert text.startswith("BASTION_DATABASE_URL (or database_url in bastion.toml): ")
+    assert message in text
+    assert SECRET not in text and "\x1b" not in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://app:pw@db.internal:5432/app",
+        "POSTGRESQL+ASYNCPG://app@db/app",
+        "sqlite+aiosqlite:///var/lib/bastion/bastion.db",
+        "sqlite+aiosqlite://",
+    ],
+)
+def test_supported_database_urls(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("BASTION_DATABASE_URL", url)
+    assert load_settings().database == url
+
+
+def test_data_dir_problems(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match=r"^BASTION_DATA_DIR \(or data_dir in bastion.toml\)"):
+        load_settings(data_dir=a_file)
+    with pytest.raises(ConfigError, match=r"is a file, so .* cannot be created"):
+        load_settings(data_dir=a_file / "deeper" / "still")
+    assert load_settings(data_dir=tmp_path / "new" / "dir").data_dir == tmp_path / "new" / "dir"
+
+
+SMTP = {"mailer": "smtp", "smtp_host": "mail.example.test", "mail_from": "no-reply@example.test"}
+
+
+def test_smtp_settings(tmp_path: Path) -> None:
+    s = load_settings(**SMTP)
+    assert (s.smtp_security, s.smtp_effective_port, s.smtp_attempts) == ("starttls", 587, 5)
+    assert load_settings(**SMTP, smtp_security="tls").smtp_effective_port == 465
+    assert load_settings(**SMTP, smtp_security="none").smtp_effective_port == 25
+    assert load_settings(**SMTP, smtp_port=2525).smtp_effective_port == 2525
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\nignored second line\n")
+    with_file = load_settings(**SMTP, smtp_username="u", smtp_password_file=secret)
+    assert with_file.smtp_secret() == "s3cret"
+    assert load_settings(**SMTP, smtp_username="u", smtp_password="pw").smtp_secret() == "pw"
+    assert "pw" not in repr(load_settings(**SMTP, smtp_username="u", smtp_password="pw"))
+
+
+@pytest.mark.parametrize(
+    ("options", "name", "message"),
+    [
+        ({"smtp_host": None}, "BASTION_SMTP_HOST", "required when BASTION_MAILER=smtp"),
+        ({"mail_from": None}, "BASTION_MAIL_FROM", "required when BASTION_MAILER=smtp"),
+        ({"mail_from": "not an address"}, "BASTION_MAIL_FROM", "must be an address"),
+        ({"mail_from": "a@b.test, c@d.test"}, "BASTION_MAIL_FROM", "must be an address"),
+        ({"mail_from": "a@b.test\r\nBcc: x@y.test"}, "BASTION_MAIL_FROM", "must be an address"),
+        ({"smtp_host": "smtp://mail.example"}, "BASTION_SMTP_HOST", "pattern"),
+        ({"smtp_security": "ssl"}, "BASTION_SMTP_SECURITY", "'starttls', 'tls' or 'none'"),
+        ({"smtp_port": 0}, "BASTION_SMTP_PORT", "greater than or equal to 1"),
+        ({"smtp_username": "u"}, "BASTION_SMTP_USERNAME", "give both a user name and a password"),
+        ({"smtp_password": "p"}, "BASTION_SMTP_USERNAME", "give both a user name and a password"),
+        (
+            {"smtp_username": "u", "smtp_password": "p", "smtp_security": "none"},
+            "BASTION_SMTP_SECURITY",
+            "send the SMTP password in clear text",
+        ),
+        (
+            {"smtp_username": "u", "smtp_password": "p", "smtp_password_file": "/etc/hostname"},
+            "BASTION_SMTP_PASSWORD_FILE",
+            "not both",
+        ),
+        (
+            {"smtp_username": "u", "smtp_password_file": "/nonexistent/secret"},
+            "BASTION_SMTP_PASSWORD_FILE",
+            "cannot read /nonexistent/secret",
+        ),
+        ({"smtp_ca_file": "/nonexistent/ca.pem"}, "BASTION_SMTP_CA_FILE", "not a readable file"),
+    ],
+)
+def test_bad_smtp_settings_are_one_line(
+    options: dict[str, object], name: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            **{**SMTP, **options, "smtp_host": options.get("smtp_host", SMTP["smtp_host"])}
+        )
+    text = str(caught.value)
+    assert text.startswith(name) and message in text and "\n" not in text, text
+
+
+def test_empty_password_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match=r"BASTION_SMTP_PASSWORD_FILE.*the file is empty"):
+        load_settings(**SMTP, smtp_username="u", smtp_password_file=empty)
+
+
+def test_unknown_variables() -> None:
+    from bastion.config import unknown_variables
+
+    environ = {
+        "BASTION_CORS_ORIGIN": "x",
+        "bastion_databse_url": "x",
+        "BASTION_PORT": "1",  # a setting
+        "bastion_port": "1",  # a setting, in lower case (read case-insensitively)
+        "BASTION_SKIP_TIMING": "1",  # tools
+        "BASTION_SLOW": "1",
+        "BASTION_FUZZ_EXAMPLES": "1",
+        "BASTION_CONFIG": "x",
+        "BASTION_XYZZY": "1",
+        "BASTION_EVIL\x1b[2J": "1",
+        "PATH": "/bin",
+    }
+    assert unknown_variables(environ) == [
+        "BASTION_CORS_ORIGIN is not a bastion setting and is ignored; "
+        "did you mean BASTION_CORS_ORIGINS?",
+        "'BASTION_EVIL\\x1b[2J' is not a bastion setting and is ignored",
+        "BASTION_XYZZY is not a bastion setting and is ignored",
+        "bastion_databse_url is not a bastion setting and is ignored; "
+        "did you mean BASTION_DATABASE_URL?",
+    ]
+
+
+def test_every_setting_is_known() -> None:
+    from bastion.config import Settings, unknown_variables
+
+    every = {f"BASTION_{name.upper()}": "x" for name in Settings.model_fields}
+    assert unknown_variables(every) == []

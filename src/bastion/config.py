@@ -8,9 +8,12 @@ and exit instead of a traceback.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import os
+from collections.abc import Mapping
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,9 +22,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -65,6 +70,9 @@ def _split_csv(value: Any) -> Any:
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
 
+
+_POSTGRES_EXAMPLE = "postgresql+asyncpg://user:password@host:5432/dbname"
+_SQLITE_EXAMPLE = "sqlite+aiosqlite:///path/to/bastion.db"
 
 # An absolute http(s) URL without characters that could break out of a Link header.
 _LINK_PATTERN = r"^https?://[^\s<>\"]+$"
@@ -118,7 +126,24 @@ class Settings(BaseSettings):
 
     # --- service -------------------------------------------------------------------------
     expose_docs: bool = False
-    mailer: Literal["outbox"] = "outbox"
+    mailer: Literal["outbox", "smtp"] = "outbox"
+
+    # --- mail: BASTION_MAILER=smtp (bastion.service.smtp; checked in _check_smtp) ----------
+    smtp_host: str | None = Field(None, min_length=1, max_length=253, pattern=r"^[^\s/@]+$")
+    smtp_port: int | None = Field(None, ge=1, le=65535)  # None: 587 starttls, 465 tls, 25 none
+    # starttls: the upgrade is required (a server that does not offer it is refused, never a
+    # silent plain-text fallback: STARTTLS stripping); tls: implicit TLS (RFC 8314 §3.3);
+    # none: plain text, only without credentials (a local relay on the same host).
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = Field(None, min_length=1, max_length=256)
+    smtp_password: SecretStr | None = None
+    smtp_password_file: Path | None = None  # the password in a file (a container secret)
+    smtp_ca_file: Path | None = None  # extra CA bundle for a private relay; system CAs otherwise
+    smtp_timeout: float = Field(10.0, gt=0, le=300)  # seconds per SMTP network operation
+    smtp_attempts: int = Field(
+        5, ge=1, le=20
+    )  # deliveries tried per mail (1 s, 2 s, 4 s ... apart)
+    mail_from: str | None = Field(None, max_length=320)  # "Bastion <no-reply@example.com>"
 
     # --- API version lifecycle: RFC 9745 Deprecation, RFC 8594 Sunset (unset: not sent) -
     api_v1_deprecation: AwareDatetime | None = None
@@ -193,6 +218,106 @@ class Settings(BaseSettings):
             raise ValueError(f"client_id {duplicates[0]!r} is registered twice")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        # The service speaks asyncio: a synchronous driver URL would fail in a worker with
+        # "No module named 'psycopg2'". Never echo the URL: it may hold a password.
+        if value is None or not value.strip():
+            return None
+        scheme = value.partition("://")[0].lower() if "://" in value else ""
+        if scheme in SUPPORTED_DATABASE_SCHEMES:
+            return value
+        backend = scheme.partition("+")[0]
+        if backend in ("postgresql", "postgres"):
+            raise ValueError(f"{scheme}:// is not an asyncio driver: use {_POSTGRES_EXAMPLE}")
+        if backend == "sqlite":
+            raise ValueError(f"{scheme}:// is not an asyncio driver: use {_SQLITE_EXAMPLE}")
+        plain = scheme.isascii() and scheme.replace("+", "").isalnum()
+        shown = f"{scheme}://" if plain else "this URL"
+        raise ValueError(
+            f"{shown} is not supported: use PostgreSQL ({_POSTGRES_EXAMPLE}) "
+            f"or SQLite ({_SQLITE_EXAMPLE})"
+        )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _usable_data_dir(cls, value: Path) -> Path:
+        # Checked here so that a file in the way or a read-only directory is one line at start,
+        # not a PermissionError / FileExistsError traceback from deep inside `bastion serve`.
+        problem = data_dir_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        addresses = getaddresses([value])
+        controls = any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+        if controls or len(addresses) != 1 or addresses[0][1].count("@") != 1:
+            raise ValueError('must be an address, e.g. "Bastion <no-reply@example.com>"')
+        return value
+
+    @model_validator(mode="after")
+    def _check_smtp(self) -> Settings:
+        """The mail settings only make sense together; refuse a half-configured SMTP at start."""
+        if self.mailer != "smtp":
+            return self
+        if not self.smtp_host:
+            raise ConfigError(setting_name("smtp_host"), "required when BASTION_MAILER=smtp")
+        if not self.mail_from:
+            raise ConfigError(setting_name("mail_from"), "required when BASTION_MAILER=smtp")
+        if self.smtp_password is not None and self.smtp_password_file is not None:
+            raise ConfigError(
+                setting_name("smtp_password_file"), "give the password or a file, not both"
+            )
+        has_password = self.smtp_password is not None or self.smtp_password_file is not None
+        if has_password != (self.smtp_username is not None):
+            raise ConfigError(
+                setting_name("smtp_username"), "give both a user name and a password, or neither"
+            )
+        if self.smtp_username is not None and self.smtp_security == "none":
+            raise ConfigError(
+                setting_name("smtp_security"),
+                "none would send the SMTP password in clear text: use starttls or tls",
+            )
+        if self.smtp_password_file is not None:
+            self.smtp_secret()  # unreadable or empty: one line now, not at the first mail
+        for name in ("smtp_ca_file",):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ConfigError(setting_name(name), f"{path} is not a readable file")
+        return self
+
+    def smtp_secret(self) -> str | None:
+        """The SMTP password, from BASTION_SMTP_PASSWORD or the first line of its _FILE."""
+        if self.smtp_password is not None:
+            return self.smtp_password.get_secret_value()
+        if self.smtp_password_file is None:
+            return None
+        try:
+            text = self.smtp_password_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise ConfigError(
+                setting_name("smtp_password_file"),
+                f"cannot read {self.smtp_password_file}: {reason}",
+            ) from None
+        secret = text.splitlines()[0] if text else ""
+        if not secret:
+            raise ConfigError(setting_name("smtp_password_file"), "the file is empty")
+        return secret
+
+    @property
+    def smtp_effective_port(self) -> int:
+        """The SMTP port, defaulting by security: 465 implicit TLS, 587 submission, 25 relay."""
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {"tls": 465, "starttls": 587, "none": 25}[self.smtp_security]
+
     @property
     def database(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""
@@ -214,13 +339,89 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_path))
 
 
+# --- start-up checks shared by the settings and the command line ---------------------------
+
+#: Database URL schemes the service can use (it runs on asyncio: async drivers only).
+SUPPORTED_DATABASE_SCHEMES = ("postgresql+asyncpg", "sqlite+aiosqlite")
+
+#: ``BASTION_*`` variables that are not settings but are read by the test suite, the
+#: benchmarks or the loader itself: never reported as unknown.
+TOOL_VARIABLES = frozenset(
+    {
+        CONFIG_FILE_ENV,  # which bastion.toml to read
+        "BASTION_SKIP_TIMING",  # tests: skip statistical timing comparisons on a noisy machine
+        "BASTION_SLOW",  # tests: run the slow variants
+        "BASTION_FUZZ_EXAMPLES",  # tests: hypothesis examples per fuzz test (make fuzz)
+        "BASTION_FUZZ_SHRINK",  # tests: let hypothesis shrink fuzz failures
+        "BASTION_KEEP_SCREENSHOT",  # browser tests: keep the screenshots they take
+    }
+)
+
+
+def setting_name(field: str) -> str:
+    """How a setting is named in messages: the variable, then its bastion.toml key."""
+    return f"{ENV_PREFIX}{field.upper()} (or {field} in {DEFAULT_CONFIG_FILE})"
+
+
+def data_dir_problem(path: Path) -> str | None:
+    """Why *path* cannot be (or become) bastion's data directory, or None when it can.
+
+    The directory need not exist (``bastion serve`` creates it), but its nearest existing
+    ancestor must be a directory this user may write into.
+    """
+    try:
+        if path.exists() and not path.is_dir():
+            return f"{path} is a file, not a directory: remove it or choose another directory"
+        if path.is_dir():
+            if not os.access(path, os.W_OK | os.X_OK):
+                return (
+                    f"{path} is not writable by this user (uid {os.getuid()}): "
+                    "change its owner or permissions, or choose another directory"
+                )
+            return None
+        parent = path.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"{parent} is a file, so {path} cannot be created: choose another directory"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return (
+                f"{path} cannot be created: {parent} is not writable by this user "
+                f"(uid {os.getuid()}); create it for this user or choose another directory"
+            )
+    except OSError as exc:  # e.g. a path component that is not searchable
+        return f"{path} cannot be used: {exc.strerror or exc.__class__.__name__}"
+    return None
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``BASTION_*`` variable that is not a setting, with the closest name.
+
+    Settings are read case-insensitively (pydantic-settings' default), so names are compared
+    upper-cased. A misspelt variable is otherwise silently ignored, while the same typo in
+    bastion.toml stops the start.
+    """
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | TOOL_VARIABLES
+    suffixes = {name.removeprefix(ENV_PREFIX): name for name in known}
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        shown = name if name.isprintable() and name.isascii() else ascii(name)
+        match = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), suffixes, n=1)
+        hint = f"; did you mean {suffixes[match[0]]}?" if match else ""
+        warnings.append(f"{shown} is not a bastion setting and is ignored{hint}")
+    return warnings
+
+
 def _config_error(error: Any) -> ConfigError:
     """One readable ConfigError from the first pydantic error: the variable, then the reason."""
     loc = [str(part) for part in error.get("loc", ())] or ["settings"]
     field = loc[0]
     if error.get("type") == "extra_forbidden":
         return ConfigError(f"{field} in {DEFAULT_CONFIG_FILE}", "unknown setting")
-    name = f"{ENV_PREFIX}{field.upper()} (or {field} in {DEFAULT_CONFIG_FILE})"
+    name = setting_name(field)
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     if len(loc) > 1:
         message = f"{'.'.join(loc[1:])}: {message}"

@@ -182,7 +182,8 @@ def options_from_settings(settings: Settings) -> Options:
         "trusted_proxies": settings.trusted_proxies,
         "cors_origins": settings.cors_origins,
         "hsts_preload": settings.hsts_preload,
-        "app_csp_paths": ("/oauth/authorize",),  # the OAuth login page brings its own CSP
+        # the OAuth login page and the password-reset page bring their own CSP
+        "app_csp_paths": ("/oauth/authorize", "/password-reset"),
         "docs": docs,
         "rate_limits": rules_from_settings(settings),
         "ratelimit_store": store_from_settings(settings),

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bastion import __version__
@@ -31,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
     "scan": ("scan", "scanner"),
     "keys": ("keys", "service"),
 }
+# Commands that read the BASTION_* settings: a misspelt variable is worth a warning there.
+SETTINGS_COMMANDS = frozenset({"serve", "keys"})
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -93,9 +97,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in SETTINGS_COMMANDS:
+            _warn_unknown_variables()
         return int(args.func(args))
     except ConfigError as exc:
         print(f"bastion: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # A file-system failure the settings checks could not foresee (a race, a read-only
+        # mount): one line naming the file, and the variable when the file is in the data dir.
+        print(f"bastion: {_file_problem(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except ModuleNotFoundError as exc:
         extra = _extra_of(args.command)
@@ -106,6 +119,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _file_problem(exc: OSError) -> str:
+    path = Path(os.fsdecode(exc.filename))
+    reason = exc.strerror or exc.__class__.__name__
+    data_dir = Path(os.environ.get("BASTION_DATA_DIR", ".bastion")).absolute()
+    if path.absolute().is_relative_to(data_dir) or data_dir.is_relative_to(path.absolute()):
+        return f"BASTION_DATA_DIR (or data_dir in bastion.toml): cannot use {path}: {reason}"
+    return f"cannot use {path}: {reason}"
+
+
+def _warn_unknown_variables() -> None:
+    # Imported here: bastion.config needs the [service] extra (a missing one is reported by
+    # main's ModuleNotFoundError branch, like any other dependency of the command).
+    from bastion.config import unknown_variables
+
+    for warning in unknown_variables(os.environ):
+        print(f"bastion: warning: {warning}", file=sys.stderr)
 
 
 def _extra_of(command: str) -> str | None:

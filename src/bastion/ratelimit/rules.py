@@ -40,9 +40,19 @@ API_PATHS = ("/api/",)
 # The OAuth endpoints that take credentials share the budget of the JSON ones: a failed
 # password on the OAuth login form and one on /api/v1/auth/login count together, so OAuth
 # opens no second set of guesses. On /oauth/authorize only the form's POST counts (see
-# _credential_request).
-AUTH_PATHS = ("/api/v1/auth/", "/api/v1/password-reset", "/oauth/token", "/oauth/authorize")
+# _credential_request). The password-reset page's form POST runs the JSON confirm endpoint's
+# logic, so it shares that budget too.
+AUTH_PATHS = (
+    "/api/v1/auth/",
+    "/api/v1/password-reset",
+    "/oauth/token",
+    "/oauth/authorize",
+    "/password-reset",
+)
 OAUTH_AUTHORIZE = "/oauth/authorize"
+RESET_PAGE = "/password-reset"
+# HTML pages whose GET only renders a form: not counted (see _credential_request).
+_FORM_PAGES = (OAUTH_AUTHORIZE, RESET_PAGE)
 AUTH_MESSAGE = "Too many authentication attempts"
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
@@ -242,13 +252,13 @@ def api_rule(
 
 
 def _credential_request(scope: Scope) -> bool:
-    """False for a ``GET``/``HEAD`` of ``/oauth/authorize``: it renders the login form or
-    redirects with a code, carries no password, and a broken authorization link must not eat
-    the user's login budget (nor be refused with ``429`` while the form POST is the guess)."""
+    """False for a ``GET``/``HEAD`` of ``/oauth/authorize`` or ``/password-reset``: they
+    render a form (or redirect with a code), carry no password, and a broken link must not
+    eat the user's budget (nor be refused with ``429`` while the form POST is the guess)."""
     if scope.get("method") not in ("GET", "HEAD"):
         return True
     path = canonical_path(scope.get("path", ""))
-    return not (path == OAUTH_AUTHORIZE or path.startswith(OAUTH_AUTHORIZE + "/"))
+    return not any(path == page or path.startswith(page + "/") for page in _FORM_PAGES)
 
 
 def auth_rule(

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, InvalidRequestError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +20,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+
+from bastion.config import setting_name
+from bastion.errors import ConfigError
+
+_DRIVERS = "use postgresql+asyncpg://user:password@host/dbname or sqlite+aiosqlite:///path"
 
 
 class Base(DeclarativeBase):
@@ -35,7 +40,12 @@ class Database:
         options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30}
-        self.engine: AsyncEngine = create_async_engine(url, **options)
+        try:
+            self.engine: AsyncEngine = create_async_engine(url, **options)
+        except (ArgumentError, ImportError, InvalidRequestError) as exc:
+            # A URL Settings did not vet (a direct caller): one line, not a driver traceback.
+            problem = f"unusable ({exc.__class__.__name__}): {_DRIVERS}"
+            raise ConfigError(setting_name("database_url"), problem) from None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)

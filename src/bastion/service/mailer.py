@@ -1,8 +1,14 @@
-"""Mailers of the reference service. The default appends to a local outbox file.
+"""Mailers of the reference service, chosen by ``BASTION_MAILER``.
 
-``<data dir>/outbox.jsonl`` gets one JSON object a line: ``{"to", "subject", "text"}``.
-The file holds live reset tokens, so it is created with mode 0600; the mailer never logs
-the text it sends.
+``outbox`` (the default) appends to ``<data dir>/outbox.jsonl`` one JSON object a line:
+``{"to", "subject", "text"}``. The file holds live reset tokens, so it is created with mode
+0600; the mailer never logs the text it sends.
+
+``smtp`` hands each message to a :class:`~bastion.service.mail_queue.BackgroundMailer`
+(delivery off the request path, retries) over an
+:class:`~bastion.service.smtp.SmtpTransport` (TLS, authentication).
+
+Every mailer has ``async aclose()``, called when the app stops.
 """
 
 from __future__ import annotations
@@ -11,11 +17,14 @@ import asyncio
 import json
 import os
 import threading
+from email.message import EmailMessage
 from pathlib import Path
 
 from bastion.auth.reset import Mailer
 from bastion.config import Settings
 from bastion.errors import ConfigError
+from bastion.service.mail_queue import BackgroundMailer
+from bastion.service.smtp import SmtpOptions, SmtpTransport
 
 OUTBOX_FILE = "outbox.jsonl"
 
@@ -40,9 +49,29 @@ class OutboxMailer:
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         await asyncio.to_thread(self._append, line)
 
+    async def aclose(self) -> None:
+        """Nothing is held open between messages."""
+
+
+def smtp_mailer(settings: Settings) -> BackgroundMailer:
+    """SMTP delivery in worker threads, scheduled off the request path, with retries."""
+    transport = SmtpTransport(SmtpOptions.from_settings(settings))
+
+    async def deliver(message: EmailMessage) -> None:
+        await asyncio.to_thread(transport.deliver, message)
+
+    return BackgroundMailer(
+        deliver,
+        mail_from=transport.options.mail_from,
+        attempts=settings.smtp_attempts,
+        abort=transport.abort,
+    )
+
 
 def make_mailer(settings: Settings) -> Mailer:
     """The mailer BASTION_MAILER names."""
     if settings.mailer == "outbox":
         return OutboxMailer(settings.data_dir / OUTBOX_FILE)
+    if settings.mailer == "smtp":
+        return smtp_mailer(settings)
     raise ConfigError("BASTION_MAILER", f"unknown mailer {settings.mailer!r}")  # pragma: no cover

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.asgi import ASGIApp
 from bastion.auth.passwords import PasswordHasher
@@ -25,9 +26,11 @@ from bastion.ratelimit.factory import store_from_settings
 from bastion.ratelimit.store import Store
 from bastion.service import errors
 from bastion.service.db import Database
+from bastion.service.db_errors import connect_error
 from bastion.service.routes import auth as auth_routes
 from bastion.service.routes import oauth as oauth_routes
 from bastion.service.routes import orders as orders_routes
+from bastion.service.routes import reset_page
 from bastion.stack import secure, secure_redirect
 
 
@@ -49,6 +52,7 @@ def create_app(
         try:
             yield
         finally:
+            await _close_mailer(app)
             await database.close()
             if ratelimit_store is not None:
                 await ratelimit_store.aclose()
@@ -69,6 +73,7 @@ def create_app(
     errors.install(app)
     auth_routes.install(app, password_hasher=password_hasher)
     oauth_routes.install(app)  # after auth: it uses app.state.auth
+    reset_page.install(app)  # after auth: it uses app.state.auth
     orders_routes.install(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness, with the state of each backend")
@@ -83,6 +88,13 @@ def create_app(
     return app
 
 
+async def _close_mailer(app: FastAPI) -> None:
+    """Give mail still queued (SMTP) its few seconds to go out; a mailer may hold nothing."""
+    close = getattr(app.state.auth.mailer, "aclose", None)
+    if close is not None:
+        await close()
+
+
 def build(settings: Settings) -> ASGIApp:
     """The service wrapped in every protective layer, as `bastion serve` runs it."""
     store = store_from_settings(settings)
@@ -91,11 +103,17 @@ def build(settings: Settings) -> ASGIApp:
 
 
 async def prepare(settings: Settings) -> None:
-    """One-time work before workers start: the signing keys and the database schema."""
+    """One-time work before workers start: the signing keys and the database schema.
+
+    A database that cannot be reached or used stops the start with one line
+    (:func:`bastion.service.db_errors.connect_error`), not a driver traceback.
+    """
     auth_routes.prepare_keys(settings)
     database = Database(settings.database)
     try:
         await database.create_schema()
+    except (OSError, SQLAlchemyError) as exc:
+        raise connect_error(exc, settings.database) from None
     finally:
         await database.close()
 
