@@ -422,7 +422,7 @@ class ScanRun:
 _ENTRY = """
 import atexit, os, runpy, sys
 def _peak():
-    with open("/proc/self/status") as status, open(os.environ["BASTION_TEST_HWM"], "w") as out:
+    with open("/proc/self/status") as status, open(os.environ["HOSTILE_TEST_PEAK_FILE"], "w") as out:
         out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
 atexit.register(_peak)
 sys.argv[0] = "bastion"
@@ -476,7 +476,7 @@ def _start(
             stderr=err,
             stdin=subprocess.DEVNULL,
             preexec_fn=preexec,
-            env={**os.environ, "BASTION_TEST_HWM": str(hwm_path)},
+            env={**os.environ, "HOSTILE_TEST_PEAK_FILE": str(hwm_path)},
         )
     return _Child(command, process, out_path, err_path, hwm_path, output, time.monotonic())
 
