@@ -422,8 +422,10 @@ class ScanRun:
 _ENTRY = """
 import atexit, os, runpy, sys
 def _peak():
-    with open("/proc/self/status") as status, open(os.environ["HOSTILE_TEST_PEAK_FILE"], "w") as out:
-        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+    with open("/proc/self/status") as status:
+        peak = next(line for line in status if line.startswith("VmHWM:")).split()[1]
+    with open(os.environ["HOSTILE_TEST_PEAK_FILE"], "w") as out:
+        out.write(peak)
 atexit.register(_peak)
 sys.argv[0] = "bastion"
 runpy.run_module("bastion", run_name="__main__", alter_sys=True)
