@@ -42,12 +42,13 @@ from tests.scanner.hostile import (
 
 pytestmark = pytest.mark.integration
 
-# --max-time counts from the child's start (interpreter start-up included); what comes after
-# is the interpreter's exit and the parent noticing it. The tight bound is a timing
-# assertion (skipped with BASTION_SKIP_TIMING=1 on a loaded machine); the loose one always
-# holds, where the scanner used to run until killed (120 s, 600 s).
+# --max-time counts from the child's start (interpreter start-up included) and keeps its last
+# 15 % to stop controls and write the report; what comes after is the interpreter's exit and
+# the parent noticing it, with four children and the other test worker sharing two cores. The
+# tight bound is a timing assertion (skipped with BASTION_SKIP_TIMING=1 on a loaded machine);
+# the loose one always holds, where the scanner used to run until killed (120 s, 600 s).
 SKIP_TIMING = os.environ.get("BASTION_SKIP_TIMING") == "1"
-EXIT_S = 1.5
+EXIT_S = 2.5
 LOOSE_S = 15.0
 PEAK_RSS_MB = 300
 # Four scans start at once; on a noisy machine their start-up alone can take seconds of the
