@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bastion.scanner.model import Report
 from tests.scanner.apps import insecure_app, mint, secure_app
 from tests.scanner.servers import Certs, Running, make_certs, running
 from tests.support import free_port
@@ -93,6 +95,11 @@ def test_unreachable_target_is_one_line_and_exit_2() -> None:
         (["http://127.0.0.1:1/", "--ca-file", "/nonexistent.pem"], "no such file"),
         (["http://127.0.0.1:1/", "--fail-under", "E"], "invalid choice"),
         (["http://127.0.0.1:1/", "--format", "xml"], "invalid choice"),
+        (["http://127.0.0.1:1/", "--max-time", "0"], "--max-time must be a positive number"),
+        (["http://127.0.0.1:1/", "--max-time", "-5"], "--max-time must be a positive number"),
+        (["http://127.0.0.1:1/", "--max-time", "nan"], "--max-time must be a positive number"),
+        (["http://127.0.0.1:1/", "--timeout", "0"], "--timeout must be a positive number"),
+        (["http://127.0.0.1:1/", "--max-time", "soon"], "invalid float value"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], expected: str) -> None:
@@ -108,6 +115,116 @@ def test_bad_config_file_is_a_usage_error(tmp_path: Path) -> None:
     config.write_text('colour = "blue"\n')
     assert "unknown setting 'colour'" in _one_line_error(
         bastion("http://127.0.0.1:1/", "--config", str(config))
+    )
+    config.write_text("max_time = -1\n")
+    assert "--max-time must be a positive number" in _one_line_error(
+        bastion("http://127.0.0.1:1/", "--config", str(config))
+    )
+    config.write_text('allow_errors = "yes"\n')
+    assert "allow_errors must be true or false" in _one_line_error(
+        bastion("http://127.0.0.1:1/", "--config", str(config))
+    )
+
+
+def test_config_file_sets_the_deadlines_and_allow_errors(tmp_path: Path) -> None:
+    import argparse
+
+    from bastion.cli.scan import _build, register
+
+    config = tmp_path / "scan.toml"
+    config.write_text("max_time = 30\ntimeout = 2.5\nallow_errors = true\n")
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["scan", "https://api.test/", "--config", str(config)])
+    options, _, _, _, allow_errors = _build(args)
+    assert (options.max_time, options.timeout, allow_errors) == (30.0, 2.5, True)
+    args = parser.parse_args(["scan", "https://api.test/", "--max-time", "9"])
+    options, _, _, _, allow_errors = _build(args)
+    assert (options.max_time, options.timeout, allow_errors) == (9.0, 10.0, False)
+    # In-process, --max-time counts from the call (the test process is older than the scan).
+    assert options.clock_started is not None
+    assert abs(options.clock_started - time.monotonic()) < 5
+
+
+def test_max_time_counts_from_the_process_start_when_bastion_is_the_process() -> None:
+    code = (
+        "import time, runpy, sys\n"
+        "sys.modules['__main__'].__spec__ = type('S', (), {'name': 'bastion.__main__'})()\n"
+        "from bastion.cli.scan import clock_start\n"
+        "print(time.monotonic() - clock_start())\n"
+    )
+    age = float(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    # The interpreter's start-up and the imports (a tenth of a second at least) are counted.
+    assert 0.05 < age < 60
+
+
+def _report_with(grade: str, errors: int) -> Report:
+    from bastion.scanner.model import Finding
+
+    findings = tuple(
+        Finding(
+            id=f"headers.e{i}",
+            title="t",
+            category="headers",
+            severity="low",
+            status="error",
+            reason="RequestDeadline: no response head within 1 s",
+        )
+        for i in range(errors)
+    )
+    return Report(
+        target="https://api.test/",
+        started_at="2026-01-01T00:00:00Z",
+        duration_s=1,
+        grade=grade,
+        score=90,
+        findings=findings,
+    )
+
+
+@pytest.mark.parametrize(
+    ("grade", "errors", "fail_under", "allow_errors", "expected"),
+    [
+        ("A", 0, None, False, 0),  # no --fail-under: never fails
+        ("F", 3, None, False, 0),
+        ("A", 0, "B", False, 0),
+        ("C", 0, "B", False, 1),
+        ("A", 2, "B", False, 1),  # errors fail the gate: a target cannot hide behind them
+        ("A", 2, "B", True, 0),
+        ("C", 2, "B", True, 1),
+    ],
+)
+def test_exit_status_with_errors(
+    grade: str,
+    errors: int,
+    fail_under: str | None,
+    allow_errors: bool,
+    expected: int,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bastion.cli.scan import _exit_status
+
+    assert _exit_status(_report_with(grade, errors), fail_under, allow_errors) == expected
+    err = capsys.readouterr().err
+    if errors and fail_under and not allow_errors:
+        assert err == (
+            f"bastion scan: {errors} controls could not judge the target (errors): failing "
+            f"--fail-under {fail_under} (pass --allow-errors to judge only what was measured)\n"
+        )
+
+
+def test_stderr_lines_cannot_drive_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from bastion.cli.scan import _say
+
+    _say("cannot reach https://x/: Server said \x1b]52;c;aGk=\x07\x1b[2J\nsecond line")
+    err = capsys.readouterr().err
+    assert err == (
+        "bastion scan: cannot reach https://x/: Server said \\x1b]52;c;aGk=\\x07\\x1b[2J"
+        "\\x0asecond line\n"
     )
 
 

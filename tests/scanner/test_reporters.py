@@ -118,7 +118,7 @@ def test_sarif_validates_against_the_official_schema(report: Report) -> None:
     jsonschema.Draft4Validator(schema).validate(sarif)
     run = sarif["runs"][0]
     rules = {rule["id"] for rule in run["tool"]["driver"]["rules"]}
-    problems = [f for f in report.findings if f.status in {"fail", "warn"}]
+    problems = [f for f in report.findings if f.status in {"fail", "warn", "error"}]
     assert len(run["results"]) == len(problems)
     for result in run["results"]:
         assert result["ruleId"] in rules
@@ -218,3 +218,89 @@ def test_text_names_the_response_each_passing_control_judged() -> None:
     assert judged("TLSv1.2 handshake refused") == "TLSv1.2 handshake refused"
     text = render(_reports()["secure"], "text")
     assert "GET https://api.test/ -> 200 OK" in text
+
+
+def _incomplete_report() -> Report:
+    """A scan stopped by --max-time: one control measured, two errored (one of them cut by
+    the deadline), with control characters in what the target supplied."""
+
+    def finding(check_id: str, status: str, reason: str, evidence: str = "") -> Finding:
+        return Finding(
+            id=check_id,
+            title=f"title of {check_id}",
+            category="headers",
+            severity="medium",
+            status=status,  # type: ignore[arg-type]
+            evidence=evidence,
+            remediation="fix it",
+            references=("https://example.org/ref",),
+            reason=reason,
+        )
+
+    return Report(
+        target="https://api.test/",
+        started_at="2026-01-01T00:00:00Z",
+        duration_s=5.9,
+        grade="A",
+        score=90,
+        findings=(
+            finding("headers.xcto", "fail", "missing", "< 200 OK \x1b]52;c;aGk=\x07"),
+            finding("headers.csp", "error", "RequestDeadline: no response head within 2 s"),
+            finding(
+                "headers.hsts",
+                "error",
+                "unfinished: did not finish within the scan's --max-time of 6 s",
+            ),
+        ),
+        scanner_version="0.1.0",
+        complete=False,
+        unfinished=("headers.hsts",),
+        max_time_s=6.0,
+    )
+
+
+def test_an_incomplete_report_says_so_in_every_format() -> None:
+    report = _incomplete_report()
+    line = (
+        "INCOMPLETE: the scan's --max-time of 6 s ran out; 1 controls did not finish: headers.hsts"
+    )
+    errors = "2 controls could not judge the target (errors)"
+    data = json.loads(render(report, "json"))
+    schema = json.loads(REPORT_SCHEMA.read_text())
+    jsonschema.Draft202012Validator(schema).validate(data)
+    assert (data["complete"], data["unfinished"], data["max_time_s"]) == (
+        False,
+        ["headers.hsts"],
+        6.0,
+    )
+    assert line in render(report, "text")
+    assert errors in render(report, "text")
+    html = render(report, "html")
+    assert line.replace("'", "&#x27;") in html and errors in html
+    sarif = json.loads(render(report, "sarif"))
+    jsonschema.Draft4Validator(json.loads((DATA / "sarif-schema-2.1.0.json").read_text())).validate(
+        sarif
+    )
+    run = sarif["runs"][0]
+    invocation = run["invocations"][0]
+    assert invocation["executionSuccessful"] is False
+    assert invocation["exitCodeDescription"] == line
+    assert run["properties"]["unfinished"] == ["headers.hsts"]
+    results = {r["ruleId"]: r for r in run["results"]}
+    assert results["headers.csp"]["kind"] == "review"
+    assert results["headers.csp"]["message"]["text"] == (
+        "title of headers.csp: could not be judged: RequestDeadline: no response head within 2 s"
+    )
+    notifications = {
+        n["descriptor"]["id"]: n["level"] for n in invocation["toolExecutionNotifications"]
+    }
+    assert notifications == {"headers.csp": "warning", "headers.hsts": "error"}
+
+
+def test_a_complete_report_has_no_incomplete_line() -> None:
+    report = _reports()["secure"]
+    assert report.complete and report.unfinished == ()
+    for fmt in FORMATS:
+        assert "INCOMPLETE" not in render(report, fmt)
+    sarif = json.loads(render(report, "sarif"))
+    assert sarif["runs"][0]["invocations"][0]["executionSuccessful"] is True

@@ -3,6 +3,8 @@ skips explained."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 
 import httpx
@@ -198,3 +200,89 @@ async def test_progress_is_reported_per_check() -> None:
         progress=lambda c, finding: seen.append(finding.id),
     )
     assert sorted(seen) == ["headers.csp", "headers.xcto"]
+
+
+def _slow_app(delay: float) -> Callable[..., object]:
+    """An ASGI app that answers / at once and every other path after ``delay`` seconds."""
+
+    async def app(scope: dict[str, object], receive: object, send: Callable[..., object]) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/":
+            await asyncio.sleep(delay)
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[misc]
+        await send({"type": "http.response.body", "body": b"{}"})  # type: ignore[misc]
+
+    return app
+
+
+async def test_the_scan_deadline_keeps_what_was_measured_and_names_what_did_not_finish() -> None:
+    registry = _registry()
+
+    @_test_check(registry, "headers.quick")
+    async def quick(ctx: ScanContext) -> Result:
+        return Result.passed((await ctx.baseline()).summary)
+
+    @_test_check(registry, "headers.stuck")
+    async def stuck(ctx: ScanContext) -> Result:
+        await asyncio.Event().wait()  # never returns: cancelled at the deadline
+        return Result.passed()
+
+    @_test_check(registry, "headers.slow-request")
+    async def slow_request(ctx: ScanContext) -> Result:
+        await ctx.request("GET", "/slow")  # the scan's deadline cuts it
+        return Result.passed()
+
+    started = time.monotonic()
+    report = await scan(
+        "https://api.test/",
+        ScanOptions(max_time=1.5, timeout=30),
+        checks=registry.all(),
+        transport=httpx.ASGITransport(_slow_app(60)),
+    )
+    assert time.monotonic() - started < 1.5 + 1.0
+    statuses = {f.id: (f.status, f.reason) for f in report.findings}
+    assert statuses["headers.quick"] == ("pass", "")
+    assert report.complete is False
+    assert report.unfinished == ("headers.slow-request", "headers.stuck")
+    for check_id in report.unfinished:
+        assert statuses[check_id] == (
+            "error",
+            "unfinished: did not finish within the scan's --max-time of 1.5 s",
+        )
+    assert report.max_time_s == 1.5
+
+
+async def test_a_request_deadline_is_an_error_not_unfinished() -> None:
+    registry = _registry()
+
+    @_test_check(registry, "headers.slow-request")
+    async def slow_request(ctx: ScanContext) -> Result:
+        await ctx.request("GET", "/slow")
+        return Result.passed()
+
+    report = await scan(
+        "https://api.test/",
+        ScanOptions(max_time=30, timeout=0.3),
+        checks=registry.all(),
+        transport=httpx.ASGITransport(_slow_app(60)),
+    )
+    (finding,) = report.findings
+    assert finding.status == "error"
+    assert finding.reason.startswith("RequestDeadline: no response head within 0.3 s")
+    assert report.complete is True and report.unfinished == ()
+
+
+async def test_a_baseline_that_never_answers_is_unreachable_within_its_deadline() -> None:
+    async def never(scope: dict[str, object], receive: object, send: object) -> None:
+        await asyncio.sleep(60)
+
+    started = time.monotonic()
+    with pytest.raises(TargetUnreachable, match=r"no response head within 0\.3 s"):
+        await scan(
+            "https://api.test/",
+            ScanOptions(timeout=0.3),
+            checks=[],
+            transport=httpx.ASGITransport(never),
+        )
+    assert time.monotonic() - started < 5

@@ -10,19 +10,32 @@ Every probe talks to the target only through :class:`ScanContext`, which
 * caches fetches (:meth:`fetch`) so several checks judging the same response share one request;
 * memoises expensive facts computed once per scan (:meth:`memo`), e.g. the TLS facts
   (:meth:`tls_facts`, provided by :mod:`bastion.scanner.tls`);
-* redacts credentials in all evidence it produces (:class:`~bastion.scanner.evidence.Redactor`).
+* redacts credentials in all evidence it produces (:class:`~bastion.scanner.redaction.Redactor`).
+
+The target may be hostile, so every request goes through one funnel (:meth:`_send_one`) that
+
+* asks the origin policy (:class:`~bastion.scanner.origin.OriginPolicy`) where it may go and
+  which headers may go with it: credentials only to the exact scanned origin;
+* gives it a total deadline, ``--timeout`` (connect, TLS, interim responses, head, body), and
+  never past the scan's own deadline, ``--max-time``: a body still arriving at its deadline is
+  kept as far as it came (like a body cut at the size cap); a head that has not arrived is a
+  :class:`RequestDeadline`; the scan's deadline raises :class:`ScanDeadline`, which the runner
+  reports as "did not finish";
+* reads the body through :class:`~bastion.scanner.body.BodyDecoder` (capped after decoding) over
+  the guarded network of :mod:`bastion.scanner.transport` (interim-response and frame floods).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import importlib
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, TypeVar
@@ -30,12 +43,19 @@ from typing import Any, TypeVar
 import httpx
 
 from bastion import __version__
-from bastion.scanner.evidence import Exchange, Redactor
+from bastion.scanner.body import BodyDecoder
+from bastion.scanner.evidence import Exchange
+from bastion.scanner.origin import OffOrigin, OriginPolicy
+from bastion.scanner.redaction import Redactor, command_line_secrets
+from bastion.scanner.transport import ResponseGuard, guarded_transport, guarding
 
 T = TypeVar("T")
 
 USER_AGENT = f"bastion-scan/{__version__} (+https://github.com/bastion; outside-in security scan)"
 MAX_REDIRECTS = 5
+# Only what BodyDecoder decodes itself (httpx would add br/zstd when their packages are there).
+ACCEPT_ENCODING = "gzip, deflate"
+CLOSE_GRACE_S = 1.0  # closing a response or the client never waits longer on the target
 
 
 class ScanError(Exception):
@@ -43,14 +63,21 @@ class ScanError(Exception):
 
 
 class TargetUnreachable(ScanError):
-    """The target could not be reached at all (DNS, refused, TLS trust): CLI exit 2."""
+    """The target could not be reached at all (DNS, refused, TLS, no answer in time): exit 2."""
+
+
+class ScanDeadline(ScanError):
+    """The scan's overall deadline (``--max-time``) passed: the control did not finish."""
+
+
+class RequestDeadline(httpx.TimeoutException):
+    """No response head within the request's total deadline (``--timeout``)."""
 
 
 ANONYMOUS = "anonymous"
-"""``extra_headers=ANONYMOUS``: the user's ``--header`` values minus credentials
-(Authorization, Cookie, Proxy-Authorization), so an API-key gateway still lets the probe
-through while the probe itself stays unauthenticated."""
-_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+"""``extra_headers=ANONYMOUS``: none of the user's ``--header`` values (every one may be a
+credential: an API key in ``X-API-Key`` is one as much as ``Authorization``), so the probe is
+what an anonymous client sends."""
 
 
 class BudgetExhausted(ScanError):
@@ -67,7 +94,11 @@ class ScanOptions:
     insecure: bool = False
     ca_file: str | None = None
     http_url: str | None = None  # the plain-HTTP listener, when not derivable from the target
-    timeout: float = 10.0
+    timeout: float = 10.0  # total deadline of one request: connect, TLS, 1xx, head and body
+    max_time: float | None = 120.0  # the whole scan's deadline (None: none)
+    # When the --max-time clock started (time.monotonic()); None: when the scan starts. The
+    # CLI passes its process's start, so that start-up counts too.
+    clock_started: float | None = None
     concurrency: int = 8
     max_requests: int = 400  # passive budget; --active adds ACTIVE_EXTRA_REQUESTS
     body_limit: int = 256 * 1024
@@ -163,13 +194,26 @@ class ScanContext:
         self.target = httpx.URL(target)
         if self.target.scheme not in {"http", "https"} or not self.target.host:
             raise ValueError(f"target must be an http(s) URL with a host, got {target!r}")
+        # The scan's deadline, a little before --max-time so that unfinished controls can be
+        # stopped and the report written within it.
+        self.started = self.options.clock_started or time.monotonic()
+        max_time = self.options.max_time
+        self.deadline = (
+            None if max_time is None else self.started + max_time - finish_reserve(max_time)
+        )
         self.ssl_context = build_ssl_context(
             insecure=self.options.insecure, ca_file=self.options.ca_file
         )
-        secrets = [v for _, v in self.options.headers]
-        if self.options.token:
-            secrets.append(self.options.token)
+        secrets = command_line_secrets(
+            self.options.token, self.options.headers, self.target.password or None
+        )
         self.redactor = Redactor(secrets)
+        self.policy = OriginPolicy(
+            self.target,
+            plain_http=self.http_origin(),
+            secrets=secrets,
+            credential_headers=[name for name, _ in self.options.headers],
+        )
         self._transport = transport
         self.client = self._make_client(self.ssl_context)
         # Set by preflight() when the certificate did not verify and the scan went on without
@@ -186,8 +230,8 @@ class ScanContext:
             verify=verify,
             follow_redirects=False,
             timeout=httpx.Timeout(self.options.timeout),
-            headers={"User-Agent": USER_AGENT},
-            transport=self._transport,
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING},
+            transport=self._transport or guarded_transport(verify=verify),
             trust_env=False,  # never route a scan through a proxy from the environment
         )
         # httpx copies a given jar into a fresh one (losing its policy): set it on the client's.
@@ -199,8 +243,10 @@ class ScanContext:
 
         A certificate that does not verify does not stop the scan: the HTTP controls go on
         over an unverified connection and the TLS trust control fails (or warns with
-        ``--insecure``), as the contract asks. Anything else that prevents a response
-        (refused, DNS, timeout, not HTTP) raises :class:`TargetUnreachable`.
+        ``--insecure``), as the contract asks. Anything else that prevents a response head
+        (refused, DNS, the request's or the scan's deadline, not HTTP) raises
+        :class:`TargetUnreachable`. A body still arriving at the deadline is not fatal: the
+        baseline keeps what came.
         """
         try:
             return await self.baseline()
@@ -209,14 +255,14 @@ class ScanContext:
             if verify_error is None or self.options.insecure:
                 raise TargetUnreachable(_describe_error(exc)) from exc
             self.http_trust_error = verify_error
-            await self.client.aclose()
+            await self._close_client()
             self.client = self._make_client(build_ssl_context(insecure=True))
             self._fetches.clear()
             try:
                 return await self.baseline()
-            except httpx.HTTPError as retry_exc:
+            except (httpx.HTTPError, OSError, ScanDeadline) as retry_exc:
                 raise TargetUnreachable(_describe_error(retry_exc)) from retry_exc
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, OSError, ScanDeadline) as exc:
             raise TargetUnreachable(_describe_error(exc)) from exc
 
     async def __aenter__(self) -> ScanContext:
@@ -226,7 +272,44 @@ class ScanContext:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self._close_client()
+
+    async def _close_client(self) -> None:
+        """Close every connection, never waiting on the target for long (a hostile server
+        can stall a graceful close)."""
+        with contextlib.suppress(TimeoutError, httpx.HTTPError, OSError):
+            async with asyncio.timeout(CLOSE_GRACE_S):
+                await self.client.aclose()
+
+    # -- time ----------------------------------------------------------------------------
+    def remaining(self) -> float | None:
+        """Seconds left before the scan's deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def _request_deadline(self) -> tuple[float, bool]:
+        """The deadline of a request starting now, and whether the scan's deadline set it."""
+        own = time.monotonic() + self.options.timeout
+        if self.deadline is not None and self.deadline <= own:
+            return self.deadline, True
+        return own, False
+
+    def _scan_deadline_error(self) -> ScanDeadline:
+        limit = self.options.max_time
+        return ScanDeadline(f"did not finish within the scan's --max-time of {limit:g} s")
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of the ``--concurrency`` request slots, waited for no later than the deadline."""
+        remaining = self.remaining()
+        try:
+            async with asyncio.timeout(remaining):
+                await self._semaphore.acquire()
+        except TimeoutError:
+            raise self._scan_deadline_error() from None
+        try:
+            yield
+        finally:
+            self._semaphore.release()
 
     # -- URLs ----------------------------------------------------------------------------
     @property
@@ -270,8 +353,9 @@ class ScanContext:
         return f"http://{host}" + ("" if http_port == 80 else f":{http_port}")
 
     def same_target(self, url: str | httpx.URL) -> bool:
-        """A redirect may be followed only if it stays on the target's host."""
-        return httpx.URL(str(url)).host == self.target.host
+        """True when ``url`` is on the exact scanned origin (scheme, host and port): the only
+        place a redirect is followed to, or a URL the target names is fetched from."""
+        return self.policy.may_follow(url)
 
     # -- requests ------------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -310,13 +394,16 @@ class ScanContext:
         """Send one request (uncached) and return the exchange.
 
         ``extra_headers`` adds the user's ``--header`` values: ``True`` all of them, ``False``
-        none (plain-HTTP probes: never send a secret in clear), :data:`ANONYMOUS` all but
-        credentials (probes that must be unauthenticated). ``raw_target`` sends a
-        request-target byte-for-byte (e.g. ``/%``, which a URL library would "fix").
-        ``follow`` follows redirects that stay on the target's host (each hop counts as a
-        request); the exchange's ``history`` holds the earlier hops.
+        or :data:`ANONYMOUS` none (plain-HTTP probes, unauthenticated probes); either way the
+        origin policy strips every credential from a request that leaves the scanned origin.
+        ``raw_target`` sends a request-target byte-for-byte (e.g. ``/%``, which a URL library
+        would "fix"). ``follow`` follows redirects that stay on the exact scanned origin (each
+        hop counts as a request); the exchange's ``history`` holds the earlier hops. A URL the
+        policy does not allow raises :class:`~bastion.scanner.origin.OffOrigin` unsent.
         """
         url = self.url(path)
+        if not self.policy.may_contact(url):
+            raise OffOrigin(self.policy.why_not(url))
         history: list[Exchange] = []
         current_method = method
         for _ in range(MAX_REDIRECTS + 1):
@@ -340,9 +427,12 @@ class ScanContext:
             location = exchange.header("location")
             if not (follow and exchange.status in {301, 302, 303, 307, 308} and location):
                 break
-            next_url = httpx.URL(exchange.url).join(location)
-            if not self.same_target(next_url):
-                break  # never follow off the target: the hop itself is the evidence
+            try:
+                next_url = httpx.URL(exchange.url).join(location)
+            except httpx.InvalidURL:
+                break
+            if not self.policy.may_follow(next_url):
+                break  # never follow off the scanned origin: the hop itself is the evidence
             history.append(exchange)
             url, raw_target = str(next_url), None
             if exchange.status == 303 or (exchange.status in {301, 302} and method == "POST"):
@@ -362,14 +452,12 @@ class ScanContext:
         extra_headers: bool | str,
         raw_target: bytes | None,
     ) -> Exchange:
+        """The one place a request leaves the scanner (see the module docstring)."""
         sent_headers: dict[str, str] = {}
-        if extra_headers == ANONYMOUS:
-            sent_headers.update(
-                (k, v) for k, v in self.options.headers if k.lower() not in _CREDENTIAL_HEADERS
-            )
-        elif extra_headers:
+        if extra_headers is True:
             sent_headers.update(dict(self.options.headers))
         sent_headers.update(headers or {})
+        sent_headers = self.policy.outgoing_headers(url, sent_headers)
         extensions = {"target": raw_target} if raw_target is not None else None
         request = self.client.build_request(
             method,
@@ -380,13 +468,10 @@ class ScanContext:
             extensions=extensions,
         )
         self._charge()
-        async with self._semaphore:
+        async with self._slot():
             started = time.perf_counter()
-            response = await self.client.send(request, stream=True)
-            try:
-                body, truncated = await _read_capped(response, self.options.body_limit)
-            finally:
-                await response.aclose()
+            deadline, by_scan = self._request_deadline()
+            response, body, truncated, note = await self._exchange(request, deadline, by_scan)
             elapsed = (time.perf_counter() - started) * 1000
         request_body = request.content if isinstance(request.content, bytes) else b""
         return Exchange(
@@ -400,9 +485,52 @@ class ScanContext:
             body=body,
             elapsed_ms=elapsed,
             truncated=truncated,
+            body_note=note,
             request_body=request_body,
             redactor=self.redactor,
         )
+
+    async def _exchange(
+        self, request: httpx.Request, deadline: float, by_scan: bool
+    ) -> tuple[httpx.Response, bytes, bool, str]:
+        """Send ``request`` and read its body, all before ``deadline``."""
+        guard = ResponseGuard()
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                with guarding(guard):
+                    response = await self.client.send(request, stream=True)
+        except TimeoutError:
+            if by_scan:
+                raise self._scan_deadline_error() from None
+            raise RequestDeadline(
+                f"no response head within {self.options.timeout:g} s (the request's total "
+                "deadline: connect, TLS, interim responses and head)",
+                request=request,
+            ) from None
+        guard.head_done = True
+        decoder = BodyDecoder(
+            response.headers.get_list("content-encoding"), self.options.body_limit
+        )
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                chunks = response.aiter_raw()
+                try:
+                    async for chunk in chunks:
+                        if decoder.feed(chunk):
+                            break
+                finally:
+                    await chunks.aclose()  # type: ignore[attr-defined]  # an async generator
+        except TimeoutError:
+            if by_scan:
+                raise self._scan_deadline_error() from None
+            decoder.cut(
+                f"body cut by the {self.options.timeout:g} s request deadline (still arriving)"
+            )
+        finally:
+            with contextlib.suppress(TimeoutError, httpx.HTTPError, OSError):
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    await response.aclose()
+        return response, decoder.result(), decoder.truncated, decoder.note
 
     async def fetch(
         self,
@@ -506,6 +634,8 @@ def _ssl_verify_error(exc: BaseException) -> str | None:
 def _describe_error(exc: BaseException) -> str:
     """One line for the user: the error's class and message, without a traceback."""
     message = str(exc).strip() or exc.__class__.__name__
+    if isinstance(exc, ScanDeadline | RequestDeadline):
+        return message.splitlines()[0]  # our own words already say what happened
     return f"{exc.__class__.__name__}: {message.splitlines()[0]}"
 
 
@@ -520,16 +650,10 @@ def _with_raw_target(url: str, raw_target: bytes) -> str:
     return str(parsed.copy_with(path="/", query=None)).rstrip("/") + raw_target.decode("latin-1")
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """Read at most ``limit`` bytes: a /metrics page or a dump must not exhaust memory."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            return b"".join(chunks)[:limit], True
-    return b"".join(chunks), False
+def finish_reserve(max_time: float) -> float:
+    """Seconds kept at the end of ``--max-time`` to stop unfinished controls and write the
+    report: 15 % of it, at most 2 s."""
+    return min(2.0, 0.15 * max_time)
 
 
 def current_check_budget(check_id: str, allowed: int) -> contextvars.Token[_CheckBudget | None]:

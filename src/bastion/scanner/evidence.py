@@ -4,62 +4,25 @@ Evidence must name the request sent and the response judged (method, URL, status
 can tell *which* response a control looked at (users of sslyze and pshtt asked for exactly
 this). Credentials never reach a report: Authorization and Cookie values, Set-Cookie values,
 JWT-looking strings, ``access_token``-style query parameters and every secret the user passed
-(``--token``, ``--header`` values) are replaced by ``<redacted>``.
+(``--token``, ``--header`` values) are replaced by ``<redacted>``, by
+:class:`~bastion.scanner.redaction.Redactor`, always before an excerpt is cut.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-REDACTED = "<redacted>"
-_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
-_SECRET_PARAM_RE = re.compile(
-    r"(?i)\b(access_token|id_token|refresh_token|token|api_key|apikey|password|secret)=([^&\s#\"']+)"
-)
-# Credential headers echoed inside a body (TRACE echoes, debug pages).
-_SECRET_HEADER_LINE_RE = re.compile(
-    r"(?i)\b(authorization|proxy-authorization|cookie|set-cookie|x-api-key)(\s*:\s*)([^\r\n\\]+)"
-)
-_SECRET_REQUEST_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+from bastion.scanner.documents import DocumentError, load_json
+from bastion.scanner.redaction import REDACTED, Redactor
+
+__all__ = ["BODY_EXCERPT", "REDACTED", "Exchange", "Redactor", "join_evidence"]
+
 BODY_EXCERPT = 300
-
-
-class Redactor:
-    """Replaces credentials in any text bound for a report."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so a secret containing another is replaced whole.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def text(self, value: str) -> str:
-        for secret in self._secrets:
-            value = value.replace(secret, REDACTED)
-        value = _JWT_RE.sub("<redacted JWT>", value)
-        value = _SECRET_HEADER_LINE_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", value)
-        return _SECRET_PARAM_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
-
-    def request_header(self, name: str, value: str) -> str:
-        if name.lower() in _SECRET_REQUEST_HEADERS:
-            scheme, _, rest = value.partition(" ")
-            # Keep the scheme ("Bearer"): it is evidence, the credential is not.
-            if rest and name.lower().endswith("authorization"):
-                return f"{scheme} {REDACTED}"
-            return REDACTED
-        return self.text(value)
-
-    def response_header(self, name: str, value: str) -> str:
-        if name.lower() == "set-cookie":
-            # Keep the cookie's name and attributes (what the cookie controls judge).
-            cookie, sep, attributes = value.partition(";")
-            cookie_name = cookie.split("=", 1)[0].strip()
-            return f"{cookie_name}={REDACTED}{sep}{attributes}"
-        return self.text(value)
 
 
 @dataclass(frozen=True)
@@ -76,6 +39,7 @@ class Exchange:
     body: bytes
     elapsed_ms: float
     truncated: bool = False
+    body_note: str = ""  # why the body is incomplete or undecoded (cap, deadline, coding)
     request_body: bytes = b""
     history: tuple[Exchange, ...] = ()
     redactor: Redactor = field(default_factory=Redactor, repr=False, compare=False)
@@ -85,12 +49,29 @@ class Exchange:
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")
 
-    def json(self) -> Any:
-        """The body as JSON, or ``None`` when it is not JSON."""
+    @functools.cached_property
+    def _document(self) -> tuple[Any, str]:
         try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
+            return load_json(self.body), ""
+        except DocumentError as exc:
+            return None, str(exc)
+
+    def json(self) -> Any:
+        """The body as JSON, or ``None`` when it is not JSON (or nests too deeply to be
+        read safely: :attr:`json_problem` says which)."""
+        return self._document[0]
+
+    @property
+    def json_problem(self) -> str:
+        """Why :meth:`json` is None: ``"not JSON (...)"`` or ``"JSON nested deeper than 64
+        levels"``; empty when the body is usable JSON."""
+        return self._document[1]
+
+    @functools.cached_property
+    def masked_text(self) -> str:
+        """The body as text with every secret masked: excerpts are cut from this, so a cut
+        can never leave a fragment of a secret behind."""
+        return self.redactor.text(self.text)
 
     def header(self, name: str) -> str | None:
         """The header's value (several fields joined with ", "), or None when absent."""
@@ -134,8 +115,9 @@ class Exchange:
         if request_headers:
             lines += [f"> {k}: {r.request_header(k, v)}" for k, v in self.request_headers]
         if self.request_body:
-            lines.append(f"> [body] {r.text(_excerpt(self.request_body))}")
-        lines.append(f"< {self.status} {self.reason_phrase}".rstrip())
+            request_text = self.request_body.decode("utf-8", errors="replace")
+            lines.append(f"> [body] {_excerpt(r.text(request_text))}")
+        lines.append(f"< {self.status} {r.text(self.reason_phrase)}".rstrip())
         if headers is None:
             lines += [f"< {k}: {r.response_header(k, v)}" for k, v in self.headers.multi_items()]
         else:
@@ -145,16 +127,19 @@ class Exchange:
                     lines.append(f"< {name.lower()}: (absent)")
                 lines += [f"< {name.lower()}: {r.response_header(name, v)}" for v in values]
         if body:
-            lines.append(f"< [body] {r.text(_excerpt(self.body))}")
+            lines.append(f"< [body] {_excerpt(self.masked_text)}")
+        if self.body_note:  # an incomplete or undecoded body is part of what was judged
+            lines.append(f"< [body note] {self.body_note}")
         if note:
             lines.append(note)
         return "\n".join(lines)
 
 
-def _excerpt(data: bytes, limit: int = BODY_EXCERPT) -> str:
-    text = data[:limit].decode("utf-8", errors="replace")
-    text = text.replace("\r", "\\r").replace("\n", "\\n")
-    return text + ("…" if len(data) > limit else "")
+def _excerpt(masked: str, limit: int = BODY_EXCERPT) -> str:
+    """The start of an already-masked text, line breaks shown as ``\\n``: masking comes
+    first, so no cut can leave part of a secret."""
+    text = masked[:limit].replace("\r", "\\r").replace("\n", "\\n")
+    return text + ("…" if len(masked) > limit else "")
 
 
 def join_evidence(*parts: str) -> str:

@@ -74,9 +74,19 @@ class Report:
     active: bool = False
     requests: int = 0
     scanner_version: str = field(default="")
+    # False when the scan's deadline (--max-time) stopped controls before they finished;
+    # ``unfinished`` names them (each is also an ``error`` finding with the reason).
+    complete: bool = True
+    unfinished: tuple[str, ...] = ()
+    max_time_s: float | None = None
 
     def by_status(self, status: Status) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.status == status)
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        """Controls that could not judge the target (their reason says why)."""
+        return self.by_status("error")
 
     def counts(self) -> dict[str, int]:
         """Number of findings per status, every status present (zero included)."""

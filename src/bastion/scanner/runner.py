@@ -4,6 +4,12 @@ Every check runs inside an attempt: an exception (a timeout, a refused connectio
 probe, a check exceeding its declared ``max_requests``) becomes a finding with
 ``status="error"`` and the reason, and never aborts the scan. Controls run concurrently; the
 context's semaphore bounds how many requests are in flight at once.
+
+The scan ends by its deadline (``--max-time``) whatever the target does: requests are cut at
+the deadline (:class:`~bastion.scanner.context.ScanDeadline`), controls still running then are
+cancelled, and each of those is an ``error`` finding ("did not finish ...") named in the
+report's ``unfinished`` list, the report being marked incomplete. What was measured before
+the deadline is kept.
 """
 
 from __future__ import annotations
@@ -20,17 +26,21 @@ from bastion.scanner import grading
 from bastion.scanner.check import Check, Result
 from bastion.scanner.context import (
     ScanContext,
+    ScanDeadline,
     ScanOptions,
     current_check_budget,
     reset_check_budget,
 )
 from bastion.scanner.model import Finding, Report
+from bastion.scanner.origin import OffOrigin
 from bastion.scanner.registry import load_default_checks
 
 ProgressCallback = Callable[[Check, Finding], None]
 
 # A single control never holds the scan hostage: beyond this it is reported as an error.
 CHECK_TIMEOUT_S = 60.0
+UNFINISHED = "unfinished"  # the reason of a control the scan's deadline stopped starts so
+CANCEL_GRACE_S = 0.25  # for cancelled controls to close their connections
 
 
 def select_checks(checks: Iterable[Check] | None = None) -> list[Check]:
@@ -53,6 +63,12 @@ async def run_check(ctx: ScanContext, check: Check) -> Finding:
             result = await asyncio.wait_for(check.probe(ctx), CHECK_TIMEOUT_S)
         except TimeoutError:
             result = Result.errored(f"timed out after {CHECK_TIMEOUT_S:.0f} s")
+        except ScanDeadline as exc:
+            result = Result.errored(f"{UNFINISHED}: {exc}")
+        except OffOrigin as exc:
+            result = Result.errored(f"refused: {exc}")
+        except RecursionError:  # a hostile document's nesting must never abort the scan
+            result = Result.errored("the target's document nested too deeply to judge")
         except httpx.HTTPError as exc:
             result = Result.errored(f"{type(exc).__name__}: {exc or 'request failed'}")
         except Exception as exc:  # any bug in one probe must not abort the scan
@@ -89,7 +105,7 @@ async def scan(
     transport: httpx.AsyncBaseTransport | None = None,
     progress: ProgressCallback | None = None,
 ) -> Report:
-    """Scan ``target`` and return the graded report.
+    """Scan ``target`` and return the graded report, within ``options.max_time``.
 
     Raises :class:`~bastion.scanner.context.TargetUnreachable` when the target does not
     answer at all (the CLI's exit 2); everything after that is a finding.
@@ -107,11 +123,13 @@ async def scan(
                 progress(check, finding)
             return finding
 
-        findings = await asyncio.gather(*(one(c) for c in selected))
+        tasks = [asyncio.create_task(one(c), name=f"bastion-scan {c.id}") for c in selected]
+        findings = await _gather_until(ctx, tasks, selected)
         requests = ctx.requests_sent
+    unfinished = tuple(f.id for f in findings if f.reason.startswith(UNFINISHED))
     graded = grading.grade(findings, {c.id: c.cap for c in selected})
     return Report(
-        target=target,
+        target=ctx.redactor.text(target),
         started_at=started_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
         duration_s=round(time.perf_counter() - started, 3),
         grade=graded.grade,
@@ -121,4 +139,44 @@ async def scan(
         active=options.active,
         requests=requests,
         scanner_version=__version__,
+        complete=not unfinished,
+        unfinished=unfinished,
+        max_time_s=options.max_time,
     )
+
+
+async def _gather_until(
+    ctx: ScanContext, tasks: list[asyncio.Task[Finding]], selected: list[Check]
+) -> list[Finding]:
+    """Each control's finding, in order; a control still running at the scan's deadline is
+    cancelled and reported unfinished."""
+    remaining = ctx.remaining()
+    _done, pending = await asyncio.wait(tasks, timeout=None if remaining is None else remaining)
+    for task in pending:
+        task.cancel()
+    if pending:
+        # Let cancelled controls close their responses (each close is bounded); never wait on
+        # the target beyond that.
+        await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
+    findings = []
+    limit = ctx.options.max_time
+    for task, check in zip(tasks, selected, strict=True):
+        if task.done() and not task.cancelled() and task.exception() is None:
+            findings.append(task.result())
+            continue
+        if task.done() and not task.cancelled():
+            reason = f"{type(task.exception()).__name__}: {task.exception()}"
+        else:
+            reason = f"{UNFINISHED}: did not finish within the scan's --max-time of {limit:g} s"
+        finding = Finding(
+            id=check.id,
+            title=check.title,
+            category=check.category,
+            severity=check.severity,
+            status="error",
+            remediation=check.remediation,
+            references=check.references,
+            reason=ctx.redactor.text(reason),
+        )
+        findings.append(_with_deduction(finding))
+    return findings

@@ -85,3 +85,23 @@ def test_expired_dates_are_read_in_utc() -> None:
     old = issue(not_before=now - dt.timedelta(days=10), not_after=now - dt.timedelta(days=1))
     info = parse_certificate(_der(old.cert))
     assert info.not_after < now and info.not_after.tzinfo is not None
+
+
+def test_an_odd_certificate_is_a_note_not_a_warning_on_stderr() -> None:
+    """A negative serial number (RFC 5280 §4.1.2.2 forbids it) makes cryptography warn on
+    stderr; the scanner keeps the warning as a note of the report instead (this test runs
+    with warnings as errors, so a leaked warning fails it)."""
+    from bastion.scanner.tls._certs import parse_certificate_quietly
+
+    der = _der(issue(issuer=make_ca(), key=ec_key()).cert)
+    info = parse_certificate(der)
+    serial = bytes.fromhex(info.serial.rjust(len(info.serial) + len(info.serial) % 2, "0"))
+    field = bytes([0x02, len(serial)]) + serial
+    negative = bytes([serial[0] | 0x80]) + serial[1:]  # same length, sign bit set
+    odd = der.replace(field, bytes([0x02, len(serial)]) + negative, 1)
+    assert odd != der
+    parsed = parse_certificate_quietly(odd)
+    assert parsed.serial.startswith("-")
+    assert len(parsed.notes) == 1 and "serial number which wasn't positive" in parsed.notes[0]
+    assert "(parser: Parsed a serial number which wasn't positive" in parsed.describe()
+    assert parse_certificate_quietly(der).notes == ()

@@ -14,6 +14,7 @@ from typing import Any
 
 from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange
+from bastion.scanner.redaction import Redactor
 
 # --- references (one source per control; these are the ones used most) -------------------
 OWASP_HEADERS = "https://cheatsheetseries.owasp.org/cheatsheets/HTTP_Headers_Cheat_Sheet.html"
@@ -248,15 +249,19 @@ INTERNAL_DETAIL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+SIGNATURE_EXCERPT = 120
+
+
 def find_signatures(
-    text: str, patterns: tuple[tuple[str, re.Pattern[str]], ...]
+    text: str, patterns: tuple[tuple[str, re.Pattern[str]], ...], redactor: Redactor
 ) -> list[tuple[str, str]]:
-    """``(label, matched excerpt)`` for each pattern found in ``text``."""
+    """``(label, matched excerpt)`` for each pattern found in ``text``; the excerpt is masked
+    before it is cut (a cut first could leave part of a secret the match contained)."""
     found = []
     for label, pattern in patterns:
         match = pattern.search(text)
         if match:
-            found.append((label, match.group(0)[:120]))
+            found.append((label, redactor.excerpt(match.group(0), SIGNATURE_EXCERPT)))
     return found
 
 

@@ -77,7 +77,7 @@ def _scan(
     reasons: list[str] = []
     hits: list[Exchange] = []
     for ex in exchanges:
-        found = find_signatures(response_text(ex), patterns)
+        found = find_signatures(response_text(ex), patterns, ex.redactor)
         if found:
             hits.append(ex)
             reasons += [f"{label} in {ex.summary}: {excerpt!r}" for label, excerpt in found]

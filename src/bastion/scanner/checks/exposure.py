@@ -17,6 +17,7 @@ import httpx
 from bastion.scanner.check import Result, check
 from bastion.scanner.checks._util import OWASP_API8, OWASP_API9, WSTG, is_catch_all, ok_body
 from bastion.scanner.context import ScanContext
+from bastion.scanner.documents import DocumentError, openapi_operations
 from bastion.scanner.evidence import Exchange, join_evidence
 
 WSTG_BACKUPS = (
@@ -53,6 +54,9 @@ def _magic(prefix: bytes) -> Matcher:
 def _json_keys(*keys: str, any_of: bool = False) -> Matcher:
     def match(ex: Exchange) -> bool:
         data = ex.json()
+        if data is None and ex.json_problem.startswith("JSON nested"):
+            # Not judged as "absent": a document built to break parsers is reported.
+            raise DocumentError(ex.json_problem)
         if not isinstance(data, dict):
             return False
         found = [k in data for k in keys]
@@ -70,11 +74,19 @@ class Probe:
     body: bytes | None = None
 
 
-async def _run(ctx: ScanContext, probes: Sequence[Probe]) -> Result:
+Describe = Callable[[Exchange], str]
+
+
+async def _run(
+    ctx: ScanContext, probes: Sequence[Probe], describe: Describe | None = None
+) -> Result:
     """Fetch each probe path; a 2xx whose content matches the signature (and is not the
-    server's catch-all answer) is an exposure."""
+    server's catch-all answer) is an exposure. A document built to break parsers (JSON nested
+    thousands deep) is neither a match nor a pass: it is a warning naming the problem.
+    ``describe`` adds a line about each exposed document to the reason."""
     not_found = await ctx.not_found()
     found: list[tuple[Probe, Exchange]] = []
+    hostile: list[tuple[Probe, Exchange, str]] = []
     seen: list[Exchange] = []
     for probe in probes:
         headers = {"Content-Type": "application/json"} if probe.body is not None else None
@@ -83,11 +95,27 @@ async def _run(ctx: ScanContext, probes: Sequence[Probe]) -> Result:
         except httpx.HTTPError:
             continue
         seen.append(ex)
-        if ok_body(ex) and not is_catch_all(ex, not_found) and probe.matcher(ex):
-            found.append((probe, ex))
+        if not ok_body(ex) or is_catch_all(ex, not_found):
+            continue
+        try:
+            if probe.matcher(ex):
+                found.append((probe, ex))
+        except DocumentError as exc:
+            hostile.append((probe, ex, str(exc)))
     if found:
         evidence = join_evidence(*(ex.describe(["content-type"], body=True) for _, ex in found))
-        return Result.failed(evidence, "; ".join(f"{p.what} at {p.path}" for p, _ in found))
+        reasons = [
+            f"{p.what} at {p.path}" + (f" ({describe(ex)})" if describe else "") for p, ex in found
+        ]
+        reasons += [f"{p.path}: {problem}" for p, _, problem in hostile]
+        return Result.failed(evidence, "; ".join(reasons))
+    if hostile:
+        evidence = join_evidence(*(ex.describe(["content-type"]) for _, ex, _ in hostile))
+        reason = "; ".join(
+            f"{p.path} serves a document that cannot be read safely: {problem}"
+            for p, _, problem in hostile
+        )
+        return Result.warned(evidence, reason)
     if not seen:
         return Result.errored("no probe got a response")
     summary = "\n".join(f"{ex.summary}" for ex in seen)
@@ -242,6 +270,16 @@ async def config_files(ctx: ScanContext) -> Result:
 _OPENAPI = _json_keys("openapi", "swagger", any_of=True)
 
 
+def _operations(ex: Exchange) -> str:
+    """How much of the API the document maps, read without trusting it: path-item ``$ref``
+    chains are followed with loop detection (a malformed document is said to be so)."""
+    try:
+        operations = openapi_operations(ex.json())
+    except DocumentError as exc:
+        return f"malformed: {exc}"
+    return f"{len(operations)} operations"
+
+
 @check(
     id="exposure.openapi",
     title="No public OpenAPI/Swagger document",
@@ -265,6 +303,7 @@ async def openapi(ctx: ScanContext) -> Result:
             Probe("/v2/api-docs", _OPENAPI, "Swagger document"),
             Probe("/api-docs", _OPENAPI, "OpenAPI document"),
         ],
+        describe=_operations,
     )
 
 

@@ -43,16 +43,12 @@ PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
 async def _jwks(ctx: ScanContext) -> tuple[Exchange, list[dict[str, Any]]] | None:
     """The JWKS at /.well-known/jwks.json, or at the jwks_uri of the OpenID configuration
-    (only when it stays on the target's host)."""
+    (only when it is on the scanned origin: see :func:`_off_origin_jwks_uri`)."""
 
     async def fetch() -> tuple[Exchange, list[dict[str, Any]]] | None:
         paths = ["/.well-known/jwks.json"]
-        config = await ctx.fetch(
-            "GET", "/.well-known/openid-configuration", extra_headers=ANONYMOUS
-        )
-        data = config.json() if config.status == 200 else None
-        uri = data.get("jwks_uri") if isinstance(data, dict) else None
-        if isinstance(uri, str) and ctx.same_target(uri):
+        uri = await _jwks_uri(ctx)
+        if uri is not None and ctx.same_target(uri):
             paths.append(uri)
         for path in paths:
             ex = await ctx.fetch("GET", path, extra_headers=ANONYMOUS)
@@ -62,6 +58,23 @@ async def _jwks(ctx: ScanContext) -> tuple[Exchange, list[dict[str, Any]]] | Non
         return None
 
     return await ctx.memo("jwks", fetch)
+
+
+async def _jwks_uri(ctx: ScanContext) -> str | None:
+    config = await ctx.fetch("GET", "/.well-known/openid-configuration", extra_headers=ANONYMOUS)
+    data = config.json() if config.status == 200 else None
+    uri = data.get("jwks_uri") if isinstance(data, dict) else None
+    return uri if isinstance(uri, str) else None
+
+
+async def _no_jwks_reason(ctx: ScanContext, default: str) -> str:
+    """Why no JWKS was judged. A jwks_uri on another origin is not fetched: the target must
+    not steer the scanner elsewhere (a credential sink, or an internal service whose answer
+    would be quoted in the report)."""
+    uri = await _jwks_uri(ctx)
+    if uri is not None and not ctx.same_target(uri):
+        return f"jwks_uri {ctx.policy.why_not(uri)}"
+    return default
 
 
 @check(
@@ -79,7 +92,9 @@ async def jwks_private(ctx: ScanContext) -> Result:
     anyone can mint tokens (RFC 7517 §9.2: private keys must not be disclosed)."""
     got = await _jwks(ctx)
     if got is None:
-        return Result.skipped("no JWKS found at /.well-known/jwks.json or jwks_uri")
+        return Result.skipped(
+            await _no_jwks_reason(ctx, "no JWKS found at /.well-known/jwks.json or jwks_uri")
+        )
     ex, keys = got
     leaks = [
         f"{k.get('kid', f'key #{i}')}: {', '.join(m for m in PRIVATE_MEMBERS if m in k)}"
@@ -197,7 +212,9 @@ async def hmac_confusion(ctx: ScanContext) -> Result:
     path, header, payload, _ = got
     jwks = await _jwks(ctx)
     if jwks is None:
-        return Result.skipped("no JWKS published: no public key to confuse")
+        return Result.skipped(
+            await _no_jwks_reason(ctx, "no JWKS published: no public key to confuse")
+        )
     keys = _public_keys(jwks[1])[:6]
     if not keys:
         return Result.skipped("the JWKS holds no usable public key")

@@ -49,3 +49,30 @@ def category_counts(findings: list[Finding]) -> dict[str, int]:
     for finding in findings:
         counts[finding.status] += 1
     return counts
+
+
+def incomplete_line(report: Report, *, names: int = 8) -> str:
+    """One sentence saying the scan stopped at its deadline and what did not finish (empty
+    for a complete scan)."""
+    if report.complete:
+        return ""
+    limit = f"{report.max_time_s:g} s" if report.max_time_s is not None else "its deadline"
+    shown = ", ".join(report.unfinished[:names])
+    more = f" and {len(report.unfinished) - names} more" if len(report.unfinished) > names else ""
+    return (
+        f"INCOMPLETE: the scan's --max-time of {limit} ran out; "
+        f"{len(report.unfinished)} controls did not finish: {shown}{more}"
+    )
+
+
+def errors_line(report: Report) -> str:
+    """One sentence about errored controls (empty when none): the grade covers only what
+    could be measured, and ``--fail-under`` fails on errors unless ``--allow-errors``."""
+    count = len(report.errors)
+    if not count:
+        return ""
+    noun = "control" if count == 1 else "controls"
+    return (
+        f"{count} {noun} could not judge the target (errors): the grade covers only what was "
+        "measured; --fail-under fails on errors unless --allow-errors is given"
+    )

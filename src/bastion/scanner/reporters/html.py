@@ -3,7 +3,9 @@
 A person should rather read this than the JSON: a grade badge, a summary per category, then
 every control grouped by category (failures first) with its evidence folded in ``<details>``.
 Everything that came from the target or the user is escaped (a hostile server controls the
-evidence text, so the report must not become an XSS vector against whoever opens it).
+evidence text, so the report must not become an XSS vector against whoever opens it), and its
+control characters are shown as escapes (so ``cat report.html`` cannot drive a terminal either).
+An incomplete scan and errored controls are announced under the grade.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from bastion.scanner.reporters._common import (
     CATEGORY_LABELS,
     category_counts,
     deductions,
+    errors_line,
     grouped,
+    incomplete_line,
 )
+from bastion.scanner.safe_text import visible
 
 GRADE_COLOURS = {"A": "#1a7f37", "B": "#7a8b00", "C": "#b35900", "D": "#c0392b", "F": "#8b0000"}
 
@@ -69,11 +74,12 @@ border-radius:10px;overflow:hidden}
 td,th{padding:6px 12px;border-bottom:1px solid var(--line);text-align:left;font-size:14px}
 td.n{text-align:right;font-variant-numeric:tabular-nums;width:80px}
 footer{color:var(--muted);font-size:12px;margin:24px 0}
+.alert{margin-top:8px;color:var(--error);font-weight:600}
 """
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    return escape(visible(str(value)), quote=True)
 
 
 def _badge(report: Report) -> str:
@@ -128,6 +134,11 @@ def _finding(f: Finding) -> str:
     return "".join(parts)
 
 
+def _alerts(report: Report) -> str:
+    lines = [line for line in (incomplete_line(report), errors_line(report)) if line]
+    return "".join(f'<div class="meta alert" role="alert">{_e(line)}</div>' for line in lines)
+
+
 def _caps_line(report: Report) -> str:
     if not report.caps:
         return ""
@@ -138,10 +149,11 @@ def _caps_line(report: Report) -> str:
 
 def _card(category: str, counts: dict[str, int]) -> str:
     skipped = f" · {counts['skip']} skipped" if counts["skip"] else ""
+    errors = f" · {counts['error']} errors" if counts["error"] else ""
     return (
         f'<a class="cat" href="#cat-{category}"><b>{_e(CATEGORY_LABELS.get(category, category))}'
         f"</b>{_bar(counts)}<small>{counts['fail']} failed · {counts['warn']} warn · "
-        f"{counts['pass']} passed{skipped}</small></a>"
+        f"{counts['pass']} passed{skipped}{errors}</small></a>"
     )
 
 
@@ -186,7 +198,7 @@ def render(report: Report) -> str:
 <h1>{_e(report.target)}</h1>
 <div class="meta">Scanned {_e(report.started_at)} in {report.duration_s:.2f} s ·
 {report.requests} requests{active} · bastion-scan {_e(report.scanner_version)}</div>
-<div class="counts">{summary_pills}</div>{_caps_line(report)}</div></header>
+<div class="counts">{summary_pills}</div>{_caps_line(report)}{_alerts(report)}</div></header>
 <h2>Categories</h2><div class="grid">{cards}</div>
 <h2>Controls</h2>{sections}
 <h2>How the grade was computed</h2>

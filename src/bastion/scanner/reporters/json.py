@@ -3,15 +3,18 @@
 Contract keys: ``target, started_at, duration_s, grade, score, findings[id, title, category,
 severity, status, evidence, remediation, references]``. Extras that explain the grade:
 ``findings[].reason``, ``findings[].deduction``, ``caps``, ``counts``, ``active``,
-``requests``, ``scanner``. The schema is ``bastion/scanner/report.schema.json``.
+``requests``, ``scanner``; and whether the scan finished: ``complete`` (false when
+``--max-time`` stopped controls), ``unfinished`` (their ids) and ``max_time_s``. The schema is
+``bastion/scanner/report.schema.json``. Control characters are written as ``\\uXXXX``
+escapes (:func:`bastion.scanner.safe_text.dumps`).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from bastion.scanner.model import Finding, Report
+from bastion.scanner.safe_text import dumps
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
@@ -42,8 +45,11 @@ def report_dict(report: Report) -> dict[str, Any]:
         "active": report.active,
         "requests": report.requests,
         "scanner": {"name": "bastion-scan", "version": report.scanner_version},
+        "complete": report.complete,
+        "unfinished": list(report.unfinished),
+        "max_time_s": report.max_time_s,
     }
 
 
 def render(report: Report) -> str:
-    return json.dumps(report_dict(report), indent=2, ensure_ascii=False) + "\n"
+    return dumps(report_dict(report))

@@ -1,19 +1,24 @@
 """SARIF 2.1.0 report, for GitHub code scanning and other SARIF consumers.
 
 One rule per control that ran; one result per ``fail`` or ``warn`` finding (kind ``fail`` /
-``review``); controls that errored become tool-execution notifications, so a broken probe is
-visible without posing as a vulnerability. ``security-severity`` follows GitHub's bands
-(critical >= 9.0, high 7.0-8.9, medium 4.0-6.9, low 0.1-3.9). Validated against the official
-OASIS schema in the tests.
+``review``). A control that errored is a result too (kind ``review``, "could not be judged",
+property ``status: error``), because code-scanning dashboards show results and ignore
+notifications, and a target must not look cleaner by making controls fail; it is also a
+tool-execution notification. A scan stopped by ``--max-time`` has
+``executionSuccessful: false`` and names its unfinished controls in the run's properties.
+``security-severity`` follows GitHub's bands (critical >= 9.0, high 7.0-8.9, medium 4.0-6.9,
+low 0.1-3.9). Message texts have control characters stripped (SARIF viewers render them as
+plain text or Markdown); the file is validated against the official OASIS schema in the tests.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from bastion.scanner.model import Finding, Report
+from bastion.scanner.reporters._common import incomplete_line
+from bastion.scanner.safe_text import dumps, strip_controls
 
 SCHEMA_URI = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -59,14 +64,17 @@ def _result(finding: Finding, index: int, target: str) -> dict[str, Any]:
     level = FAIL_LEVEL[finding.severity] if finding.status == "fail" else "warning"
     if finding.status == "warn" and finding.severity in {"low", "info"}:
         level = "note"
-    message = finding.title + (f": {finding.reason}" if finding.reason else "")
+    if finding.status == "error":
+        message = f"{finding.title}: could not be judged: {finding.reason or 'error'}"
+    else:
+        message = finding.title + (f": {finding.reason}" if finding.reason else "")
     fingerprint = hashlib.sha256(f"{target}|{finding.id}".encode()).hexdigest()
     return {
         "ruleId": finding.id,
         "ruleIndex": index,
         "kind": "fail" if finding.status == "fail" else "review",
         "level": level,
-        "message": {"text": message},
+        "message": {"text": strip_controls(message)},
         "locations": [
             {
                 "physicalLocation": {
@@ -93,21 +101,23 @@ def report_sarif(report: Report) -> dict[str, Any]:
     results = [
         _result(f, index[f.id], report.target)
         for f in report.findings
-        if f.status in {"fail", "warn"}
+        if f.status in {"fail", "warn", "error"}
     ]
     notifications = [
         {
-            "level": "warning",
-            "message": {"text": f"{f.id} could not run: {f.reason}"},
+            "level": "error" if f.id in report.unfinished else "warning",
+            "message": {"text": strip_controls(f"{f.id} could not run: {f.reason}")},
             "descriptor": {"id": f.id},
         }
         for f in report.findings
         if f.status == "error"
     ]
     invocation: dict[str, Any] = {
-        "executionSuccessful": True,
+        "executionSuccessful": report.complete,
         "startTimeUtc": report.started_at,
     }
+    if not report.complete:
+        invocation["exitCodeDescription"] = strip_controls(incomplete_line(report))
     if notifications:
         invocation["toolExecutionNotifications"] = notifications
     return {
@@ -131,6 +141,9 @@ def report_sarif(report: Report) -> dict[str, Any]:
                     "grade": report.grade,
                     "score": report.score,
                     "caps": list(report.caps),
+                    "counts": report.counts(),
+                    "complete": report.complete,
+                    "unfinished": list(report.unfinished),
                 },
             }
         ],
@@ -138,4 +151,4 @@ def report_sarif(report: Report) -> dict[str, Any]:
 
 
 def render(report: Report) -> str:
-    return json.dumps(report_sarif(report), indent=2, ensure_ascii=False) + "\n"
+    return dumps(report_sarif(report))

@@ -1,4 +1,10 @@
-"""Text report: a rich table per category (failures first), the grade, and every deduction."""
+"""Text report: a rich table per category (failures first), the grade, and every deduction.
+
+Everything quoted from the target goes through :func:`~bastion.scanner.safe_text.visible`
+before it becomes a rich ``Text``: rich removes BEL and CR but passes ESC, so a reason phrase
+or a certificate name could otherwise drive the terminal (OSC 52 clipboard writes, screen
+clears, OSC 8 links). Only rich's own colour codes are ever written raw.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,14 @@ from rich.table import Table
 from rich.text import Text
 
 from bastion.scanner.model import Finding, Report
-from bastion.scanner.reporters._common import CATEGORY_LABELS, deductions, grouped
+from bastion.scanner.reporters._common import (
+    CATEGORY_LABELS,
+    deductions,
+    errors_line,
+    grouped,
+    incomplete_line,
+)
+from bastion.scanner.safe_text import visible
 
 STATUS_STYLE = {
     "fail": "bold red",
@@ -50,7 +63,7 @@ def judged(evidence: str) -> str:
 
 
 def _detail(finding: Finding) -> str:
-    return finding.reason or judged(finding.evidence)
+    return visible(finding.reason or judged(finding.evidence))
 
 
 def build(report: Report) -> Group:
@@ -60,15 +73,23 @@ def build(report: Report) -> Group:
         ("Grade ", "bold"),
         (report.grade, grade_style(report.grade)),
         (f"   score {report.score}/100", "bold"),
-        f"\n{report.target}\nstarted {report.started_at}, {report.duration_s:.2f} s, "
+        f"\n{visible(report.target, one_line=True)}\nstarted {report.started_at}, "
+        f"{report.duration_s:.2f} s, "
         f"{report.requests} requests{', active probes on' if report.active else ''}\n",
         (f"{counts['fail']} failed", "red"),
         ", ",
         (f"{counts['warn']} warnings", "yellow"),
         ", ",
         (f"{counts['pass']} passed", "green"),
-        f", {counts['skip']} skipped, {counts['error']} errors",
+        f", {counts['skip']} skipped, ",
+        (f"{counts['error']} errors", "magenta" if counts["error"] else ""),
     )
+    for line, style in (
+        (incomplete_line(report), "bold magenta"),
+        (errors_line(report), "magenta"),
+    ):
+        if line:
+            head.append("\n" + visible(line), style=style)
     parts: list[object] = [Panel(head, title="bastion scan", expand=False)]
     for category, findings in grouped(report):
         table = Table(
@@ -89,15 +110,16 @@ def build(report: Report) -> Group:
                 Text(_detail(f)),
             )
         parts.append(table)
-    problems = [f for f in report.findings if f.status in {"fail", "warn"}]
+    problems = [f for f in report.findings if f.status in {"fail", "warn", "error"}]
     if problems:
         parts.append(Text("\nEvidence and remediation", style="bold underline"))
-        for f in sorted(problems, key=lambda x: (x.status != "fail", -x.deduction, x.id)):
+        order = {"fail": 0, "warn": 1, "error": 2}
+        for f in sorted(problems, key=lambda x: (order[x.status], -x.deduction, x.id)):
             body = Text()
             if f.reason:
-                body.append(f.reason + "\n", style="bold")
+                body.append(visible(f.reason) + "\n", style="bold")
             if f.evidence:
-                body.append(f.evidence + "\n", style="dim")
+                body.append(visible(f.evidence) + "\n", style="dim")
             if f.remediation:
                 body.append("Fix: ", style="bold green")
                 body.append(f.remediation + "\n")
@@ -124,7 +146,7 @@ def _deductions_table(report: Report) -> Table:
         table.add_row(f"-{f.deduction}", f.id, f"{f.status} ({f.severity})")
     table.add_row(Text(str(report.score), style="bold"), Text("score", style="bold"), "")
     for cap in report.caps:
-        table.add_row("cap", cap, "a failing control caps the grade")
+        table.add_row("cap", Text(visible(cap)), "a failing control caps the grade")
     table.add_row(
         Text(report.grade, style=grade_style(report.grade)),
         Text("grade", style="bold"),

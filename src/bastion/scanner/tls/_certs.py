@@ -8,6 +8,7 @@ matches only an iPAddress SAN (§6.3 rule 4). Browsers behave the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import ipaddress
@@ -27,7 +28,13 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from bastion.scanner.tls.facts import CertificateInfo
 
-__all__ = ["hostname_matches", "parse_certificate", "strict_validation", "system_anchors"]
+__all__ = [
+    "hostname_matches",
+    "parse_certificate",
+    "parse_certificate_quietly",
+    "strict_validation",
+    "system_anchors",
+]
 
 
 def _key(cert: x509.Certificate) -> tuple[str, int, str | None]:
@@ -51,7 +58,7 @@ def _key(cert: x509.Certificate) -> tuple[str, int, str | None]:
 def _extension(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> x509.ExtensionType | None:
     try:
         return cert.extensions.get_extension_for_class(cls).value
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
         return None
 
 
@@ -63,6 +70,17 @@ def _self_signed(cert: x509.Certificate) -> bool:
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
+
+
+def parse_certificate_quietly(der: bytes) -> CertificateInfo:
+    """:func:`parse_certificate`, with the warnings ``cryptography`` emits for odd
+    certificates (a negative serial number, ...) kept in ``notes`` instead of printed on
+    stderr: the certificate is the target's, its oddities are facts for the report."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = parse_certificate(der)
+    notes = tuple(sorted({str(w.message) for w in caught}))
+    return dataclasses.replace(info, notes=notes) if notes else info
 
 
 def parse_certificate(der: bytes) -> CertificateInfo:
@@ -86,7 +104,7 @@ def parse_certificate(der: bytes) -> CertificateInfo:
         x509.TLSFeatureType.status_request in feature
     )
     sct_count = 0
-    with suppress(x509.ExtensionNotFound, ValueError):
+    with suppress(x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
         scts = cert.extensions.get_extension_for_oid(
             ExtensionOID.PRECERT_SIGNED_CERTIFICATE_TIMESTAMPS
         ).value
@@ -206,7 +224,9 @@ def strict_validation(
     Dates and the host name are judged by their own controls, so the check runs at a moment
     inside the chain's validity and against a name the leaf covers.
     """
-    certs = [x509.load_der_x509_certificate(der) for der in chain]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # parse_certificate_quietly already noted them
+        certs = [x509.load_der_x509_certificate(der) for der in chain]
     leaf, intermediates = certs[0], certs[1:]
     start = max(c.not_valid_before_utc for c in certs)
     end = min(c.not_valid_after_utc for c in certs)

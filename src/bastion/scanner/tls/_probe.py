@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from bastion.scanner.tls import _wire
 from bastion.scanner.tls._certs import (
     hostname_matches,
-    parse_certificate,
+    parse_certificate_quietly,
     pem_anchors,
     strict_validation,
     system_anchors,
@@ -303,9 +303,19 @@ async def _handshake(run: _Run, context: ssl.SSLContext) -> _Handshake:
             return _Handshake(error=exc)
         finally:
             if writer is not None:
-                writer.close()
-                with contextlib.suppress(OSError, ssl.SSLError):
-                    await writer.wait_closed()
+                await _close(writer, run.timeout)
+
+
+async def _close(writer: asyncio.StreamWriter, grace: float) -> None:
+    """Close a TLS connection without waiting on the server for long: the polite close
+    sends close_notify and waits for the peer (asyncio's default shutdown timeout is 30 s),
+    which a hostile server can stall."""
+    writer.close()
+    try:
+        async with asyncio.timeout(min(grace, 1.0)):
+            await writer.wait_closed()
+    except (OSError, ssl.SSLError, TimeoutError):
+        writer.transport.abort()
 
 
 async def _verified_handshake(
@@ -353,7 +363,10 @@ def _strict(
         anchors = (pem_anchors(ca_file) if ca_file else ()) + system_anchors()
     except (OSError, ValueError) as exc:
         return Untested(f"trust anchors could not be read: {exc}"), ""
-    error = strict_validation(chain_der, name, anchors)
+    try:
+        error = strict_validation(chain_der, name, anchors)
+    except Exception as exc:  # the chain is the target's: a parser surprise is a fact, not a crash
+        return Untested(f"the strict validator could not read the chain: {exc}"), ""
     return (error is None), (error or "")
 
 
@@ -606,8 +619,8 @@ async def probe_tls(
     chain: list[CertificateInfo] = []
     for der in chain_der:
         try:
-            chain.append(parse_certificate(der))
-        except ValueError as exc:
+            chain.append(parse_certificate_quietly(der))
+        except Exception as exc:  # any certificate the server sends is target input
             run.notes.append(f"unparseable certificate in the chain: {exc}")
             break
     name = sni or host

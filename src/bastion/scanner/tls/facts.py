@@ -85,6 +85,9 @@ class CertificateInfo:
     ocsp_urls: tuple[str, ...]
     crl_urls: tuple[str, ...]
     sha256: str
+    # What the parser complained about (e.g. a negative serial number): facts for the report,
+    # never warnings on the scanner's stderr.
+    notes: tuple[str, ...] = ()
 
     @property
     def lifespan_days(self) -> float:
@@ -93,10 +96,11 @@ class CertificateInfo:
     def describe(self) -> str:
         """One line of evidence: who, issued by whom, valid when, which key."""
         key = f"{self.key_type} {self.key_bits}" + (f" ({self.curve})" if self.curve else "")
+        notes = f" (parser: {'; '.join(self.notes)})" if self.notes else ""
         return (
             f"subject={self.subject!r} issuer={self.issuer!r} "
             f"valid {self.not_before:%Y-%m-%d %H:%M}Z..{self.not_after:%Y-%m-%d %H:%M}Z "
-            f"key={key} sig={self.signature_algorithm}"
+            f"key={key} sig={self.signature_algorithm}{notes}"
         )
 
 
