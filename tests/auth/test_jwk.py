@@ -281,6 +281,28 @@ def test_high_s_is_refused_unless_allowed(alg: str, private: Any) -> None:
     lenient.verify(low, b"m")
 
 
+def test_a_genuine_high_s_signature_is_named_once_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An issuer that does not normalise S sees half its tokens refused: the operator is told
+    # how to accept them, once per key; a forged high-S signature (it does not verify) is not.
+    size = 32
+    strict = J.verification_key(ec_jwk(EC256), ["ES256"])
+    low = sign("ES256", EC256, b"m")
+    r, s = low[:size], int.from_bytes(low[size:], "big")
+    high = r + (J.curve_order("ES256") - s).to_bytes(size, "big")
+    forged = r + (J.curve_order("ES256") - s - 1).to_bytes(size, "big")
+    with caplog.at_level(logging.WARNING, logger="bastion.auth"):
+        with pytest.raises(InvalidSignature, match="high-S"):
+            strict.verify(forged, b"m")
+        assert caplog.records == []
+        for _ in range(3):
+            with pytest.raises(InvalidSignature, match="high-S"):
+                strict.verify(high, b"m")
+    (record,) = caplog.records
+    assert "require_low_s=False" in record.getMessage() and "ES256" in record.getMessage()
+
+
 def test_ed25519_refuses_s_plus_l() -> None:
     # RFC 8032 §5.1.7: S must be < L; S + L would be a second encoding of one signature.
     ell = 2**252 + 27742317777372353535851937790883648493

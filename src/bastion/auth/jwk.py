@@ -158,15 +158,29 @@ def signature_check(alg: str, key: PublicKey, *, low_s: bool = True) -> Verify:
         size, length = spec.size, 2 * spec.size
         # s must be <= n/2 when low_s; otherwise any s (OpenSSL still refuses s >= n).
         s_limit = spec.order // 2 if low_s else spec.order
+        hinted = False
 
         def check_ecdsa(signature: bytes, data: bytes) -> None:
             # JWS carries ECDSA as R || S, fixed width each (RFC 7518 §3.4); OpenSSL wants DER.
             if len(signature) != length:
                 raise InvalidSignature("ECDSA signature has the wrong length")
             s = from_bytes(signature[size:], "big")
+            der = encode_dss_signature(from_bytes(signature[:size], "big"), s)
             if s > s_limit:
+                nonlocal hinted
+                if not hinted and _verifies(verify_ec, der, data, ecdsa):
+                    # A genuine high-S signature: most ECDSA signers do not normalise S, so
+                    # half of such an issuer's tokens would be refused with no clue. Say so
+                    # once per key (a forged token cannot reach this: it does not verify).
+                    hinted = True
+                    log.warning(
+                        "a %s token verified only in its high-S form and was refused: if its "
+                        "issuer does not normalise ECDSA signatures to low-S, construct "
+                        "BearerAuth(..., require_low_s=False) to accept them",
+                        alg,
+                    )
                 raise InvalidSignature("high-S ECDSA signature (malleable form)")
-            verify_ec(encode_dss_signature(from_bytes(signature[:size], "big"), s), data, ecdsa)
+            verify_ec(der, data, ecdsa)
 
         return check_ecdsa
     if alg in _RSA_HASHES and isinstance(key, rsa.RSAPublicKey):
@@ -189,6 +203,19 @@ def signature_check(alg: str, key: PublicKey, *, low_s: bool = True) -> Verify:
     if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         return key.verify
     raise ConfigError("key", f"{alg} is not supported")  # unreachable after fits()
+
+
+def _verifies(
+    verify: Callable[[bytes, bytes, ec.EllipticCurveSignatureAlgorithm], None],
+    der: bytes,
+    data: bytes,
+    ecdsa: ec.EllipticCurveSignatureAlgorithm,
+) -> bool:
+    try:
+        verify(der, data, ecdsa)
+    except InvalidSignature:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
