@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.service.auth_db import database_env
 from tests.support import free_port, require_program, require_tcp
 
 pytestmark = pytest.mark.integration
@@ -62,7 +63,7 @@ def test_database_url_with_the_wrong_driver(tmp_path: Path, url: str, fix: str) 
 def test_unreachable_postgresql(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql+asyncpg://app:{SECRET}@127.0.0.1:{port}/app"
-    result = run_serve(tmp_path, {"BASTION_DATABASE_URL": url})
+    result = run_serve(tmp_path, database_env(url))
     line = assert_one_clear_line(result, "BASTION_DATABASE_URL")
     assert f"cannot connect to PostgreSQL at 127.0.0.1:{port} (connection refused)" in line
     assert "start it or fix the URL" in line
@@ -70,7 +71,7 @@ def test_unreachable_postgresql(tmp_path: Path) -> None:
 
 def test_unknown_database_host(tmp_path: Path) -> None:
     url = f"postgresql+asyncpg://app:{SECRET}@no-such-host.invalid/app"
-    result = run_serve(tmp_path, {"BASTION_DATABASE_URL": url})
+    result = run_serve(tmp_path, database_env(url))
     assert_one_clear_line(result, "BASTION_DATABASE_URL", "cannot resolve the host name")
 
 
@@ -78,12 +79,12 @@ def test_unknown_database_host(tmp_path: Path) -> None:
 def test_missing_database_and_role(tmp_path: Path) -> None:
     require_tcp("127.0.0.1", 5432, "PostgreSQL")
     missing_db = "postgresql+asyncpg://postgres@127.0.0.1:5432/bastion_no_such_db"
-    result = run_serve(tmp_path, {"BASTION_DATABASE_URL": missing_db})
+    result = run_serve(tmp_path, database_env(missing_db))
     assert_one_clear_line(
         result, "BASTION_DATABASE_URL", "'bastion_no_such_db' does not exist", "createdb"
     )
     missing_role = f"postgresql+asyncpg://nobody_here:{SECRET}@127.0.0.1:5432/test"
-    result = run_serve(tmp_path, {"BASTION_DATABASE_URL": missing_role})
+    result = run_serve(tmp_path, database_env(missing_role))
     assert_one_clear_line(result, "BASTION_DATABASE_URL", "PostgreSQL refused the")
 
 

@@ -112,7 +112,8 @@ async def prepare(settings: Settings) -> None:
         from bastion.service.redis_check import check_redis
 
         await check_redis(settings.redis_url)
-    auth_routes.prepare_keys(settings)
+    # The schema first: a database that cannot be reached is named with its fix here, before
+    # the signing keys (kept in it with PostgreSQL) would report the same failure less clearly.
     database = Database(settings.database)
     try:
         await database.create_schema()
@@ -120,6 +121,7 @@ async def prepare(settings: Settings) -> None:
         raise connect_error(exc, settings.database) from None
     finally:
         await database.close()
+    auth_routes.prepare_keys(settings)
 
 
 def redirect_factory() -> ASGIApp:
