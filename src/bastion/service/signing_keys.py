@@ -515,5 +515,7 @@ def prepare(settings: Settings) -> KeyRing:
         where = f"in the database, sealed with key-encryption key {store.kek.key_id}"
     else:
         where = f"in {ring.directory}"
-    log.info("signing keys %s; signing with %s (%s)", where, key.kid, key.alg)
+    # A key id is public (every token header carries it), but a whole one reads like a secret
+    # to the log redaction; its first characters match it against `bastion keys list`.
+    log.info("signing keys %s; signing with key %s… (%s)", where, key.kid[:12], key.alg)
     return ring
