@@ -517,5 +517,5 @@ def prepare(settings: Settings) -> KeyRing:
         where = f"in {ring.directory}"
     # A key id is public (every token header carries it), but a whole one reads like a secret
     # to the log redaction; its first characters match it against `bastion keys list`.
-    log.info("signing keys %s; signing with key %s… (%s)", where, key.kid[:12], key.alg)
+    log.info("signing keys %s; signing with key %s... (%s)", where, key.kid[:12], key.alg)
     return ring
