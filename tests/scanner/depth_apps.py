@@ -12,7 +12,10 @@ without it):
 * ``enumerate``: the login says whether the account exists;
 * ``trace_on_bad_id``: a malformed order id is a 500 with a Python traceback;
 * ``bare_401``: the orders routes answer 401 without ``WWW-Authenticate``;
-* ``spec``: serve the OpenAPI document (at ``<mount>/openapi.json``) or not.
+* ``spec``: serve the OpenAPI document (at ``<mount>/openapi.json``) or not;
+* ``plain_errors``: the orders routes' errors lack the security headers;
+* ``no_allow``: the orders routes' 405s lack ``Allow``;
+* ``limit_headers=False``: no rate-limit headers anywhere.
 
 ``requests`` records every request (method, path, headers) so tests can check what the
 scanner sent (e.g. that anonymous probes carry no credential header).
@@ -128,6 +131,9 @@ def orders_api(
     spec: bool = True,
     extra_paths: int = 0,
     login_limit: int = 5,
+    plain_errors: bool = False,
+    no_allow: bool = False,
+    limit_headers: bool = True,
 ) -> OrdersApi:
     orders: dict[str, dict[str, Any]] = {}
     for owner in USERS:
@@ -232,7 +238,8 @@ def orders_api(
             return Response(201, order_view(orders[oid]))
         if path.startswith(f"{v1}/orders/"):
             if method not in {"GET", "PATCH", "DELETE"}:
-                return error(405, "Method not allowed", [("Allow", "GET, PATCH, DELETE")])
+                allow = [] if no_allow else [("Allow", "GET, PATCH, DELETE")]
+                return error(405, "Method not allowed", allow)
             who = user(request)
             if isinstance(who, Response):
                 return who
@@ -283,11 +290,13 @@ def orders_api(
         return routed(request)
 
     def decorate(request: Request, response: Response) -> None:
+        if plain_errors and response.status >= 400 and "/orders" in request.path:
+            return  # a route whose errors bypass the layer that adds the headers
         headers = list(SECURE_HEADERS)
         if request.scheme == "https":
             headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
         headers.append(("X-Request-ID", "generated-1"))
-        if "/api/" in request.path:
+        if "/api/" in request.path and limit_headers:
             headers += [
                 ("RateLimit-Policy", '"api";q=100;w=900'),
                 ("RateLimit", '"api";r=99;t=900'),
