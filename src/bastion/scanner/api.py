@@ -207,9 +207,7 @@ def _from_document(document: Any, source: str, directory: str) -> ApiMap:
         item = resolve(document, raw_item)
         if not isinstance(item, dict) or not isinstance(raw_path, str):
             continue
-        path = raw_path if raw_path.startswith("/") else "/" + raw_path
-        if base and not path.startswith(base + "/") and path != base:
-            path = base + path
+        path = join_prefix(base, raw_path if raw_path.startswith("/") else "/" + raw_path)
         for method in HTTP_METHODS:
             op = item.get(method)
             if not isinstance(op, dict) or method in {"options", "trace", "head"}:
@@ -222,6 +220,23 @@ def _from_document(document: Any, source: str, directory: str) -> ApiMap:
             if len(operations) >= MAX_OPERATIONS:
                 return ApiMap(tuple(operations), source, f"first {MAX_OPERATIONS} operations")
     return ApiMap(tuple(operations), source)
+
+
+def join_prefix(base: str, path: str) -> str:
+    """``path`` served under ``base``, folding an overlap: ``/svc/api/v1`` + ``/api/v1/me`` is
+    ``/svc/api/v1/me`` (a document written for the API's own root, found under a mount)."""
+    base = base.rstrip("/")
+    if not base or path == base or path.startswith(base + "/"):
+        return path
+    segments = [s for s in base.split("/") if s]
+    parts = [s for s in path.split("/") if s]
+    for k in range(min(len(parts), len(segments)), 0, -1):
+        if segments[-k:] == parts[:k]:
+            rest = "/".join(parts[k:])
+            return (
+                base + ("/" + rest if rest else "") + ("/" if path.endswith("/") and rest else "")
+            )
+    return base + path
 
 
 def _requires(security: Any) -> bool:
