@@ -108,6 +108,10 @@ class Sweep:
     budget: int
     used: int = 0
     not_probed: int = 0
+    # Why the sweep stopped early: the target said it is rate-limiting this client (a 429, or
+    # a quota nearly spent). The sweep is polite: it leaves the rest of the quota to the API's
+    # real clients and to the other controls, and the coverage says so.
+    stopped: str = ""
     ids: dict[str, str] = field(default_factory=dict)  # collection path -> an id A can see
     listings: dict[str, Exchange] = field(default_factory=dict)  # collection -> A's listing
 
@@ -409,7 +413,7 @@ async def _sweep(ctx: ScanContext) -> Sweep:
         content: bytes | None = None,
         shared: bool = True,
     ) -> Exchange | None:
-        if result.used >= result.budget:
+        if result.used >= result.budget or result.stopped:
             return None
         result.used += 1
         headers = dict(ctx.auth_headers()) if auth else {}
@@ -417,17 +421,22 @@ async def _sweep(ctx: ScanContext) -> Sweep:
             headers["Content-Type"] = "application/json"
         try:
             if shared and content is None:
-                return await ctx.fetch(method, path, headers=headers, extra_headers=ANONYMOUS)
-            return await ctx.request(
-                method, path, headers=headers, content=content, extra_headers=ANONYMOUS
-            )
+                ex = await ctx.fetch(method, path, headers=headers, extra_headers=ANONYMOUS)
+            else:
+                ex = await ctx.request(
+                    method, path, headers=headers, content=content, extra_headers=ANONYMOUS
+                )
         except (httpx.HTTPError, BudgetExhausted):
             return None
+        result.stopped = throttled(ex)
+        return ex
 
     safe = [op for op in api.operations if op.method in SAFE]
     # Collections first, so that a templated operation can be probed with an id A can see.
     ordered = sorted(safe, key=lambda op: (op.templated, op.path))
-    writes = [op for op in api.operations if op.method in WRITE]
+    # Login, registration and reset endpoints have their own tight limit (5 failures per 15
+    # minutes on bastion serve) and their own controls: a malformed body there would spend it.
+    writes = [op for op in api.operations if op.method in WRITE and not AUTH_PATH.search(op.path)]
     for op in ordered:
         if result.used >= result.budget:
             break
@@ -464,17 +473,53 @@ async def _sweep(ctx: ScanContext) -> Sweep:
         if probe.anonymous is None:
             break
         result.probed.append(probe)
+    all_writes = [op for op in api.operations if op.method in WRITE]
+    swept_writes = sum(1 for p in result.probed if p.op.method in WRITE)
     planned = len(ordered) + (len(writes) if active else 0)
     result.not_probed = max(0, planned - len(result.probed))
     ctx.coverage = Coverage(
+        stopped=result.stopped,
         source=api.source,
         operations=len(api.operations),
         probed=len(result.probed),
         requests=result.used,
         budget=result.budget,
-        not_probed_writes=0 if active else len(writes),
+        not_probed_writes=len(all_writes) - swept_writes,
     )
     return result
+
+
+QUOTA_RESERVE = 10  # requests of the target's quota the sweep always leaves unspent
+_REMAINING = re.compile(r"\br=(\d+)")
+_QUOTA = re.compile(r"\bq=(\d+)")
+
+
+def _numbers(ex: Exchange, plain: str, structured: str, pattern: re.Pattern[str]) -> list[int]:
+    found = [int(m) for m in pattern.findall(ex.header(structured) or "")]
+    value = (ex.header(plain) or "").strip()
+    return found + ([int(value)] if value.isdigit() else [])
+
+
+AUTH_PATH = re.compile(r"/(?:auth|login|logout|register|signup|password|token|oauth)\b", re.I)
+
+
+def throttled(ex: Exchange) -> str:
+    """Why ``ex`` says to stop sending ("" when it does not): a 429, or an advertised quota
+    (``X-RateLimit-*``, ``RateLimit``/``RateLimit-Policy``) more than half spent. Limiters
+    often slow clients down well before they refuse them (bastion serve: after half of its
+    100 requests), so the sweep stops at half and leaves the rest to the API's clients."""
+    if AUTH_PATH.search(httpx.URL(ex.url).path):
+        return ""  # the authentication rule's own small budget, spent by the login controls
+    if ex.status == 429:
+        return f"the target rate-limited the scan ({ex.summary})"
+    remaining = _numbers(ex, "x-ratelimit-remaining", "ratelimit", _REMAINING)
+    if not remaining:
+        return ""
+    limits = _numbers(ex, "x-ratelimit-limit", "ratelimit-policy", _QUOTA)
+    floor = max(QUOTA_RESERVE, min(limits) // 2 if limits else 0)
+    if min(remaining) <= floor:
+        return f"the target's quota is half spent ({min(remaining)} left at {ex.summary})"
+    return ""
 
 
 def first_id(ex: Exchange) -> str | None:

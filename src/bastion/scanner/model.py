@@ -71,6 +71,7 @@ class Coverage:
     requests: int
     budget: int
     not_probed_writes: int = 0
+    stopped: str = ""  # why the sweep stopped before its budget (the target throttled it)
 
 
 @dataclass(frozen=True)

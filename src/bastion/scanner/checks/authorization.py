@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.scanner.api import Operation, Sweep, object_id, sweep
+from bastion.scanner.api import Operation, Sweep, object_id, sweep, throttled
 from bastion.scanner.check import Result, check
 from bastion.scanner.checks._util import jwt_parts
 from bastion.scanner.checks.auth import normalised
@@ -127,6 +127,8 @@ async def _probe(ctx: ScanContext) -> Authz:
                 b_lists[collection] = _ids(listing)
             read.shared = path.rsplit("/", 1)[-1] in b_lists[collection]
         result.reads.append(read)
+        if any(throttled(ex) for ex in (owner, anonymous, other)):
+            break  # the target is limiting this client: read no further (clean-up still runs)
     if result.created:
         await _writes(ctx, result, ops, send, a_headers, b_headers)
         delete = _item_ops(ops, result.created.rsplit("/", 1)[0]).get("DELETE")

@@ -54,9 +54,10 @@ def _refused(ex: Exchange | None) -> bool:
 
 
 def _coverage_note(result: Sweep) -> str:
+    stopped = f"; stopped early: {result.stopped}" if result.stopped else ""
     return (
         f"{len(result.probed)} of {len(result.api.operations)} operations probed "
-        f"({result.api.source}; {result.used}/{result.budget} sweep requests)"
+        f"({result.api.source}; {result.used}/{result.budget} sweep requests{stopped})"
     )
 
 
@@ -323,16 +324,17 @@ async def operation_405(ctx: ScanContext) -> Result:
 )
 async def operation_limit_headers(ctx: ScanContext) -> Result:
     """A limiter mounted on some routes only leaves the others open to brute force and
-    scraping. Every operation that refuses anonymous requests or answers the token (the API's
-    functions, not its health check) must carry rate-limit headers."""
+    scraping. Every operation that refuses anonymous requests (the API's functions, not its
+    health check or key set) must carry rate-limit headers, refused or answered."""
     result = await sweep(ctx)
     if not result.probed:
         return _no_operations(result)
     judged = [
         ex
         for p in result.probed
+        if _refused(p.anonymous)
         for ex in (p.anonymous, p.authed)
-        if ex is not None and (_refused(ex) or (ex is p.authed and _ok(ex)))
+        if ex is not None and ex.status != 404
     ]
     if not judged:
         return Result.skipped(f"no protected operation was reached ({_coverage_note(result)})")
