@@ -45,7 +45,13 @@ LIMITS = {
 
 @pytest.mark.parametrize("limits", sorted(LIMITS))
 async def test_bastion_serve_deep_scan_with_two_users_is_a_plus(serve: Any, limits: str) -> None:
-    server = serve(env={"BASTION_EXPOSE_DOCS": "true", **LIMITS[limits]})
+    server = serve(
+        env={
+            "BASTION_EXPOSE_DOCS": "true",
+            "BASTION_CORS_ORIGINS": "https://app.example.com",
+            **LIMITS[limits],
+        }
+    )
     with server.client() as client:
         if client.get("/api/v1/me").status_code == 404:
             pytest.skip("bastion serve does not route /api/v1/me yet (service not wired)")
@@ -94,6 +100,10 @@ async def test_bastion_serve_deep_scan_with_two_users_is_a_plus(serve: Any, limi
         "headers.operation-errors",
     ):
         assert statuses[check_id] == "pass", (check_id, problems)
+    assert statuses["cors.trusted-origin-variants"] == "pass", problems
+    reasons = {f.id: f.reason for f in report.findings}
+    assert "1 origin(s) granted" in reasons["cors.trusted-origin-variants"]
+    assert "clean-up DELETE" in reasons["auth.bfla"], reasons["auth.bfla"]
     assert report.grade == "A+", problems
     with server.client() as client:
         orders_after = client.get(
