@@ -314,3 +314,13 @@ def test_under_prefix_tries_the_prefix_first_then_the_root() -> None:
     assert ctx.prefix == "/svc/api/v1"
     assert ctx.under_prefix("/api/v1/me") == ["/svc/api/v1/me", "/api/v1/me"]
     assert ScanContext("https://api.test/").under_prefix("/login") == ["/login"]
+
+
+async def test_a_target_at_the_mount_itself_finds_the_versioned_api_below_it() -> None:
+    """`https://api.test/svc/`: the token, login and versioning controls look under /svc."""
+    report = await _scan(orders_api(mount="/svc"), "https://api.test/svc/", **FULL)
+    statuses = _statuses(report)
+    for check_id in ("jwt.alg-none", "auth.token-in-url", "ratelimit.login-burst"):
+        assert statuses[check_id] == "pass", (check_id, _reasons(report)[check_id])
+    assert statuses["versioning.versioned"] == "pass"
+    assert "/svc/api/v1/" in _reasons(report)["versioning.versioned"]
