@@ -324,3 +324,11 @@ async def test_a_target_at_the_mount_itself_finds_the_versioned_api_below_it() -
         assert statuses[check_id] == "pass", (check_id, _reasons(report)[check_id])
     assert statuses["versioning.versioned"] == "pass"
     assert "/svc/api/v1/" in _reasons(report)["versioning.versioned"]
+
+
+async def test_openapi_given_as_a_url_on_the_scanned_origin() -> None:
+    api = orders_api(mount="/svc")
+    report = await _scan(api, token=token_a(), openapi="https://api.test/svc/openapi.json")
+    assert report.coverage is not None
+    assert report.coverage.source == "openapi https://api.test/svc/openapi.json"
+    assert report.coverage.probed == 3
