@@ -25,6 +25,7 @@ from tests.scanner.apps import (
     run_checks,
     secure_app,
 )
+from tests.scanner.depth_apps import FRONT_END, orders_api, token_a, token_b
 
 # The insecure API's token: HS256 with a guessable secret and no exp (weak-secret, lifetime).
 WEAK_TOKEN = jwt.encode(
@@ -60,6 +61,15 @@ ACTIVE = {"active": True}
 
 def token(value: Callable[[], str]) -> dict[str, Any]:
     return {"token": value()}
+
+
+def orders(**planted: Any) -> Callable[[], App]:
+    """The depth fixture (tests/scanner/depth_apps.py) with the given mistakes planted."""
+    return lambda: orders_api(**planted).app
+
+
+TWO_USERS = {"token": token_a(), "token_b": token_b()}
+CLEAN = orders()
 
 
 def v2_app(deprecated: bool) -> App:
@@ -190,6 +200,20 @@ CASES: dict[str, Case] = {
         lambda: secure_app(key_on_forwarded_for=True), fail_opts=ACTIVE, pass_opts=ACTIVE
     ),
     "ratelimit.api-burst": Case(fail_opts=ACTIVE, pass_opts=ACTIVE),
+    # per operation and two identities (checks/operations.py, checks/authorization.py)
+    "auth.operations-protected": Case(orders(legacy_v0=True), CLEAN),
+    "auth.operations-challenge": Case(orders(bare_401=True), CLEAN),
+    "disclosure.operation-errors": Case(orders(trace_on_bad_id=True), CLEAN, TWO_USERS, TWO_USERS),
+    "headers.operation-errors": Case(orders(plain_errors=True), CLEAN),
+    "methods.operation-405": Case(orders(no_allow=True), CLEAN, ACTIVE, ACTIVE),
+    "ratelimit.operation-headers": Case(
+        orders(limit_headers=False), CLEAN, TWO_USERS, TWO_USERS, fail_status="warn"
+    ),
+    "auth.bola": Case(orders(bola=True), CLEAN, TWO_USERS, TWO_USERS),
+    "auth.bfla": Case(orders(bola=True), CLEAN, {**TWO_USERS, **ACTIVE}, {**TWO_USERS, **ACTIVE}),
+    "cors.trusted-origin-variants": Case(
+        orders(cors="suffix"), CLEAN, {"origins": (FRONT_END,)}, {"origins": (FRONT_END,)}
+    ),
     # versioning
     "versioning.versioned": Case(
         lambda: custom_app({"/": Response(200, {"status": "ok"})}), fail_status="warn"

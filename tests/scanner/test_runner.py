@@ -156,7 +156,7 @@ async def test_the_total_budget_bounds_the_scan() -> None:
     registry = _registry()
 
     _test_check(registry, "headers.many", max_requests=100)(_sends(100))
-    report = await _scan_secure(registry.all(), ScanOptions(max_requests=10))
+    report = await _scan_secure(registry.all(), ScanOptions(max_requests=10, operation_budget=0))
     assert report.findings[0].status == "error"
     assert "budget of 10 exhausted" in report.findings[0].reason
     assert report.requests == 10

@@ -107,6 +107,7 @@ def register(subparsers: Any) -> None:
         help="also send bounded bursts (rate limits) and login probes (user enumeration)",
     )
     p.add_argument("--token", help="a valid access token (JWT) to test token handling with")
+    _add_depth_arguments(p)
     p.add_argument(
         "--header",
         action="append",
@@ -143,6 +144,86 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--concurrency", type=int, help="requests in flight at once (default 8)")
     p.set_defaults(func=run)
+
+
+def _add_depth_arguments(p: Any) -> None:
+    """API depth (issue 16, part A): the API's map, a second identity, what is legitimate."""
+    p.add_argument(
+        "--openapi",
+        metavar="FILE|URL",
+        help="the API's OpenAPI document (JSON; a URL must be on the scanned origin); default: "
+        "looked for under the URL's path prefix (openapi.json, swagger.json, ...)",
+    )
+    p.add_argument(
+        "--operation-budget",
+        type=int,
+        metavar="N",
+        help="requests the per-operation sweep may send (default 150)",
+    )
+    p.add_argument("--token-b", help="a second user's access token (authorization tests)")
+    p.add_argument(
+        "--auth-b",
+        metavar="'NAME: VALUE'",
+        help="the second user's credential as a header, instead of --token-b",
+    )
+    p.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a real front-end origin the API trusts (repeatable); its look-alikes are tested",
+    )
+    p.add_argument("--login-email", help="an existing account, for the user-enumeration control")
+    p.add_argument("--expired-token", help="an expired access token of this API (jwt.expired)")
+
+
+def _depth_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The depth flags, validated (one line each on error)."""
+    openapi = args.openapi
+    if openapi is not None and not openapi.startswith(("http://", "https://")):
+        if not Path(openapi).is_file():
+            raise UsageError(f"--openapi {openapi}: no such file")
+    elif openapi is not None:
+        target = httpx.URL(args.url)
+        given = httpx.URL(openapi)
+        if (given.scheme, given.host, given.port) != (target.scheme, target.host, target.port):
+            raise UsageError(
+                f"--openapi {openapi}: not on the scanned origin (download it and pass the file)"
+            )
+    if args.token_b and args.auth_b:
+        raise UsageError("give --token-b or --auth-b, not both")
+    auth_b = (_parse_header(args.auth_b),) if args.auth_b else ()
+    origins = []
+    for origin in args.origin:
+        url = httpx.URL(origin) if "://" in origin else None
+        if (
+            url is None
+            or url.scheme not in {"http", "https"}
+            or not url.host
+            or url.path
+            not in {
+                "",
+                "/",
+            }
+        ):
+            raise UsageError(f"--origin {origin!r}: expected scheme://host[:port]")
+        origins.append(origin.rstrip("/"))
+    if args.login_email is not None and "@" not in args.login_email:
+        raise UsageError(f"--login-email {args.login_email!r}: not an e-mail address")
+    budget = args.operation_budget
+    if budget is not None and not 0 <= budget <= 10000:
+        raise UsageError("--operation-budget must be an integer from 0 to 10000")
+    depth: dict[str, Any] = {
+        "openapi": openapi,
+        "token_b": args.token_b,
+        "auth_b": auth_b,
+        "origins": tuple(origins),
+        "login_email": args.login_email,
+        "expired_token": args.expired_token,
+    }
+    if budget is not None:
+        depth["operation_budget"] = budget
+    return depth
 
 
 def _parse_header(value: str) -> tuple[str, str]:
@@ -246,6 +327,7 @@ def _build(args: argparse.Namespace) -> tuple[ScanOptions, str, str | None, str,
         clock_started=clock_start(),
         concurrency=concurrency,
         ignore=ignore,
+        **_depth_options(args),
     )
     if args.ca_file is not None:
         try:

@@ -45,6 +45,7 @@ import httpx
 from bastion import __version__
 from bastion.scanner.body import BodyDecoder
 from bastion.scanner.evidence import Exchange
+from bastion.scanner.model import Coverage
 from bastion.scanner.origin import OffOrigin, OriginPolicy
 from bastion.scanner.redaction import Redactor, command_line_secrets
 from bastion.scanner.transport import ResponseGuard, guarded_transport, guarding
@@ -103,12 +104,26 @@ class ScanOptions:
     max_requests: int = 400  # passive budget; --active adds ACTIVE_EXTRA_REQUESTS
     body_limit: int = 256 * 1024
     ignore: Mapping[str, str] = field(default_factory=dict)  # check id -> reason
+    # API depth (issue 16): where the OpenAPI document is (a file or a same-origin URL;
+    # None: look for it), a second identity for authorization tests (``--token-b`` or
+    # ``--auth-b 'Header: value'``), the front-end origins the API legitimately trusts, a
+    # known account for the enumeration control and an expired token for jwt.expired.
+    openapi: str | None = None
+    token_b: str | None = None
+    auth_b: tuple[tuple[str, str], ...] = ()
+    origins: tuple[str, ...] = ()
+    login_email: str | None = None
+    expired_token: str | None = None
+    # Requests the per-operation sweep may send (anonymous, authenticated, second identity):
+    # every operation of a large API is covered as far as this goes, and no further.
+    operation_budget: int = 150
 
     ACTIVE_EXTRA_REQUESTS = 400
 
     @property
     def budget(self) -> int:
-        return self.max_requests + (self.ACTIVE_EXTRA_REQUESTS if self.active else 0)
+        extra = self.ACTIVE_EXTRA_REQUESTS if self.active else 0
+        return self.max_requests + self.operation_budget + extra
 
 
 @dataclass
@@ -207,12 +222,16 @@ class ScanContext:
         secrets = command_line_secrets(
             self.options.token, self.options.headers, self.target.password or None
         )
+        # The second identity and the expired token are credentials like the first: masked in
+        # every report and kept home by the same origin policy.
+        secrets += command_line_secrets(self.options.token_b, self.options.auth_b)
+        secrets += command_line_secrets(self.options.expired_token, ())
         self.redactor = Redactor(secrets)
         self.policy = OriginPolicy(
             self.target,
             plain_http=self.http_origin(),
             secrets=secrets,
-            credential_headers=[name for name, _ in self.options.headers],
+            credential_headers=[name for name, _ in (*self.options.headers, *self.options.auth_b)],
         )
         self._transport = transport
         self.client = self._make_client(self.ssl_context)
@@ -223,6 +242,8 @@ class ScanContext:
         self._fetches: dict[tuple[Any, ...], asyncio.Future[Exchange]] = {}
         self._memo: dict[str, asyncio.Future[Any]] = {}
         self.requests_sent = 0
+        # Set by the operation sweep (bastion.scanner.api), reported as Report.coverage.
+        self.coverage: Coverage | None = None
 
     def _make_client(self, verify: ssl.SSLContext) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
@@ -325,6 +346,35 @@ class ScanContext:
     def is_https(self) -> bool:
         return self.target.scheme == "https"
 
+    @property
+    def prefix(self) -> str:
+        """The path the API is mounted under, from the URL the user gave: ``/svc/api/v1`` for
+        ``https://h/svc/api/v1/``; ``""`` for an API at the root. Discovery looks under it
+        first, so that an API behind a path prefix gets the same controls as one at ``/``."""
+        return self.target.path.rstrip("/")
+
+    def under_prefix(self, path: str) -> list[str]:
+        """``path`` (an absolute path such as ``/api/v1/me``) where the API may serve it: under
+        the prefix (with any overlap folded: ``/svc/api/v1`` + ``/api/v1/me`` gives
+        ``/svc/api/v1/me``), then under each shorter prefix, then at the root; no duplicates."""
+        prefix = self.prefix
+        found: list[str] = []
+        segments = [s for s in prefix.split("/") if s]
+        for cut in range(len(segments), -1, -1):
+            base = "/" + "/".join(segments[:cut]) if cut else ""
+            joined = base + path
+            # fold an overlap: base ends with the path's first segments
+            parts = [s for s in path.split("/") if s]
+            for k in range(min(len(parts), cut), 0, -1):
+                if segments[cut - k : cut] == parts[:k]:
+                    joined = base + "/" + "/".join(parts[k:]) if parts[k:] else base
+                    if path.endswith("/") and not joined.endswith("/"):
+                        joined += "/"
+                    break
+            if joined and joined not in found:
+                found.append(joined)
+        return found
+
     def url(self, path: str = "") -> str:
         """An absolute URL: ``path`` starting with ``/`` is on the target's origin; ``""`` is the
         target itself; an absolute URL is returned unchanged."""
@@ -361,6 +411,16 @@ class ScanContext:
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Bearer <--token>`` when a token was given, else nothing."""
         return {"Authorization": f"Bearer {self.options.token}"} if self.options.token else {}
+
+    def auth_headers_b(self) -> dict[str, str]:
+        """The second identity's credentials (``--token-b`` or ``--auth-b``), else nothing."""
+        if self.options.token_b:
+            return {"Authorization": f"Bearer {self.options.token_b}"}
+        return dict(self.options.auth_b)
+
+    @property
+    def has_identity_b(self) -> bool:
+        return bool(self.options.token_b or self.options.auth_b)
 
     def _ensure_budget(self) -> None:
         """Raise if one more request would exceed the scan's or the current check's budget."""

@@ -59,6 +59,22 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """How much of the API the per-operation controls reached: where its map came from
+    (``openapi <where>``, ``discovered`` or ``none``), how many operations it lists, how many
+    the sweep probed, and the requests that took against ``--operation-budget``. Write
+    operations are probed only with ``--active`` (``not_probed_writes`` counts the others)."""
+
+    source: str
+    operations: int
+    probed: int
+    requests: int
+    budget: int
+    not_probed_writes: int = 0
+    stopped: str = ""  # why the sweep stopped before its budget (the target throttled it)
+
+
+@dataclass(frozen=True)
 class Report:
     """A finished scan: the target as given, timing, the grade and every finding."""
 
@@ -79,6 +95,7 @@ class Report:
     complete: bool = True
     unfinished: tuple[str, ...] = ()
     max_time_s: float | None = None
+    coverage: Coverage | None = None  # None when no per-operation control ran
 
     def by_status(self, status: Status) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.status == status)

@@ -317,8 +317,25 @@ class Protected:
 
 
 def _candidates(ctx: ScanContext, *, target: bool = True) -> list[str]:
-    others = [p for p in PROTECTED_CANDIDATES if ctx.url(p) != ctx.url("")]
+    """The target itself, then each "who am I" path under the target's path prefix (an API
+    mounted at ``/svc/api/v1`` serves ``/svc/api/v1/me``), then at shorter prefixes."""
+    others = prefixed(ctx, PROTECTED_CANDIDATES)
+    others = [p for p in others if ctx.url(p) != ctx.url("")]
     return ([""] if target else []) + others
+
+
+def prefixed(ctx: ScanContext, paths: tuple[str, ...]) -> list[str]:
+    """``paths`` under the target's prefix first (all of them), then under shorter ones."""
+    levels: list[list[str]] = []
+    for path in paths:
+        for i, where in enumerate(ctx.under_prefix(path)):
+            while len(levels) <= i:
+                levels.append([])
+            levels[i].append(where)
+    found: list[str] = []
+    for level in levels:
+        found += [p for p in level if p not in found]
+    return found
 
 
 async def find_protected(ctx: ScanContext) -> Protected | None:
@@ -373,7 +390,7 @@ async def find_login(ctx: ScanContext) -> str | None:
     """The first login-looking path that exists (answers neither 404 nor 5xx to GET)."""
 
     async def discover() -> str | None:
-        for path in LOGIN_CANDIDATES:
+        for path in prefixed(ctx, LOGIN_CANDIDATES):
             ex = await ctx.fetch("GET", path, extra_headers=ANONYMOUS)
             if ex.status != 404 and ex.status < 500:
                 return path

@@ -19,6 +19,7 @@ from bastion.scanner.checks._util import (
     find_protected,
     find_token_resource,
     no_token_resource,
+    prefixed,
 )
 from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
@@ -116,7 +117,7 @@ async def token_in_url(ctx: ScanContext) -> Result:
     severity="high",
     references=(OWASP_API2,),
     remediation="Require authentication on every non-public route (deny by default).",
-    max_requests=12,
+    max_requests=24,
     needs_token=True,
 )
 async def requires_token(ctx: ScanContext) -> Result:
@@ -124,7 +125,7 @@ async def requires_token(ctx: ScanContext) -> Result:
     401/403 without it; a 2xx to an anonymous request there means a route registered outside
     the authentication layer, or a dependency that lets missing credentials through."""
     opened = []
-    for path in PROTECTED_CANDIDATES:
+    for path in prefixed(ctx, PROTECTED_CANDIDATES):
         if ctx.url(path) == ctx.url(""):
             continue
         authed = await ctx.fetch("GET", path, headers=ctx.auth_headers(), extra_headers=ANONYMOUS)
@@ -191,8 +192,9 @@ def login_body(email: str) -> bytes:
 
 
 async def enumeration_pair(ctx: ScanContext) -> tuple[str, Exchange, Exchange] | None:
-    """Two failed logins: an address that cannot exist and a likely one (admin@<host>).
-    Memoised; sent before any burst so the rate limiter has not kicked in yet."""
+    """Two failed logins: an address that cannot exist and an existing one: the account the
+    user named with ``--login-email``, else a likely one (admin@<host>). Memoised; sent
+    before any burst so the rate limiter has not kicked in yet."""
 
     async def probe() -> tuple[str, Exchange, Exchange] | None:
         path = await find_login(ctx)
@@ -201,7 +203,7 @@ async def enumeration_pair(ctx: ScanContext) -> tuple[str, Exchange, Exchange] |
         headers = {"Content-Type": "application/json"}
         unknown = f"bastion-scan-{secrets.token_hex(6)}@example.invalid"
         domain = ctx.host if "." in ctx.host and not ctx.host[0].isdigit() else "example.com"
-        likely = f"admin@{domain}"
+        likely = ctx.options.login_email or f"admin@{domain}"
         a = await ctx.request(
             "POST", path, headers=headers, content=login_body(unknown), extra_headers=ANONYMOUS
         )
@@ -226,8 +228,9 @@ async def enumeration_pair(ctx: ScanContext) -> tuple[str, Exchange, Exchange] |
 )
 async def user_enumeration(ctx: ScanContext) -> Result:
     """Different status codes or messages for unknown vs existing accounts let an attacker
-    list users, then spray passwords at them. Compares an impossible address with a likely
-    one (`admin@<host>`); request ids, UUIDs and timestamps are ignored."""
+    list users, then spray passwords at them. Compares an impossible address with a known
+    account (`--login-email`; without it a likely one, `admin@<host>`, which proves nothing
+    when it does not exist); request ids, UUIDs and timestamps are ignored."""
     pair = await enumeration_pair(ctx)
     if pair is None:
         return Result.skipped("no login endpoint found")
@@ -239,4 +242,8 @@ async def user_enumeration(ctx: ScanContext) -> Result:
         return Result.failed(evidence, f"status {unknown.status} vs {likely.status}")
     if normalised(unknown) != normalised(likely):
         return Result.failed(evidence, "the failure bodies differ")
+    if not ctx.options.login_email:
+        return Result.passed(
+            evidence, "compared with a guessed account; --login-email names a real one"
+        )
     return Result.passed(evidence)

@@ -8,6 +8,8 @@ of CORS is not a vulnerability (nuclei-templates #7265).
 
 from __future__ import annotations
 
+import httpx
+
 from bastion.scanner.check import Result, check
 from bastion.scanner.checks._util import OBSERVATORY, list_tokens
 from bastion.scanner.context import ANONYMOUS, ScanContext
@@ -19,6 +21,7 @@ WSTG_CORS = (
 )
 FETCH_CORS = "https://fetch.spec.whatwg.org/#http-cors-protocol"
 EVIL_ORIGIN = "https://bastion-scan-attacker.example"
+MAX_ORIGINS = 4  # --origin values judged (each costs a few requests)
 CORS_HEADERS = (
     "access-control-allow-origin",
     "access-control-allow-credentials",
@@ -219,7 +222,9 @@ async def _preflight_lax(ctx: ScanContext, allow_header: str, probe: str) -> Res
     the arbitrary ``probe`` value in ``allow_header`` (or ``*``)."""
     shown = ["access-control-allow-origin", allow_header]
     exchanges = []
-    for origin in (_own_origin(ctx), EVIL_ORIGIN):
+    # The front-end origins the user named (--origin) are the ones the server grants: a lax
+    # preflight shows only there.
+    for origin in (*ctx.options.origins[:MAX_ORIGINS], _own_origin(ctx), EVIL_ORIGIN):
         ex = await _preflight(ctx, origin, PROBE_METHOD, PROBE_HEADER)
         exchanges.append(ex)
         granted = _allows(ex, origin) or (ex.header("access-control-allow-origin") or "") == "*"
@@ -236,11 +241,12 @@ async def _preflight_lax(ctx: ScanContext, allow_header: str, probe: str) -> Res
     severity="low",
     references=(WSTG_CORS,),
     remediation="Answer preflights with a fixed list of the methods the API implements.",
-    max_requests=2,
+    max_requests=2 + 4,
 )
 async def preflight_methods(ctx: ScanContext) -> Result:
     """A preflight that echoes Access-Control-Request-Method (here `PROPFIND`) approves
-    methods nobody reviewed. Judged for the target's own origin and an unrelated one."""
+    methods nobody reviewed. Judged for the `--origin` front ends, the target's own origin
+    and an unrelated one."""
     return await _preflight_lax(ctx, "access-control-allow-methods", PROBE_METHOD.lower())
 
 
@@ -252,7 +258,7 @@ async def preflight_methods(ctx: ScanContext) -> Result:
     references=(WSTG_CORS,),
     remediation="Answer preflights with a fixed list of request headers "
     "(e.g. Content-Type, Authorization, X-Request-ID).",
-    max_requests=2,
+    max_requests=2 + 4,
 )
 async def preflight_headers(ctx: ScanContext) -> Result:
     """Echoing Access-Control-Request-Headers approves any custom header, including ones the
@@ -310,3 +316,71 @@ async def legacy_policy_files(ctx: ScanContext) -> Result:
     if problems:
         return Result.failed(evidence, "; ".join(problems))
     return Result.passed(evidence)
+
+
+def origin_variants(origin: str) -> list[tuple[str, str, bool]]:
+    """``(kind, variant, serious)`` for a legitimate front-end origin: what a policy that
+    matches by prefix, suffix, substring or an unescaped regular expression also accepts.
+    A trusted subdomain is reported as a warning (``serious`` False): a wildcard for one's
+    own subdomains can be a decision, but any subdomain takeover then reads the API."""
+    url = httpx.URL(origin)
+    host = url.host
+    port = f":{url.port}" if url.port else ""
+    scheme = url.scheme
+    variants = [
+        ("suffix", f"{scheme}://{host}.bastion-scan-attacker.example{port}", True),
+        ("prefix", f"{scheme}://bastionscanattacker{host}{port}", True),
+        ("prefix", f"{scheme}://bastion-scan-attacker-{host}{port}", True),
+    ]
+    if "." in host:
+        variants.append(("unescaped dot", f"{scheme}://{host.replace('.', 'x', 1)}{port}", True))
+    if scheme == "https":
+        variants.append(("scheme", f"http://{host}{port}", True))
+    variants.append(("subdomain", f"{scheme}://bastion-scan-attacker.{host}{port}", False))
+    return variants
+
+
+@check(
+    id="cors.trusted-origin-variants",
+    title="Look-alikes of the trusted front-end origins are refused",
+    category="cors",
+    severity="high",
+    references=(WSTG_CORS, FETCH_CORS),
+    remediation="Compare Origin with the exact configured origins (scheme, host and port); "
+    "no startswith/endswith/contains, no unanchored or unescaped regular expressions, no "
+    "http:// variant of an https:// front end.",
+    max_requests=1 + 6 * MAX_ORIGINS,
+)
+async def trusted_origin_variants(ctx: ScanContext) -> Result:
+    """A policy written as `origin.endswith("example.com")` or `startswith("https://app.
+    example.com")` trusts `https://evilexample.com` and `https://app.example.com.evil.net`,
+    domains anyone can register, with the user's credentials. Given the real front ends
+    (`--origin`), each is mutated (scheme, suffix, prefix, unescaped dot, subdomain) and the
+    mutations must get no Access-Control-Allow-Origin."""
+    origins = ctx.options.origins[:MAX_ORIGINS]
+    if not origins:
+        return Result.skipped("name the real front-end origins with --origin to test this")
+    exchanges = []
+    serious: list[str] = []
+    mild: list[str] = []
+    granted = []
+    for origin in origins:
+        own = await _with_origin(ctx, origin)
+        exchanges.append(own)
+        if _allows(own, origin):
+            granted.append(origin)
+        for kind, variant, is_serious in origin_variants(origin):
+            ex = await _with_origin(ctx, variant)
+            if _allows(ex, variant):
+                exchanges.append(ex)
+                (serious if is_serious else mild).append(f"{variant} ({kind} of {origin})")
+    evidence = join_evidence(*(ex.describe(CORS_HEADERS) for ex in exchanges))
+    if serious:
+        return Result.failed(evidence, "trusted look-alike: " + ", ".join(serious))
+    if mild:
+        return Result.warned(evidence, "any subdomain is trusted: " + ", ".join(mild))
+    if not granted:
+        return Result.passed(
+            evidence, "no variant allowed (the --origin values themselves were not granted)"
+        )
+    return Result.passed(evidence, f"{len(granted)} origin(s) granted, every look-alike refused")

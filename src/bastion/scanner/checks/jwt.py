@@ -313,13 +313,15 @@ async def embedded_key(ctx: ScanContext) -> Result:
     references=(f"{RFC}/rfc7519#section-4.1.4",),
     remediation="Check exp (with a small leeway) on every request.",
     max_requests=8,
-    needs_token=True,
 )
 async def expired(ctx: ScanContext) -> Result:
     """RFC 7519 §4.1.4: a token MUST NOT be accepted after exp. Without the signing key an
-    expired token cannot be forged, so this runs when the `--token` given has expired (pass
-    an old token to test it); it is sent to the first path that refuses anonymous requests."""
-    parts = jwt_parts(ctx.options.token or "")
+    expired token cannot be forged, so this runs with `--expired-token` (or a `--token` that
+    has expired); it is sent to the first path that refuses anonymous requests."""
+    given = ctx.options.expired_token or ctx.options.token or ""  # --expired-token first
+    if not given:
+        return Result.skipped("needs an expired token: run with --expired-token JWT")
+    parts = jwt_parts(given)
     if parts is None:
         return Result.skipped("--token is not a compact JWT")
     exp = parts[1].get("exp")
@@ -328,7 +330,7 @@ async def expired(ctx: ScanContext) -> Result:
     protected = await find_protected(ctx)
     if protected is None:
         return Result.skipped(f"no 401/403 found at {candidates_tried(ctx)}")
-    ex = await _try(ctx, protected.path, ctx.options.token or "")
+    ex = await _try(ctx, protected.path, given)
     return _verdict([(f"expired {int(time.time() - exp)} s ago", ex)], "expired token")
 
 

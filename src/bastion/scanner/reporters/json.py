@@ -4,13 +4,15 @@ Contract keys: ``target, started_at, duration_s, grade, score, findings[id, titl
 severity, status, evidence, remediation, references]``. Extras that explain the grade:
 ``findings[].reason``, ``findings[].deduction``, ``caps``, ``counts``, ``active``,
 ``requests``, ``scanner``; and whether the scan finished: ``complete`` (false when
-``--max-time`` stopped controls), ``unfinished`` (their ids) and ``max_time_s``. The schema is
+``--max-time`` stopped controls), ``unfinished`` (their ids) and ``max_time_s``; ``coverage``
+(operations probed, or null). The schema is
 ``bastion/scanner/report.schema.json``. Control characters are written as ``\\uXXXX``
 escapes (:func:`bastion.scanner.safe_text.dumps`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from bastion.scanner.model import Finding, Report
@@ -48,6 +50,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         "complete": report.complete,
         "unfinished": list(report.unfinished),
         "max_time_s": report.max_time_s,
+        "coverage": None if report.coverage is None else dataclasses.asdict(report.coverage),
     }
 
 
