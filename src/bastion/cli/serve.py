@@ -46,6 +46,11 @@ def register(subparsers: Any) -> None:
         help="serve plain HTTP on --port, for use behind a TLS-terminating proxy only",
     )
     p.add_argument("--workers", type=int, help="worker processes (default 1)")
+    p.add_argument(
+        "--migrate",
+        action="store_true",
+        help="upgrade an outdated database schema before serving (as `bastion db upgrade`)",
+    )
     p.set_defaults(func=run)
 
 
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     server.configure_logging(settings)
     _export(settings)  # worker processes rebuild the settings from the environment
-    prepare(settings)
+    prepare(settings, migrate=args.migrate)
     sockets = server.bind(settings)
     if settings.insecure_http:
         print(INSECURE_BANNER.format(addr=f"{settings.host}:{settings.port}"), file=sys.stderr)
@@ -76,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     return server.serve(settings, sockets)
 
 
-def prepare(settings: Settings) -> None:
+def prepare(settings: Settings, *, migrate: bool = False) -> None:
     """One-time start-up work done by the parent before any worker exists."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not settings.insecure_http and settings.cert is None:
@@ -88,7 +93,7 @@ def prepare(settings: Settings) -> None:
 
     from bastion.service.main import prepare as prepare_service
 
-    asyncio.run(prepare_service(settings))
+    asyncio.run(prepare_service(settings, migrate=migrate))
 
 
 def _export(settings: Settings) -> None:

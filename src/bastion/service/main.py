@@ -12,6 +12,7 @@ FastAPI's CDN page.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +26,7 @@ from bastion.config import Settings, load_settings
 from bastion.ratelimit.factory import store_from_settings
 from bastion.ratelimit.store import Store
 from bastion.service import errors
+from bastion.service import migrate as migrations
 from bastion.service.db import Database
 from bastion.service.db_errors import connect_error
 from bastion.service.health import HealthProbe
@@ -33,6 +35,8 @@ from bastion.service.routes import oauth as oauth_routes
 from bastion.service.routes import orders as orders_routes
 from bastion.service.routes import reset_page
 from bastion.stack import secure, secure_redirect
+
+log = logging.getLogger("bastion.serve")
 
 
 def create_app(
@@ -102,11 +106,14 @@ def build(settings: Settings) -> ASGIApp:
     return secure(app, settings=settings, ratelimit_store=store)
 
 
-async def prepare(settings: Settings) -> None:
+async def prepare(settings: Settings, *, migrate: bool = False) -> None:
     """One-time work before workers start: Redis credentials, the signing keys, the schema.
 
     A database that cannot be reached or used stops the start with one line
-    (:func:`bastion.service.db_errors.connect_error`), not a driver traceback.
+    (:func:`bastion.service.db_errors.connect_error`), not a driver traceback. The schema is
+    created in an empty database, and an outdated one stops the start naming
+    ``bastion db upgrade`` unless *migrate* (``--migrate``) upgrades it
+    (:mod:`bastion.service.migrate`).
     """
     if settings.redis_url:
         from bastion.service.redis_check import check_redis
@@ -116,11 +123,17 @@ async def prepare(settings: Settings) -> None:
     # the signing keys (kept in it with PostgreSQL) would report the same failure less clearly.
     database = Database(settings.database)
     try:
-        await database.create_schema()
+        before, after = await migrations.ensure(database, migrate=migrate)
     except (OSError, SQLAlchemyError) as exc:
         raise connect_error(exc, settings.database) from None
     finally:
         await database.close()
+    if before.empty:
+        log.info("database schema created at revision %s", after)
+    elif before.current != after:
+        log.info("database schema upgraded from revision %s to %s", before.current, after)
+    elif before.legacy is not None:
+        log.info("database schema made before migrations recorded as revision %s", after)
     auth_routes.prepare_keys(settings)
 
 
