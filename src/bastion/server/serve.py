@@ -251,6 +251,8 @@ def _supervise(count: int, sockets: dict[str, socket.socket]) -> int:
                 log.error("worker %d exited with %s; restarting it", process.pid, process.exitcode)
                 _forget_worker(process.pid)
                 workers[i] = spawn()
+    for sock in sockets.values():
+        sock.close()  # the workers close theirs as they stop: new connections are refused
     for process in workers:
         if process.exitcode is None and process.pid is not None:
             os.kill(process.pid, signal.SIGTERM)
