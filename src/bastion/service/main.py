@@ -60,7 +60,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sampler = None
-        if metrics.enabled():
+        if settings.metrics_port is not None and metrics.enabled():
             sampler = asyncio.create_task(metrics.sample_backends(health.body, database.pool_use))
         try:
             yield
@@ -137,7 +137,7 @@ def build(settings: Settings) -> ASGIApp:
     metrics on, counted and timed outside every layer (service/metrics.py)."""
     store = store_from_settings(settings)
     app = create_app(settings, ratelimit_store=store)
-    if not metrics.enabled():
+    if settings.metrics_port is None or not metrics.enabled():
         return secure(app, settings=settings, ratelimit_store=store)
     app.add_middleware(metrics.RouteTemplate)
     return metrics.RequestMetrics(secure(app, settings=settings, ratelimit_store=store))
