@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
     hsts_preload: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Prometheus metrics on a listener of their own (bastion.service.metrics); off unless set.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = Field("127.0.0.1", min_length=1)
 
     # --- CORS ----------------------------------------------------------------------------
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
@@ -316,6 +319,17 @@ class Settings(BaseSettings):
             f"{shown} is not supported: use PostgreSQL ({_POSTGRES_EXAMPLE}) "
             f"or SQLite ({_SQLITE_EXAMPLE})"
         )
+
+    @model_validator(mode="after")
+    def _metrics_apart(self) -> Settings:
+        # Metrics never share the public port: they name routes and counts an attacker
+        # should not read (the contract answers /metrics with 404 there).
+        if self.metrics_port is not None and self.metrics_port in (self.port, self.http_port):
+            raise ConfigError(
+                setting_name("metrics_port"),
+                f"{self.metrics_port} is a public port of the service: give another port",
+            )
+        return self
 
     @field_validator("data_dir")
     @classmethod

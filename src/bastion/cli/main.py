@@ -25,16 +25,17 @@ from bastion.errors import ConfigError
 
 # Each module defines ``register(subparsers)`` which adds its parser and sets ``func``
 # (a callable taking the parsed namespace and returning an exit code).
-COMMAND_MODULES = ("serve", "nginx", "scan", "keys")
+COMMAND_MODULES = ("serve", "nginx", "scan", "keys", "db")
 # module -> (the subcommand it registers, the extra its dependencies come with)
 COMMANDS: dict[str, tuple[str, str | None]] = {
     "serve": ("serve", "service"),
     "nginx": ("nginx-config", None),
     "scan": ("scan", "scanner"),
     "keys": ("keys", "service"),
+    "db": ("db", "service"),
 }
 # Commands that read the BASTION_* settings: a misspelt variable is worth a warning there.
-SETTINGS_COMMANDS = frozenset({"serve", "keys"})
+SETTINGS_COMMANDS = frozenset({"serve", "keys", "db"})
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -46,6 +46,11 @@ def register(subparsers: Any) -> None:
         help="serve plain HTTP on --port, for use behind a TLS-terminating proxy only",
     )
     p.add_argument("--workers", type=int, help="worker processes (default 1)")
+    p.add_argument(
+        "--migrate",
+        action="store_true",
+        help="upgrade an outdated database schema before serving (as `bastion db upgrade`)",
+    )
     p.set_defaults(func=run)
 
 
@@ -65,18 +70,54 @@ def run(args: argparse.Namespace) -> int:
 
     server.configure_logging(settings)
     _export(settings)  # worker processes rebuild the settings from the environment
-    prepare(settings)
+    prepare(settings, migrate=args.migrate)
     sockets = server.bind(settings)
+    if settings.metrics_port is not None:
+        from bastion.service import metrics
+
+        metrics.prepare_directory(settings)  # before any worker: they inherit the variable
+        metrics.start_exposition(settings)
     if settings.insecure_http:
         print(INSECURE_BANNER.format(addr=f"{settings.host}:{settings.port}"), file=sys.stderr)
-    scheme = "http" if settings.insecure_http else "https"
-    log.info("bastion serving %s://%s:%d", scheme, _url_host(settings.host), settings.port)
-    if server.REDIRECT in sockets:
-        log.info("redirecting http://%s:%d to HTTPS", _url_host(settings.host), settings.http_port)
+    log.info("%s", startup_line(settings, redirect=server.REDIRECT in sockets))
     return server.serve(settings, sockets)
 
 
-def prepare(settings: Settings) -> None:
+def startup_line(settings: Settings, *, redirect: bool) -> str:
+    """What is running, in one line: URLs, workers, database, store, mailer (no secret)."""
+    host = _url_host(settings.host)
+    scheme = "http" if settings.insecure_http else "https"
+    urls = [f"{scheme}://{host}:{settings.port}"]
+    if redirect:
+        urls.append(f"http://{host}:{settings.http_port} (redirect to HTTPS)")
+    if settings.metrics_port is not None:
+        urls.append(f"http://{_url_host(settings.metrics_host)}:{settings.metrics_port}/metrics")
+    workers = f"{settings.workers} worker{'s' if settings.workers != 1 else ''}"
+    store = _without_secret(settings.redis_url) if settings.redis_url else "memory (one process)"
+    if settings.mailer == "smtp":
+        mailer = (
+            f"smtp {settings.smtp_host}:{settings.smtp_effective_port} ({settings.smtp_security})"
+        )
+    else:
+        mailer = f"outbox {settings.data_dir.resolve() / 'outbox.jsonl'}"
+    return (
+        f"bastion serving {', '.join(urls)}; {workers}; database "
+        f"{_without_secret(settings.database)}; rate-limit store {store}; mailer {mailer}"
+    )
+
+
+def _without_secret(url: str) -> str:
+    """*url* with its user and password removed (a Redis URL may hold only a password)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.hostname is None:  # a SQLite file: nothing secret, and urlunsplit would drop a /
+        return url
+    netloc = _url_host(parts.hostname) + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc, query=""))
+
+
+def prepare(settings: Settings, *, migrate: bool = False) -> None:
     """One-time start-up work done by the parent before any worker exists."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not settings.insecure_http and settings.cert is None:
@@ -88,7 +129,7 @@ def prepare(settings: Settings) -> None:
 
     from bastion.service.main import prepare as prepare_service
 
-    asyncio.run(prepare_service(settings))
+    asyncio.run(prepare_service(settings, migrate=migrate))
 
 
 def _export(settings: Settings) -> None:
@@ -112,4 +153,4 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-__all__ = ["prepare", "register", "run"]
+__all__ = ["prepare", "register", "run", "startup_line"]

@@ -169,10 +169,19 @@ class Listener:
         self._loop.add_reader(self.sock.fileno(), self._accept)
 
     def close(self) -> None:
-        """Stop accepting; abandon connections still in their TLS handshake."""
+        """Stop accepting, and close this process's copy of the listening socket; abandon
+        connections still in their TLS handshake.
+
+        Closing the socket (not only no longer accepting from it) is what makes a shutting
+        down server refuse new connections: a socket left listening would let the kernel
+        complete handshakes into its backlog, and those clients would wait, unanswered, for
+        the whole graceful-shutdown period. The kernel refuses once every process holding
+        the socket (the workers, and their parent, ``serve._supervise``) has closed it.
+        """
         if self._serving and self._loop is not None:
             self._serving = False
             self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
         for task in list(self._starting):
             task.cancel()
 

@@ -249,7 +249,10 @@ def _supervise(count: int, sockets: dict[str, socket.socket]) -> int:
                 break
             if process.exitcode is not None:
                 log.error("worker %d exited with %s; restarting it", process.pid, process.exitcode)
+                _forget_worker(process.pid)
                 workers[i] = spawn()
+    for sock in sockets.values():
+        sock.close()  # the workers close theirs as they stop: new connections are refused
     for process in workers:
         if process.exitcode is None and process.pid is not None:
             os.kill(process.pid, signal.SIGTERM)
@@ -258,6 +261,14 @@ def _supervise(count: int, sockets: dict[str, socket.socket]) -> int:
         if process.exitcode is None:
             process.kill()
     return 0
+
+
+def _forget_worker(pid: int | None) -> None:
+    """Drop a dead worker's live gauges from the metrics (its counters stay counted)."""
+    if pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from bastion.service.metrics import mark_process_dead
+
+        mark_process_dead(pid)
 
 
 def configure_logging(settings: Settings) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.sql.expression import false
 
 from bastion.auth.service import Account, Rotation, RotationResult
 from bastion.service.db import Database
+from bastion.service.metrics import refresh_token_reused
 from bastion.service.models import PasswordResetToken, RefreshToken, User
 
 
@@ -131,6 +132,7 @@ class SqlAccountStore:
                 return RotationResult(Rotation.INVALID)  # unknown, or expired but not revoked
             # A revoked token came back: someone else holds a copy (RFC 9700 §4.14.2).
             await self._revoke_user(session, seen.user_id, moment)
+            refresh_token_reused()  # the metric (both /auth/refresh and /oauth/token land here)
             return RotationResult(Rotation.REUSED)
 
     async def revoke_refresh(self, token_hash: str, now: float) -> None:

@@ -486,6 +486,19 @@ class Database:
         """True when a trivial query succeeds on the request path within 5 s (for /healthz)."""
         return await self.direct.healthy()
 
+    def pool_use(self) -> dict[str, int]:
+        """Connections of this process's pools (for the metrics): ``<pool>.<in_use|idle>``,
+        ``direct`` being the request path's asyncpg pool and ``orm`` SQLAlchemy's."""
+        out: dict[str, int] = {}
+        direct = getattr(self.direct, "_pool", None)
+        if direct is not None:
+            size, idle = direct.get_size(), direct.get_idle_size()
+            out["direct.in_use"], out["direct.idle"] = size - idle, idle
+        pool: Any = self.engine.pool
+        if hasattr(pool, "checkedout"):
+            out["orm.in_use"], out["orm.idle"] = pool.checkedout(), pool.checkedin()
+        return out
+
     async def close(self) -> None:
         await self.direct.close()
         await self.engine.dispose()

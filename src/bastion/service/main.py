@@ -12,6 +12,8 @@ FastAPI's CDN page.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,9 +24,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from bastion.asgi import ASGIApp
 from bastion.auth.passwords import PasswordHasher
 from bastion.config import Settings, load_settings
+from bastion.errors import HTTPError
 from bastion.ratelimit.factory import store_from_settings
 from bastion.ratelimit.store import Store
-from bastion.service import errors
+from bastion.service import errors, metrics
+from bastion.service import migrate as migrations
 from bastion.service.db import Database
 from bastion.service.db_errors import connect_error
 from bastion.service.health import HealthProbe
@@ -33,6 +37,11 @@ from bastion.service.routes import oauth as oauth_routes
 from bastion.service.routes import orders as orders_routes
 from bastion.service.routes import reset_page
 from bastion.stack import secure, secure_redirect
+
+log = logging.getLogger("bastion.serve")
+
+#: Seconds a load balancer is asked to wait before probing /readyz again after a 503.
+READY_RETRY_AFTER = b"5"
 
 
 def create_app(
@@ -50,9 +59,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sampler = None
+        if settings.metrics_port is not None and metrics.enabled():
+            sampler = asyncio.create_task(metrics.sample_backends(health.body, database.pool_use))
         try:
             yield
         finally:
+            if sampler is not None:
+                sampler.cancel()
             await _close_mailer(app)
             app.state.key_ring.close()  # a database ring's watcher thread and connections
             await database.close()
@@ -85,6 +99,29 @@ def create_app(
     async def healthz() -> dict[str, Any]:
         return await health.body()
 
+    # /readyz: may this process get traffic? Not when a request would fail for a backend.
+    required = ["database"]
+    if ratelimit_store is not None and settings.ratelimit_store_failure != "fail-open":
+        required.append("ratelimit_store")  # fail-closed: auth answers 503 while it is down
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness: 503 naming the failing dependency",
+        responses={503: {"description": "A dependency requests need is down"}},
+    )
+    async def readyz() -> dict[str, Any]:
+        body = await health.body()
+        failing = [name for name in required if body[name] != "ok"]
+        if failing:
+            raise HTTPError(
+                503,
+                "Service unavailable",
+                headers=[(b"retry-after", READY_RETRY_AFTER)],
+                details={name: ["down"] for name in failing},
+            )
+        return {**body, "status": "ready"}
+
     return app
 
 
@@ -96,17 +133,24 @@ async def _close_mailer(app: FastAPI) -> None:
 
 
 def build(settings: Settings) -> ASGIApp:
-    """The service wrapped in every protective layer, as `bastion serve` runs it."""
+    """The service wrapped in every protective layer, as `bastion serve` runs it; with the
+    metrics on, counted and timed outside every layer (service/metrics.py)."""
     store = store_from_settings(settings)
     app = create_app(settings, ratelimit_store=store)
-    return secure(app, settings=settings, ratelimit_store=store)
+    if settings.metrics_port is None or not metrics.enabled():
+        return secure(app, settings=settings, ratelimit_store=store)
+    app.add_middleware(metrics.RouteTemplate)
+    return metrics.RequestMetrics(secure(app, settings=settings, ratelimit_store=store))
 
 
-async def prepare(settings: Settings) -> None:
+async def prepare(settings: Settings, *, migrate: bool = False) -> None:
     """One-time work before workers start: Redis credentials, the signing keys, the schema.
 
     A database that cannot be reached or used stops the start with one line
-    (:func:`bastion.service.db_errors.connect_error`), not a driver traceback.
+    (:func:`bastion.service.db_errors.connect_error`), not a driver traceback. The schema is
+    created in an empty database, and an outdated one stops the start naming
+    ``bastion db upgrade`` unless *migrate* (``--migrate``) upgrades it
+    (:mod:`bastion.service.migrate`).
     """
     if settings.redis_url:
         from bastion.service.redis_check import check_redis
@@ -116,11 +160,17 @@ async def prepare(settings: Settings) -> None:
     # the signing keys (kept in it with PostgreSQL) would report the same failure less clearly.
     database = Database(settings.database)
     try:
-        await database.create_schema()
+        before, after = await migrations.ensure(database, migrate=migrate)
     except (OSError, SQLAlchemyError) as exc:
         raise connect_error(exc, settings.database) from None
     finally:
         await database.close()
+    if before.empty:
+        log.info("database schema created at revision %s", after)
+    elif before.current != after:
+        log.info("database schema upgraded from revision %s to %s", before.current, after)
+    elif before.legacy is not None:
+        log.info("database schema made before migrations recorded as revision %s", after)
     auth_routes.prepare_keys(settings)
 
 

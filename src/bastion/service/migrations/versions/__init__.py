@@ -1,0 +1,1 @@
+"""One Alembic revision per file (not imported as a package; alembic loads them)."""
