@@ -126,6 +126,7 @@ async def scan(
         tasks = [asyncio.create_task(one(c), name=f"bastion-scan {c.id}") for c in selected]
         findings = await _gather_until(ctx, tasks, selected)
         requests = ctx.requests_sent
+    findings = grading.settle(findings)
     unfinished = tuple(f.id for f in findings if f.reason.startswith(UNFINISHED))
     graded = grading.grade(findings, {c.id: c.cap for c in selected})
     return Report(

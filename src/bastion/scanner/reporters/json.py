@@ -3,7 +3,10 @@
 Contract keys: ``target, started_at, duration_s, grade, score, findings[id, title, category,
 severity, status, evidence, remediation, references]``. Extras that explain the grade:
 ``findings[].reason``, ``findings[].deduction``, ``caps``, ``counts``, ``active``,
-``requests``, ``scanner``; and whether the scan finished: ``complete`` (false when
+``requests``, ``scanner``; root-cause groups (``findings[].root_cause``: the lead a symptom
+belongs to, ``findings[].symptoms``: a lead's symptoms), ``warnings`` about the scan itself,
+``baseline`` (with ``--baseline``: new and fixed findings); and whether the scan finished:
+``complete`` (false when
 ``--max-time`` stopped controls), ``unfinished`` (their ids) and ``max_time_s``. The schema is
 ``bastion/scanner/report.schema.json``. Control characters are written as ``\\uXXXX``
 escapes (:func:`bastion.scanner.safe_text.dumps`).
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.scanner.model import Finding, Report
+from bastion.scanner.model import Comparison, Finding, Report
 from bastion.scanner.safe_text import dumps
 
 
@@ -29,6 +32,8 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         "references": list(finding.references),
         "reason": finding.reason,
         "deduction": finding.deduction,
+        "root_cause": finding.root_cause,
+        "symptoms": list(finding.symptoms),
     }
 
 
@@ -48,6 +53,18 @@ def report_dict(report: Report) -> dict[str, Any]:
         "complete": report.complete,
         "unfinished": list(report.unfinished),
         "max_time_s": report.max_time_s,
+        "warnings": list(report.warnings),
+        "baseline": None if report.baseline is None else baseline_dict(report.baseline),
+    }
+
+
+def baseline_dict(comparison: Comparison) -> dict[str, Any]:
+    return {
+        "source": comparison.source,
+        "target": comparison.target,
+        "new": list(comparison.new),
+        "fixed": list(comparison.fixed),
+        "unchanged": comparison.unchanged,
     }
 
 

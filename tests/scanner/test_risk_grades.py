@@ -1,0 +1,127 @@
+"""Grades that track risk (issue 16): no TLS caps the grade, one root cause is one finding,
+errors deduct (once per cause). Each fixture's ground truth is asserted control by control."""
+
+from __future__ import annotations
+
+import httpx
+
+from bastion.scanner.context import ScanOptions
+from bastion.scanner.grading import grade, settle
+from bastion.scanner.model import Finding, Report
+from bastion.scanner.registry import load_default_checks
+from bastion.scanner.runner import scan
+from tests.scanner.apps import secure_app
+from tests.scanner.riskapps import plain_api, reflecting_api
+
+
+async def _scan(app: object, target: str, **options: object) -> Report:
+    return await scan(
+        target,
+        ScanOptions(**options),  # type: ignore[arg-type]
+        checks=[c for c in load_default_checks() if c.category != "tls"],
+        transport=httpx.ASGITransport(app),  # type: ignore[arg-type]
+    )
+
+
+def _by_id(report: Report) -> dict[str, Finding]:
+    return {f.id: f for f in report.findings}
+
+
+def _failing(report: Report) -> set[str]:
+    return {f.id for f in report.findings if f.status == "fail"}
+
+
+async def test_an_api_without_tls_is_capped_at_c() -> None:
+    """Before: the secure API served over plain HTTP graded A (95): its TLS and HSTS controls
+    were skipped, and skips cost nothing. Now https.tls fails (high), caps the grade at C,
+    and the listener that does not redirect is that same root cause, charged once."""
+    report = await _scan(plain_api(), "http://api.test/")
+    found = _by_id(report)
+    assert found["https.tls"].status == "fail"
+    assert "no TLS" in found["https.tls"].reason
+    assert found["https.redirect"].status == "fail"
+    assert found["https.redirect"].root_cause == "https.tls"
+    assert found["https.redirect"].deduction == 0
+    assert found["https.tls"].symptoms == ("https.redirect",)
+    assert found["https.tls"].deduction == 20
+    assert report.grade == "C"
+    assert report.caps[0] == "C (https.tls: high failure)"
+    # The rest of the ground truth: a secure API apart from TLS.
+    assert _failing(report) == {"https.tls", "https.redirect"}
+    for control in ("https.hsts", "https.hsts-max-age", "cors.insecure-origin"):
+        assert found[control].status == "skip", control
+
+
+async def test_the_same_api_over_tls_passes_https_tls() -> None:
+    report = await _scan(secure_app(), "https://api.test/")
+    assert _by_id(report)["https.tls"].status == "pass"
+    assert report.caps == ()
+
+
+async def test_one_reflected_origin_is_one_finding_with_its_symptoms() -> None:
+    """Before: reflecting any Origin failed six CORS controls for -105 points. Now the
+    critical reflection leads one finding; null, look-alike, plain-HTTP origins and the
+    missing Vary are its symptoms, listed under it at no cost of their own."""
+    report = await _scan(reflecting_api(), "https://api.test/")
+    found = _by_id(report)
+    lead = found["cors.origin-reflection-credentials"]
+    assert lead.status == "fail"
+    assert lead.deduction == 40
+    symptoms = {
+        "cors.origin-reflection",
+        "cors.null-origin",
+        "cors.lookalike-origin",
+        "cors.insecure-origin",
+        "cors.vary-origin",
+    }
+    assert set(lead.symptoms) == symptoms
+    for control in symptoms:
+        assert found[control].status == "fail", control
+        assert found[control].root_cause == lead.id
+        assert found[control].deduction == 0
+    cors_cost = sum(f.deduction for f in report.findings if f.category == "cors")
+    assert cors_cost == 40
+    assert found["cors.wildcard"].status == "pass"
+    assert report.grade == "F"  # a critical failure still caps at F
+    assert report.caps[0] == "F (cors.origin-reflection-credentials: critical failure)"
+
+
+async def test_a_lookalike_origin_alone_is_its_own_finding() -> None:
+    """No grouping without the root cause: a prefix-matching policy is a finding itself."""
+    findings = settle(
+        [
+            Finding("cors.origin-reflection", "t", "cors", "medium", "pass"),
+            Finding("cors.lookalike-origin", "t", "cors", "high", "fail"),
+        ]
+    )
+    assert findings[1].deduction == 20
+    assert findings[1].root_cause == ""
+
+
+def test_errors_deduct_like_warnings_once_per_reason() -> None:
+    """A target must not raise its grade by making controls fail to run: an error costs what
+    a warning costs; controls that errored for one reason (a failed TLS probe) cost once."""
+    probe = "TLS probe failed: connection reset"
+    findings = [
+        Finding("tls.protocol-tls10", "t", "tls", "medium", "error", reason=probe),
+        Finding("tls.cert-trust", "t", "tls", "critical", "error", reason=probe),
+        Finding("tls.cipher-rc4", "t", "tls", "high", "error", reason=probe),
+        Finding("headers.csp", "t", "headers", "medium", "error", reason="ReadError: boom"),
+    ]
+    graded = grade(findings)
+    settled = {f.id: f for f in settle(findings)}
+    assert settled["tls.cert-trust"].deduction == 20  # the most severe leads
+    assert set(settled["tls.cert-trust"].symptoms) == {"tls.protocol-tls10", "tls.cipher-rc4"}
+    assert settled["tls.cipher-rc4"].deduction == 0
+    assert settled["headers.csp"].deduction == 5
+    assert graded.score == 75
+    assert graded.caps == ()  # errors never cap
+
+
+def test_settle_is_idempotent() -> None:
+    findings = [
+        Finding("https.tls", "t", "https", "high", "fail"),
+        Finding("https.redirect", "t", "https", "high", "fail"),
+    ]
+    once = settle(findings)
+    assert settle(once) == once
