@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.scanner.apps import Receive, Scope, Send, secure_app
+from tests.scanner.servers import Certs
 from tests.support import free_port, require_program, wait_until
 
 ASGI = Any
@@ -153,8 +154,14 @@ http {{
     uwsgi_temp_path {tmp}/temp;
     scgi_temp_path {tmp}/temp;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port} ssl{http2};
         server_name localhost;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers "ECDHE+AESGCM:ECDHE+CHACHA20";
+        ssl_ecdh_curve X25519:prime256v1:secp384r1;
+        keepalive_requests {keepalive};
         # The security headers come from the API behind: nginx's own pages (TRACE, a bad
         # request target) cannot carry them. That is the deployment the issue saw.
         location / {{
@@ -168,13 +175,27 @@ http {{
 
 
 @contextmanager
-def nginx_front(upstream: str, tmp: Path) -> Iterator[str]:
-    """Real nginx on a free loopback port proxying to ``upstream``; yields its http:// URL."""
+def nginx_front(
+    upstream: str, tmp: Path, certs: Certs, *, http2: bool = False, keepalive: int = 1000
+) -> Iterator[str]:
+    """Real nginx on a free loopback port terminating TLS with ``certs`` and proxying to
+    ``upstream``; yields its https:// URL. Over HTTP/2 nginx ends a connection after
+    ``keepalive`` requests with a GOAWAY: streams already sent above its last id fail."""
     nginx = require_program("nginx", "the proxy fixture needs a real nginx")
     (tmp / "temp").mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, upstream=upstream.rstrip("/")))
+    conf.write_text(
+        NGINX_CONF.format(
+            tmp=tmp,
+            port=port,
+            upstream=upstream.rstrip("/"),
+            cert=certs.cert,
+            key=certs.key,
+            http2=" http2" if http2 else "",
+            keepalive=keepalive,
+        )
+    )
     log = tmp / "stderr.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
@@ -191,7 +212,7 @@ def nginx_front(upstream: str, tmp: Path) -> Iterator[str]:
 
     try:
         wait_until(listening, timeout=20, what="nginx listening")
-        yield f"http://127.0.0.1:{port}/"
+        yield f"https://127.0.0.1:{port}/"
     finally:
         process.terminate()
         process.wait(10)
