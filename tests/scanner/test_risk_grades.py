@@ -10,8 +10,8 @@ from bastion.scanner.grading import grade, settle
 from bastion.scanner.model import Finding, Report
 from bastion.scanner.registry import load_default_checks
 from bastion.scanner.runner import scan
-from tests.scanner.apps import secure_app
-from tests.scanner.riskapps import plain_api, reflecting_api
+from tests.scanner.apps import insecure_app, mint, run_checks, secure_app
+from tests.scanner.riskapps import plain_api, quota_api, reflecting_api, spa_login_api
 
 
 async def _scan(app: object, target: str, **options: object) -> Report:
@@ -125,3 +125,57 @@ def test_settle_is_idempotent() -> None:
     ]
     once = settle(findings)
     assert settle(once) == once
+
+
+# --- false positives the issue measured -------------------------------------------------------
+async def test_a_token_expired_within_the_leeway_is_not_judged() -> None:
+    """Before: bastion's own service failed jwt.expired with a token that had expired 12 s
+    earlier, inside its documented 30 s leeway. Now such a token is not judged (skip, with
+    the reason); one expired 60 s ago still is, and the secure app refuses it."""
+    recent = await run_checks(secure_app(), ["jwt.expired"], token=mint(lifetime=-12))
+    assert recent["jwt.expired"].status == "skip"
+    assert "within the 30 s clock-skew leeway" in recent["jwt.expired"].reason
+    old = await run_checks(secure_app(), ["jwt.expired"], token=mint(lifetime=-60))
+    assert old["jwt.expired"].status == "pass"
+    accepting = await run_checks(insecure_app(), ["jwt.expired"], token=mint(lifetime=-60))
+    assert accepting["jwt.expired"].status == "fail"
+
+
+async def test_an_absurd_quota_is_flagged_as_effectively_unlimited() -> None:
+    """Before: a quota of 1e9 per 15 minutes passed both limit controls (a header was there,
+    and its remaining count went down). Now both fail with the rate it allows."""
+    found = await run_checks(quota_api(), ["ratelimit.headers", "ratelimit.api-burst"], active=True)
+    for control in ("ratelimit.headers", "ratelimit.api-burst"):
+        assert found[control].status == "fail", control
+        assert "1000000000 requests per 900 s" in found[control].reason
+        assert "effectively unlimited" in found[control].reason
+    sane = await run_checks(
+        quota_api(100), ["ratelimit.headers", "ratelimit.api-burst"], active=True
+    )
+    assert {k: f.status for k, f in sane.items()} == {
+        "ratelimit.headers": "pass",
+        "ratelimit.api-burst": "pass",
+    }
+
+
+async def test_200s_from_a_path_that_is_not_a_login_are_not_failed_logins() -> None:
+    """Before: a catch-all page at the login path answered 200 to twelve "failed logins" and
+    ratelimit.login-burst failed (high). Now the first 200 to a wrong password ends the burst
+    (one request, not twelve) and the control skips with the reason."""
+    found = await run_checks(
+        spa_login_api(),
+        ["ratelimit.login-burst", "ratelimit.retry-after", "ratelimit.forwarded-spoof"],
+        active=True,
+    )
+    burst = found["ratelimit.login-burst"]
+    assert burst.status == "skip"
+    assert "answered 200 to a wrong password: not a login endpoint" in burst.reason
+    assert burst.evidence.count("statuses of 1 failed logins") == 1
+    assert found["ratelimit.retry-after"].status == "skip"
+    # A real login with no limit still fails; one with a limit passes.
+    unlimited = await run_checks(
+        secure_app(auth_limit=10**6), ["ratelimit.login-burst"], active=True
+    )
+    assert unlimited["ratelimit.login-burst"].status == "fail"
+    limited = await run_checks(secure_app(), ["ratelimit.login-burst"], active=True)
+    assert limited["ratelimit.login-burst"].status == "pass"
