@@ -262,6 +262,8 @@ def test_a_garbage_token_is_a_warning_and_fails_the_gate(server: Running, tmp_pa
     assert any("the --token opened nothing" in n["message"]["text"] for n in notes)
     for fmt in ("html", "txt"):
         assert "the --token opened nothing" in (out / f"bastion-scan.{fmt}").read_text()
+    for path in out.iterdir():  # the token itself is masked everywhere, evidence included
+        assert "garbage" not in path.read_text(), path
     allowed = bastion(*_args(server, "--token", "garbage", "--fail-under", "F", "--allow-errors"))
     assert allowed.returncode == 0
     # A token the API accepts raises no warning.
@@ -272,13 +274,23 @@ def test_a_garbage_token_is_a_warning_and_fails_the_gate(server: Running, tmp_pa
 
 
 def test_a_target_whose_root_is_404_is_a_warning(certs: Certs) -> None:
-    app = custom_app({"/api/v1/orders": Response(200, {"items": []})})
+    """A web server's 404 page at the URL given: probably not the API's base URL."""
+    page = Response(404, "<h1>Not Found</h1>", content_type="text/html")
+    app = custom_app({"/api/v1/orders": Response(200, {"items": []})}, default=page)
     with running(app, certs=certs) as served:
         result = bastion(served.url, "--ca-file", str(certs.ca), "--format", "json")
     warnings = json.loads(result.stdout)["warnings"]
     assert len(warnings) == 1
     assert warnings[0].startswith(f"the target URL answers 404 (GET {served.url} -> 404)")
     assert "bastion scan: warning: the target URL answers 404" in result.stderr
+
+
+def test_an_api_answering_404_in_json_at_its_root_is_no_warning(certs: Certs) -> None:
+    """An API whose root is not a resource answers its JSON error (bastion serve does)."""
+    app = custom_app({"/api/v1/orders": Response(200, {"items": []})})  # JSON 404 elsewhere
+    with running(app, certs=certs) as served:
+        result = bastion(served.url, "--ca-file", str(certs.ca), "--format", "json")
+    assert json.loads(result.stdout)["warnings"] == []
 
 
 def test_https_on_a_plain_http_port_is_named(certs: Certs) -> None:

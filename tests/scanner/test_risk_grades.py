@@ -132,10 +132,10 @@ async def test_a_token_expired_within_the_leeway_is_not_judged() -> None:
     """Before: bastion's own service failed jwt.expired with a token that had expired 12 s
     earlier, inside its documented 30 s leeway. Now such a token is not judged (skip, with
     the reason); one expired 60 s ago still is, and the secure app refuses it."""
-    recent = await run_checks(secure_app(), ["jwt.expired"], token=mint(lifetime=-12))
+    recent = await run_checks(secure_app(leeway=30), ["jwt.expired"], token=mint(lifetime=-12))
     assert recent["jwt.expired"].status == "skip"
     assert "within the 30 s clock-skew leeway" in recent["jwt.expired"].reason
-    old = await run_checks(secure_app(), ["jwt.expired"], token=mint(lifetime=-60))
+    old = await run_checks(secure_app(leeway=30), ["jwt.expired"], token=mint(lifetime=-60))
     assert old["jwt.expired"].status == "pass"
     accepting = await run_checks(insecure_app(), ["jwt.expired"], token=mint(lifetime=-60))
     assert accepting["jwt.expired"].status == "fail"

@@ -6,8 +6,10 @@ go into the report (``Report.warnings``, every format) and onto stderr:
 * a ``--token`` that opened nothing: no path that refuses anonymous requests accepted it, so
   every control that needs an accepted token skipped (a garbage token used to give a quiet
   exit 0); with ``--fail-under`` it fails the gate like an errored control;
-* a target URL that answers 404: the header and disclosure controls judged a 404 page, which
-  is legitimate for an API whose root is not a resource, but is often a mistyped base URL.
+* a target URL that answers 404 with something other than JSON (a web server's page, an empty
+  body): the header and disclosure controls judged that page, which is often a mistyped base
+  URL. A JSON 404 is the API answering in its own error shape (``bastion serve``'s ``/``): an
+  API whose root is not a resource, no warning.
 
 The third, an ``https://`` URL whose port speaks plain HTTP, stops the scan before it starts;
 :func:`plain_http_on_tls_port` names it instead of OpenSSL's ``WRONG_VERSION_NUMBER``.
@@ -50,7 +52,7 @@ async def scan_warnings(ctx: ScanContext, findings: Sequence[Finding]) -> list[s
         base = await ctx.baseline()
     except Exception:
         return warnings
-    if base.status == 404:
+    if base.status == 404 and base.json() is None:
         warnings.append(
             f"the target URL answers 404 ({base.summary}): the header and disclosure "
             "controls judged a 404 page. If that is not the API, give its base URL (e.g. "
