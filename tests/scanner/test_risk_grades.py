@@ -179,3 +179,37 @@ async def test_200s_from_a_path_that_is_not_a_login_are_not_failed_logins() -> N
     assert unlimited["ratelimit.login-burst"].status == "fail"
     limited = await run_checks(secure_app(), ["ratelimit.login-burst"], active=True)
     assert limited["ratelimit.login-burst"].status == "pass"
+
+
+async def test_every_format_shows_the_group_and_stays_valid() -> None:
+    """The grouping is in every format: JSON (schema-valid root_cause/symptoms), SARIF
+    (valid; a symptom is a note naming its cause), text and HTML ("symptom of ...")."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from bastion.scanner.reporters import render
+
+    report = await _scan(reflecting_api(), "https://api.test/")
+    root = Path(__file__).parents[2]
+    data = json.loads(render(report, "json"))
+    schema = json.loads((root / "src/bastion/scanner/report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(data)
+    by_id = {f["id"]: f for f in data["findings"]}
+    assert by_id["cors.null-origin"]["root_cause"] == "cors.origin-reflection-credentials"
+    assert "cors.null-origin" in by_id["cors.origin-reflection-credentials"]["symptoms"]
+    sarif = json.loads(render(report, "sarif"))
+    sarif_schema = json.loads((Path(__file__).parent / "data/sarif-schema-2.1.0.json").read_text())
+    jsonschema.Draft4Validator(sarif_schema).validate(sarif)
+    results = {r["ruleId"]: r for r in sarif["runs"][0]["results"]}
+    assert results["cors.null-origin"]["level"] == "note"
+    assert (
+        "symptom of cors.origin-reflection-credentials"
+        in (results["cors.null-origin"]["message"]["text"])
+    )
+    assert results["cors.origin-reflection-credentials"]["level"] == "error"
+    for fmt in ("text", "html"):
+        assert "symptom of cors.origin-reflection-credentials (counted there)" in render(
+            report, fmt
+        )

@@ -124,6 +124,8 @@ def build(report: Report) -> Group:
             body = Text()
             if f.reason:
                 body.append(visible(f.reason) + "\n", style="bold")
+            if group_note(f):
+                body.append(group_note(f) + "\n", style="italic")
             if f.evidence:
                 body.append(visible(f.evidence) + "\n", style="dim")
             if f.remediation:
