@@ -304,6 +304,27 @@ def test_https_on_a_plain_http_port_is_named(certs: Certs) -> None:
     assert f"Port {plain.port} speaks plain HTTP, not TLS: scan {plain.url}" in lines[0]
 
 
+def test_secrets_on_the_command_line_never_reach_stderr(server: Running) -> None:
+    """stderr is a CI log too: the URL's password and the token are masked in every line
+    (the --active announcement, the summary, an unreachable target)."""
+    from tests.support import free_port
+
+    token = mint()
+    dead = bastion(f"http://ci:hunter2-password@127.0.0.1:{free_port()}/", "--token", token)
+    assert dead.returncode == 2
+    assert "hunter2-password" not in dead.stderr and "ci:<redacted>@" in dead.stderr
+    url = server.url.replace("https://", "https://ci:hunter2-password@")
+    assert server.certs is not None
+    live = bastion(
+        url, "--ca-file", str(server.certs.ca), "--token", token, "--active", "--format", "json"
+    )
+    assert "--active: sending bounded bursts" in live.stderr
+    assert "grade " in live.stderr
+    for text in (live.stderr, live.stdout):
+        assert "hunter2-password" not in text
+        assert token not in text and token[-20:] not in text
+
+
 def test_a_tls_port_that_is_simply_closed_gets_no_such_hint() -> None:
     from tests.support import free_port
 

@@ -39,6 +39,7 @@ from bastion.scanner.context import ScanOptions, TargetUnreachable
 from bastion.scanner.grading import at_least
 from bastion.scanner.model import GRADES, Report
 from bastion.scanner.notices import TOKEN_OPENED_NOTHING, plain_http_on_tls_port
+from bastion.scanner.redaction import Redactor, command_line_secrets
 from bastion.scanner.registry import load_default_checks
 from bastion.scanner.reporters import FORMATS, renderer
 from bastion.scanner.reporters._common import summary_line
@@ -381,16 +382,27 @@ def _write_stdout(text: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+# Masks what reaches stderr (a CI log): the URL's password, --token and --header values, and
+# secret shapes (a JWT in an error message). Replaced in run() once the secrets are known.
+_stderr_redactor = Redactor()
+
+
 def _say(message: str) -> None:
-    """One line on stderr; target-supplied parts (error messages) cannot drive the terminal."""
-    print(f"bastion scan: {visible(message, one_line=True)}", file=sys.stderr)
+    """One line on stderr, secrets masked; target-supplied parts (error messages) cannot drive
+    the terminal."""
+    text = _stderr_redactor.text(message)
+    print(f"bastion scan: {visible(text, one_line=True)}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.list_controls:
         return list_controls()
+    global _stderr_redactor
     try:
         options, url, fail_under, formats, allow_errors = _build(args)
+        _stderr_redactor = Redactor(
+            command_line_secrets(options.token, options.headers, httpx.URL(url).password or None)
+        )
         destinations = _destinations(formats, args.output)
         baseline = None if args.baseline is None else load_baseline(args.baseline)
     except (UsageError, BaselineError) as exc:
