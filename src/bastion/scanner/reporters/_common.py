@@ -120,3 +120,24 @@ def summary_line(report: Report) -> str:
     if report.warnings:
         parts.append(f"{len(report.warnings)} warnings about the scan (see above)")
     return "; ".join(parts)
+
+
+def coverage_line(report: Report) -> str:
+    """How much of the API the scan probed (``Report.coverage``, added by the API-discovery
+    work on another branch; read defensively so either merge order renders it)."""
+    coverage = getattr(report, "coverage", None)
+    if coverage is None:
+        return ""
+
+    def field(name: str) -> object:
+        return coverage.get(name) if isinstance(coverage, dict) else getattr(coverage, name, None)
+
+    probed, operations = field("probed"), field("operations")
+    if probed is None or operations is None:
+        return ""
+    line = f"coverage: {probed} of {operations} operations probed"
+    if field("source"):
+        line += f" (from {field('source')})"
+    if field("stopped"):
+        line += f"; stopped: {field('stopped')}"
+    return line

@@ -17,6 +17,7 @@ from bastion.scanner.reporters._common import (
     CATEGORY_LABELS,
     baseline_line,
     category_counts,
+    coverage_line,
     deductions,
     errors_line,
     group_note,
@@ -147,6 +148,7 @@ def _alerts(report: Report) -> str:
             errors_line(report),
             *(f"Warning: {w}" for w in report.warnings),
             baseline_line(report),
+            coverage_line(report),
         )
         if line
     ]

@@ -20,6 +20,7 @@ from bastion.scanner.model import Finding, Report
 from bastion.scanner.reporters._common import (
     CATEGORY_LABELS,
     baseline_line,
+    coverage_line,
     deductions,
     errors_line,
     group_note,
@@ -93,6 +94,7 @@ def build(report: Report) -> Group:
         (errors_line(report), "magenta"),
         *((f"warning: {w}", "yellow") for w in report.warnings),
         (baseline_line(report), "bold"),
+        (coverage_line(report), ""),
     ):
         if line:
             head.append("\n" + visible(line), style=style)
