@@ -491,6 +491,7 @@ class ScanContext:
                     if (
                         attempt == DROP_RETRIES
                         or _guarded(exc)
+                        or _large_head(request)
                         or not (self.speaks_h2 or _dropped(exc))
                     ):
                         raise
@@ -660,6 +661,13 @@ def _dropped(exc: BaseException) -> bool:
     local protocol error in state CLOSED)."""
     text = f"{type(exc).__name__}: {exc!r}"
     return any(marker in text for marker in _DROPPED)
+
+
+def _large_head(request: httpx.Request) -> bool:
+    """A request with a head over 8 KiB (the oversized-header probe) is likely the *cause* of
+    the drop (nginx answers it over HTTP/2 with GOAWAY ENHANCE_YOUR_CALM, ending every stream
+    on the connection): sent again, it would end the retries of the others too."""
+    return sum(len(k) + len(v) for k, v in request.headers.raw) > 8192
 
 
 def _guarded(exc: BaseException) -> bool:
