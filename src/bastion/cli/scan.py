@@ -347,7 +347,8 @@ async def _scan_with_progress(url: str, options: ScanOptions, terminal: bool) ->
             console=Console(stderr=True),
             transient=True,
         ) as progress:
-            bar = progress.add_task(escape(visible(url, one_line=True)), total=total)
+            shown = visible(_stderr_redactor.text(url), one_line=True)
+            bar = progress.add_task(escape(shown), total=total)
             while not task.done():
                 progress.update(bar, completed=len(done))
                 await asyncio.wait([task], timeout=0.2)
