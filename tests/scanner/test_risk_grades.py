@@ -149,6 +149,10 @@ async def test_an_absurd_quota_is_flagged_as_effectively_unlimited() -> None:
         assert found[control].status == "fail", control
         assert "1000000000 requests per 900 s" in found[control].reason
         assert "effectively unlimited" in found[control].reason
+    # One cause, one deduction: the headers' absurd quota is a symptom of the burst's finding.
+    assert found["ratelimit.headers"].root_cause == "ratelimit.api-burst"
+    assert found["ratelimit.headers"].deduction == 0
+    assert found["ratelimit.api-burst"].deduction == 10
     sane = await run_checks(
         quota_api(100), ["ratelimit.headers", "ratelimit.api-burst"], active=True
     )

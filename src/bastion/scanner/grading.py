@@ -18,6 +18,8 @@ the same grade):
      with those symptoms, not six controls for -105 points;
    * an API served over plain HTTP (``https.tls``) is not also charged for its plain-HTTP
      listener not redirecting (``https.redirect``): it is that listener;
+   * an API whose burst found no limit (``ratelimit.api-burst``) is not charged again for not
+     advertising one, or for advertising an absurd one (``ratelimit.headers``);
    * controls that errored for the same reason (a TLS probe that failed, the scan's deadline)
      are one error, not one per control.
 
@@ -81,6 +83,9 @@ class Grade:
 ROOT_CAUSES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     # Served over plain HTTP: the listener that "does not redirect" is the API itself.
     (("https.tls",), ("https.redirect",)),
+    # No limit the burst could find (none, or 1e9 per 15 minutes): the missing or absurd
+    # advertised quota is the same fact seen in the headers.
+    (("ratelimit.api-burst",), ("ratelimit.headers",)),
     (
         ("cors.origin-reflection-credentials", "cors.origin-reflection"),
         ("cors.null-origin", "cors.lookalike-origin", "cors.insecure-origin", "cors.vary-origin"),
