@@ -171,6 +171,7 @@ def secure_app(
     redirect: tuple[int, str | None] = (301, None),
     retry_after: bool = True,
     key_on_forwarded_for: bool = False,
+    leeway: int = 0,
 ) -> App:
     """The contract's API in miniature. Keyword options let a test change one thing."""
     counters: dict[str, int] = {}
@@ -192,6 +193,7 @@ def secure_app(
                 algorithms=["ES256"],
                 audience="fixture",
                 issuer=ISSUER,
+                leeway=leeway,  # bastion serve allows 30 s of clock skew
             )
         except jwt.PyJWTError:
             return error(

@@ -94,7 +94,7 @@ def test_unreachable_target_is_one_line_and_exit_2() -> None:
         (["http://127.0.0.1:1/", "--ignore", "headers.nope"], "unknown control id 'headers.nope'"),
         (["http://127.0.0.1:1/", "--ca-file", "/nonexistent.pem"], "no such file"),
         (["http://127.0.0.1:1/", "--fail-under", "E"], "invalid choice"),
-        (["http://127.0.0.1:1/", "--format", "xml"], "invalid choice"),
+        (["http://127.0.0.1:1/", "--format", "xml"], "unknown format 'xml'"),
         (["http://127.0.0.1:1/", "--max-time", "0"], "--max-time must be a positive number"),
         (["http://127.0.0.1:1/", "--max-time", "-5"], "--max-time must be a positive number"),
         (["http://127.0.0.1:1/", "--max-time", "nan"], "--max-time must be a positive number"),

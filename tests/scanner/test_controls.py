@@ -26,6 +26,7 @@ from tests.scanner.apps import (
     secure_app,
 )
 from tests.scanner.depth_apps import FRONT_END, orders_api, token_a, token_b
+from tests.scanner.riskapps import plain_api
 
 # The insecure API's token: HS256 with a guessable secret and no exp (weak-secret, lifetime).
 WEAK_TOKEN = jwt.encode(
@@ -84,6 +85,7 @@ def v2_app(deprecated: bool) -> App:
 
 CASES: dict[str, Case] = {
     # https
+    "https.tls": Case(lambda: plain_api(), fail_opts={"target": "http://api.test/"}),
     "https.redirect": Case(),
     "https.redirect-permanent": Case(lambda: secure_app(redirect=(302, None))),
     "https.redirect-same-host": Case(lambda: secure_app(redirect=(301, "elsewhere.test"))),

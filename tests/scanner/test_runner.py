@@ -136,9 +136,10 @@ async def test_an_exception_becomes_an_error_finding_and_the_scan_goes_on() -> N
     findings = {x.id: x for x in report.findings}
     assert findings["headers.boom"].status == "error"
     assert findings["headers.boom"].reason == "RuntimeError: probe bug"
-    assert findings["headers.boom"].deduction == 0
+    # An error costs what a warning costs (a target must not gain by breaking a probe).
+    assert findings["headers.boom"].deduction == 10
     assert findings["headers.fine"].status == "pass"
-    assert report.grade == "A+"
+    assert report.grade == "A"
 
 
 async def test_a_check_cannot_exceed_its_declared_requests() -> None:

@@ -32,11 +32,17 @@ from typing import Any
 
 import httpx
 
+from bastion.scanner.baseline import BaselineError
+from bastion.scanner.baseline import compare as compare_baseline
+from bastion.scanner.baseline import load as load_baseline
 from bastion.scanner.context import ScanOptions, TargetUnreachable
 from bastion.scanner.grading import at_least
 from bastion.scanner.model import GRADES, Report
+from bastion.scanner.notices import TOKEN_OPENED_NOTHING, plain_http_on_tls_port
+from bastion.scanner.redaction import Redactor, command_line_secrets
 from bastion.scanner.registry import load_default_checks
 from bastion.scanner.reporters import FORMATS, renderer
+from bastion.scanner.reporters._common import summary_line
 from bastion.scanner.runner import scan
 from bastion.scanner.safe_text import visible
 
@@ -89,8 +95,26 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--list-controls", action="store_true", help="print every control (id, severity, title)"
     )
-    p.add_argument("--format", choices=FORMATS, default=None, help="report format (default text)")
-    p.add_argument("--output", "-o", type=Path, help="write the report to FILE instead of stdout")
+    p.add_argument(
+        "--format",
+        default=None,
+        metavar="FORMAT[,FORMAT...]",
+        help="report format: text, json, sarif or html (default text); several, comma-"
+        "separated, from one scan need --output DIR",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        help="write the report to FILE instead of stdout; a directory (or several formats) "
+        "gets bastion-scan.<ext> per format",
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="OLD.json",
+        help="an earlier JSON report: say which findings are new and which are fixed",
+    )
     p.add_argument(
         "--fail-under",
         choices=GRADES,
@@ -270,9 +294,41 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 
 
 def build_options(args: argparse.Namespace) -> tuple[str, ScanOptions, str | None, str]:
-    """Validate everything before any request: (url, options, fail_under, format)."""
-    options, url, fail_under, fmt, _ = _build(args)
-    return url, options, fail_under, fmt
+    """Validate everything before any request: (url, options, fail_under, first format)."""
+    options, url, fail_under, formats, _ = _build(args)
+    return url, options, fail_under, formats[0]
+
+
+EXTENSIONS = {"text": "txt", "json": "json", "sarif": "sarif", "html": "html"}
+
+
+def _formats(value: str | None) -> list[str]:
+    """``json,sarif,html`` -> the formats, each once, in the order given."""
+    if value is None:
+        return ["text"]
+    formats: list[str] = []
+    for part in value.split(","):
+        fmt = part.strip().lower()
+        if fmt not in FORMATS:
+            raise UsageError(
+                f"--format {value!r}: unknown format {fmt!r} (choose from {', '.join(FORMATS)})"
+            )
+        if fmt not in formats:
+            formats.append(fmt)
+    return formats
+
+
+def _destinations(formats: list[str], output: Path | None) -> list[Path | None]:
+    """Where each format goes: stdout (None), the file given, or DIR/bastion-scan.<ext>."""
+    if output is None:
+        if len(formats) > 1:
+            raise UsageError(f"--format {','.join(formats)}: several formats need --output DIR")
+        return [None]
+    if len(formats) == 1 and not output.is_dir():
+        return [output]
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output}: several formats need a directory, not a file")
+    return [output / f"bastion-scan.{EXTENSIONS[fmt]}" for fmt in formats]
 
 
 def _positive(name: str, value: object, default: float) -> float:
@@ -283,8 +339,9 @@ def _positive(name: str, value: object, default: float) -> float:
     return float(value)
 
 
-def _build(args: argparse.Namespace) -> tuple[ScanOptions, str, str | None, str, bool]:
+def _build(args: argparse.Namespace) -> tuple[ScanOptions, str, str | None, list[str], bool]:
     config = _load_config(args.config)
+    formats = _formats(args.format)
     if not args.url:
         raise UsageError("the URL to scan is required")
     url = httpx.URL(args.url) if "://" in args.url else None
@@ -337,26 +394,58 @@ def _build(args: argparse.Namespace) -> tuple[ScanOptions, str, str | None, str,
         except Exception as exc:
             raise UsageError(f"--ca-file {args.ca_file}: not a PEM certificate ({exc})") from None
     fail_under = args.fail_under or config.get("fail_under")
-    return options, str(url), fail_under, args.format or "text", allow_errors
+    return options, str(url), fail_under, formats, allow_errors
 
 
-async def _scan_with_progress(url: str, options: ScanOptions, show: bool) -> Report:
-    if not show:
-        return await scan(url, options)
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+PROGRESS_AFTER_S = 2.0  # a scan shorter than this shows no progress at all
+PROGRESS_EVERY_S = 15.0  # without a terminal (a CI log): one line this often
 
+
+async def _scan_with_progress(url: str, options: ScanOptions, terminal: bool) -> Report:
+    """Run the scan; if it lasts more than a couple of seconds, show progress on stderr: a
+    rich bar on a terminal (cleared when done), otherwise a plain line every 15 s naming the
+    controls still running (a slow target in CI is then visibly slow, not hung)."""
     total = len(load_default_checks())
-    with Progress(
-        TextColumn("[bold]scanning[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task(escape(visible(url, one_line=True)), total=total)
-        return await scan(url, options, progress=lambda check, finding: progress.advance(task))
+    done: list[str] = []
+    running: dict[str, None] = {c.id: None for c in load_default_checks()}
+
+    def advance(check: Any, finding: Any) -> None:
+        done.append(check.id)
+        running.pop(check.id, None)
+
+    task = asyncio.ensure_future(scan(url, options, progress=advance))
+    finished, _ = await asyncio.wait([task], timeout=PROGRESS_AFTER_S)
+    if finished:
+        return task.result()
+    if terminal:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        with Progress(
+            TextColumn("[bold]scanning[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as progress:
+            shown = visible(_stderr_redactor.text(url), one_line=True)
+            bar = progress.add_task(escape(shown), total=total)
+            while not task.done():
+                progress.update(bar, completed=len(done))
+                await asyncio.wait([task], timeout=0.2)
+        return task.result()
+    started = time.monotonic() - PROGRESS_AFTER_S
+    while True:
+        finished, _ = await asyncio.wait([task], timeout=PROGRESS_EVERY_S)
+        if finished:
+            return task.result()
+        waiting = list(running)[:3]
+        more = f" and {len(running) - 3} more" if len(running) > 3 else ""
+        _say(
+            f"{len(done)}/{total} controls done after {time.monotonic() - started:.0f} s; "
+            f"still running: {', '.join(waiting)}{more}"
+        )
 
 
 def list_controls() -> int:
@@ -376,17 +465,30 @@ def _write_stdout(text: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+# Masks what reaches stderr (a CI log): the URL's password, --token and --header values, and
+# secret shapes (a JWT in an error message). Replaced in run() once the secrets are known.
+_stderr_redactor = Redactor()
+
+
 def _say(message: str) -> None:
-    """One line on stderr; target-supplied parts (error messages) cannot drive the terminal."""
-    print(f"bastion scan: {visible(message, one_line=True)}", file=sys.stderr)
+    """One line on stderr, secrets masked; target-supplied parts (error messages) cannot drive
+    the terminal."""
+    text = _stderr_redactor.text(message)
+    print(f"bastion scan: {visible(text, one_line=True)}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.list_controls:
         return list_controls()
+    global _stderr_redactor
     try:
-        options, url, fail_under, fmt, allow_errors = _build(args)
-    except UsageError as exc:
+        options, url, fail_under, formats, allow_errors = _build(args)
+        _stderr_redactor = Redactor(
+            command_line_secrets(options.token, options.headers, httpx.URL(url).password or None)
+        )
+        destinations = _destinations(formats, args.output)
+        baseline = None if args.baseline is None else load_baseline(args.baseline)
+    except (UsageError, BaselineError) as exc:
         _say(str(exc))
         return EXIT_USAGE
     if options.active:
@@ -394,33 +496,62 @@ def run(args: argparse.Namespace) -> int:
             f"--active: sending bounded bursts (up to {options.budget} requests in "
             f"all) and failed-login probes to {url}"
         )
-    show_progress = fmt == "text" and sys.stderr.isatty()
     try:
-        report = asyncio.run(_scan_with_progress(url, options, show_progress))
+        report = asyncio.run(_scan_with_progress(url, options, sys.stderr.isatty()))
     except TargetUnreachable as exc:
-        _say(f"cannot reach {url}: {exc}")
+        _say(f"cannot reach {url}: {exc}{_unreachable_hint(url, str(exc))}")
         return EXIT_USAGE
-    if fmt == "text" and args.output is None and sys.stdout.isatty():
-        from bastion.scanner.reporters.text import render as render_text
+    if baseline is not None:
+        report = compare_baseline(report, baseline, str(args.baseline))
+    for warning in report.warnings:
+        _say(f"warning: {warning}")
+    written: list[str] = []
+    for fmt, destination in zip(formats, destinations, strict=True):
+        if fmt == "text" and destination is None and sys.stdout.isatty():
+            from bastion.scanner.reporters.text import render as render_text
 
-        width = os.get_terminal_size(sys.stdout.fileno()).columns
-        output = render_text(report, color=True, width=max(80, width))
-    else:
-        output = renderer(fmt)(report)
-    if args.output is not None:
+            width = os.get_terminal_size(sys.stdout.fileno()).columns
+            output = render_text(report, color=True, width=max(80, width))
+        else:
+            output = renderer(fmt)(report)
+        if destination is None:
+            _write_stdout(output)
+            continue
         try:
-            args.output.write_text(output, encoding="utf-8")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_text(output, encoding="utf-8")
         except OSError as exc:
-            _say(f"--output {args.output}: {exc.strerror or exc}")
+            _say(f"--output {destination}: {exc.strerror or exc}")
             return EXIT_USAGE
-    else:
-        _write_stdout(output)
+        written.append(str(destination))
     if not report.complete:
         _say(
             f"incomplete: --max-time {options.max_time:g} s ran out ({len(report.unfinished)} "
             "controls did not finish)"
         )
+    summary = summary_line(report)
+    if written:
+        summary += f"; report{'s' if len(written) > 1 else ''}: {', '.join(written)}"
+    _say(summary)
     return _exit_status(report, fail_under, allow_errors)
+
+
+def _unreachable_hint(url: str, error: str) -> str:
+    """Why an ``https://`` target could not be reached, when the port speaks plain HTTP
+    (OpenSSL only says ``WRONG_VERSION_NUMBER``)."""
+    target = httpx.URL(url)
+    if target.scheme != "https" or not any(
+        marker in error for marker in ("WRONG_VERSION_NUMBER", "SSL", "record layer")
+    ):
+        return ""
+    port = target.port or 443
+    if not plain_http_on_tls_port(target.host, port):
+        return ""
+    plain = str(target.copy_with(scheme="http"))
+    return (
+        f". Port {port} speaks plain HTTP, not TLS: scan {plain} (or point the https:// URL "
+        "at the TLS port)"
+    )
 
 
 def _exit_status(report: Report, fail_under: str | None, allow_errors: bool) -> int:
@@ -428,6 +559,12 @@ def _exit_status(report: Report, fail_under: str | None, allow_errors: bool) -> 
     below unless ``--allow-errors``, so making controls fail cannot raise a grade."""
     if fail_under is None:
         return EXIT_OK
+    if not allow_errors and any(w.startswith(TOKEN_OPENED_NOTHING) for w in report.warnings):
+        _say(
+            f"{TOKEN_OPENED_NOTHING}: failing --fail-under {fail_under} (the token controls "
+            "did not run; pass --allow-errors to judge only what was measured)"
+        )
+        return EXIT_BELOW
     errors = len(report.errors)
     if errors and not allow_errors:
         _say(

@@ -48,7 +48,13 @@ from bastion.scanner.evidence import Exchange
 from bastion.scanner.model import Coverage
 from bastion.scanner.origin import OffOrigin, OriginPolicy
 from bastion.scanner.redaction import Redactor, command_line_secrets
-from bastion.scanner.transport import ResponseGuard, guarded_transport, guarding
+from bastion.scanner.transport import (
+    FrameFlood,
+    InterimFlood,
+    ResponseGuard,
+    guarded_transport,
+    guarding,
+)
 
 T = TypeVar("T")
 
@@ -57,6 +63,7 @@ MAX_REDIRECTS = 5
 # Only what BodyDecoder decodes itself (httpx would add br/zstd when their packages are there).
 ACCEPT_ENCODING = "gzip, deflate"
 CLOSE_GRACE_S = 1.0  # closing a response or the client never waits longer on the target
+DROP_RETRIES = 2  # a request whose connection the server dropped is sent again at most twice
 
 
 class ScanError(Exception):
@@ -244,6 +251,9 @@ class ScanContext:
         self.requests_sent = 0
         # Set by the operation sweep (bastion.scanner.api), reported as Report.coverage.
         self.coverage: Coverage | None = None
+        # Set once the target answered over HTTP/2, where a GOAWAY or a dropped connection
+        # fails every stream in flight on it (each is retried, see _send_one).
+        self.speaks_h2 = False
 
     def _make_client(self, verify: ssl.SSLContext) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
@@ -531,8 +541,26 @@ class ScanContext:
         async with self._slot():
             started = time.perf_counter()
             deadline, by_scan = self._request_deadline()
-            response, body, truncated, note = await self._exchange(request, deadline, by_scan)
+            for attempt in range(DROP_RETRIES + 1):
+                try:
+                    response, body, truncated, note = await self._exchange(
+                        request, deadline, by_scan
+                    )
+                    break
+                except (httpx.ProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                    if (
+                        attempt == DROP_RETRIES
+                        or _guarded(exc)
+                        or _large_head(request)
+                        or not (self.speaks_h2 or _dropped(exc))
+                    ):
+                        raise
+                    # The server dropped a connection this request shared (HTTP/2 GOAWAY, a
+                    # stream or TCP reset): retried on a fresh connection, same deadline.
+                    self.requests_sent += 1
             elapsed = (time.perf_counter() - started) * 1000
+        if response.http_version == "HTTP/2":
+            self.speaks_h2 = True
         request_body = request.content if isinstance(request.content, bytes) else b""
         return Exchange(
             method=method,
@@ -679,6 +707,37 @@ class ScanContext:
         # so a scan of a plain-HTTP target never loads TLS machinery.
         tls = importlib.import_module("bastion.scanner.tls")
         return await self.memo("tls", lambda: tls.collect(self))
+
+
+_DROPPED = ("ConnectionTerminated", "StreamReset", "Connection reset", "reset by peer")
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether ``exc`` is a connection the server dropped under a request (HTTP/2 GOAWAY, whose
+    streams above its last id were never processed, a stream reset, a TCP reset), which is
+    worth a retry, unlike an HTTP/1.1 server that hangs up without answering. Over HTTP/2
+    every protocol or read error is retried: the connection is shared, and httpcore
+    reports a GOAWAY to the streams in flight in several ways ("Server disconnected", a
+    local protocol error in state CLOSED)."""
+    text = f"{type(exc).__name__}: {exc!r}"
+    return any(marker in text for marker in _DROPPED)
+
+
+def _large_head(request: httpx.Request) -> bool:
+    """A request with a head over 8 KiB (the oversized-header probe) is likely the *cause* of
+    the drop (nginx answers it over HTTP/2 with GOAWAY ENHANCE_YOUR_CALM, ending every stream
+    on the connection): sent again, it would end the retries of the others too."""
+    return sum(len(k) + len(v) for k, v in request.headers.raw) > 8192
+
+
+def _guarded(exc: BaseException) -> bool:
+    """Whether the transport's guard ended the request (a flood): never worth a retry."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, InterimFlood | FrameFlood):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _ssl_verify_error(exc: BaseException) -> str | None:

@@ -56,6 +56,24 @@ class Finding:
     references: tuple[str, ...] = ()
     reason: str = ""
     deduction: int = 0
+    # Root-cause grouping (bastion.scanner.grading.settle): a symptom names the finding that
+    # leads its group and costs nothing itself; the lead lists its symptoms and carries the
+    # group's one deduction. One reflected origin is one finding, not six.
+    root_cause: str = ""
+    symptoms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """This scan against a baseline report (``--baseline old.json``), matched by finding
+    fingerprint: ``new`` problems (fail, warn, error) the baseline did not have, ``fixed``
+    ones it had that are gone, and how many are ``unchanged``."""
+
+    source: str
+    target: str
+    new: tuple[str, ...] = ()
+    fixed: tuple[str, ...] = ()
+    unchanged: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,11 @@ class Report:
     complete: bool = True
     unfinished: tuple[str, ...] = ()
     max_time_s: float | None = None
+    # Things the user should know about the scan itself (a token that opened nothing, a
+    # target URL that is a 404): printed on stderr and shown in every format.
+    warnings: tuple[str, ...] = ()
+    # Set with --baseline: how this scan compares with an earlier report.
+    baseline: Comparison | None = None
     coverage: Coverage | None = None  # None when no per-operation control ran
 
     def by_status(self, status: Status) -> tuple[Finding, ...]:

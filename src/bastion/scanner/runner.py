@@ -25,6 +25,7 @@ from bastion import __version__
 from bastion.scanner import grading
 from bastion.scanner.check import Check, Result
 from bastion.scanner.context import (
+    BudgetExhausted,
     ScanContext,
     ScanDeadline,
     ScanOptions,
@@ -125,8 +126,10 @@ async def scan(
 
         tasks = [asyncio.create_task(one(c), name=f"bastion-scan {c.id}") for c in selected]
         findings = await _gather_until(ctx, tasks, selected)
+        warnings = await _warnings(ctx, findings)
         requests = ctx.requests_sent
         coverage = ctx.coverage
+    findings = grading.settle(findings)
     unfinished = tuple(f.id for f in findings if f.reason.startswith(UNFINISHED))
     graded = grading.grade(findings, {c.id: c.cap for c in selected})
     return Report(
@@ -144,7 +147,23 @@ async def scan(
         unfinished=unfinished,
         max_time_s=options.max_time,
         coverage=coverage,
+        warnings=tuple(ctx.redactor.text(w) for w in warnings),
     )
+
+
+async def _warnings(ctx: ScanContext, findings: list[Finding]) -> list[str]:
+    """Warnings about the scan itself (:mod:`bastion.scanner.notices`), never past the
+    scan's deadline: a scan that ran out of time says so already."""
+    from bastion.scanner.notices import scan_warnings
+
+    remaining = ctx.remaining()
+    if remaining is not None and remaining <= 0:
+        return []
+    try:
+        async with asyncio.timeout(remaining):
+            return await scan_warnings(ctx, findings)
+    except (TimeoutError, ScanDeadline, httpx.HTTPError, BudgetExhausted, OffOrigin):
+        return []
 
 
 async def _gather_until(

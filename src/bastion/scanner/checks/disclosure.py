@@ -25,6 +25,7 @@ from bastion.scanner.checks._util import (
 )
 from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
+from bastion.scanner.proxy_pages import describe_skipped, proxy_page
 
 WSTG_ERRORS = f"{WSTG}/08-Testing_for_Error_Handling/01-Testing_For_Improper_Error_Handling"
 WSTG_FINGERPRINT = f"{WSTG}/01-Information_Gathering/02-Fingerprint_Web_Server"
@@ -85,9 +86,12 @@ def _scan(
 
 
 async def _leak_check(
-    ctx: ScanContext, patterns: tuple[tuple[str, re.Pattern[str]], ...], warn: bool = False
+    ctx: ScanContext,
+    patterns: tuple[tuple[str, re.Pattern[str]], ...],
+    warn: bool = False,
+    exchanges: list[Exchange] | None = None,
 ) -> Result:
-    exchanges = await error_probes(ctx)
+    exchanges = await error_probes(ctx) if exchanges is None else exchanges
     if not exchanges:
         return Result.errored("every error probe failed at the connection level")
     reasons, hits = _scan(exchanges, patterns)
@@ -142,8 +146,25 @@ async def debug_mode(ctx: ScanContext) -> Result:
 )
 async def framework_errors(ctx: ScanContext) -> Result:
     """Default error pages fingerprint the stack (and often its version), telling an
-    attacker which CVEs to try."""
-    return await _leak_check(ctx, FRAMEWORK_PAGE_PATTERNS)
+    attacker which CVEs to try. A reverse proxy's own fixed page without a version
+    (`<hr><center>nginx</center>`, for a request nginx refused itself) is not counted: it
+    names only the product the `Server` header already names, and holds no API data; with a
+    version (`nginx/1.22.1`) it fails."""
+    exchanges = await error_probes(ctx)
+    bare = [ex for ex in exchanges if (page := proxy_page(ex)) and not page.versioned]
+    if not bare:
+        return await _leak_check(ctx, FRAMEWORK_PAGE_PATTERNS)
+    judged = [ex for ex in exchanges if all(ex is not b for b in bare)]
+    note = (
+        f"not counted: the proxy's own page without a version for {describe_skipped(bare)} "
+        "(names only what the Server header names)"
+    )
+    if not judged:
+        return Result.passed(join_evidence(*(ex.describe(["server"]) for ex in bare)), note)
+    result = await _leak_check(ctx, FRAMEWORK_PAGE_PATTERNS, exchanges=judged)
+    if result.status == "pass":
+        return Result.passed(result.evidence, note)
+    return result
 
 
 @check(

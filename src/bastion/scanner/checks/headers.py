@@ -22,6 +22,7 @@ from bastion.scanner.checks._util import (
 )
 from bastion.scanner.context import ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
+from bastion.scanner.proxy_pages import describe_skipped, refused_by_proxy
 
 
 @check(
@@ -321,13 +322,20 @@ async def on_errors(ctx: ScanContext) -> Result:
     errors = [ex for ex in errors if ex.status >= 400 and ex.status != base.status]
     if not present:
         return Result.skipped("the target's response carries no security header to compare")
+    # A reverse proxy's own page for a request it refused before routing (nginx's TRACE 405)
+    # cannot carry headers the API behind it sets, and holds no API data: named, not counted.
+    proxy = [ex for ex in errors if refused_by_proxy(ex)]
+    errors = [ex for ex in errors if not refused_by_proxy(ex)]
+    note = f"not counted: the proxy's own page for {describe_skipped(proxy)}" if proxy else ""
     if not errors:
+        if proxy:
+            return Result.skipped(f"no error response from the API itself to compare ({note})")
         return Result.skipped("no error response different from the target's to compare")
     missing = [f"{ex.summary} lacks {h}" for ex in errors for h in present if not ex.header(h)]
-    evidence = join_evidence(*(ex.describe(present) for ex in [base, *errors]))
+    evidence = join_evidence(*(ex.describe(present) for ex in [base, *errors, *proxy]))
     if missing:
         return Result.failed(evidence, "; ".join(missing))
-    return Result.passed(evidence)
+    return Result.passed(evidence, note)
 
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -70,6 +70,42 @@ async def _hsts_present(ctx: ScanContext) -> tuple[Exchange, str, str] | Result:
 
 
 @check(
+    id="https.tls",
+    title="The API is served over HTTPS",
+    category="https",
+    severity="high",
+    references=(
+        OWASP_TLS,
+        "https://owasp.org/API-Security/editions/2023/en/0xa8-security-misconfiguration/",
+    ),
+    remediation="Serve the API only over HTTPS (TLS 1.2+); if TLS ends at a proxy in front of "
+    "this service, scan the proxy's https:// URL (or --ignore this control with that reason).",
+    max_requests=0,
+    cap="C",
+)
+async def served_over_tls(ctx: ScanContext) -> Result:
+    """Without TLS every token, password and body crosses the network in clear, and none of
+    the TLS controls can run. Skipped controls deduct nothing, so an API scanned over plain
+    HTTP would otherwise grade as if its TLS were perfect: failing here caps the grade at C.
+    An http:// target that only redirects to https:// passes (its TLS is graded by scanning
+    the https:// URL)."""
+    if ctx.is_https:
+        return Result.passed(reason=f"{ctx.origin} speaks TLS")
+    ex = await ctx.baseline()
+    location = ex.header("location") or ""
+    if ex.status in {301, 302, 303, 307, 308} and location.startswith("https://"):
+        return Result.passed(
+            ex.describe(["location"]),
+            f"the target redirects to {location}: scan that URL to grade its TLS",
+        )
+    return Result.failed(
+        ex.describe(["content-type"]),
+        f"the API answered {ex.status} over plain HTTP ({ctx.origin}): no TLS, so the TLS "
+        "controls were skipped and the grade is capped at C",
+    )
+
+
+@check(
     id="https.redirect",
     title="Plain HTTP redirects to HTTPS",
     category="https",

@@ -6,6 +6,7 @@ from bastion.scanner.check import Result, check
 from bastion.scanner.checks._util import RFC, TRACE_MARKER, WSTG, list_tokens, trace
 from bastion.scanner.context import ANONYMOUS, ScanContext
 from bastion.scanner.evidence import Exchange, join_evidence
+from bastion.scanner.proxy_pages import describe_skipped, refused_by_proxy
 
 WSTG_METHODS = f"{WSTG}/02-Configuration_and_Deployment_Management_Testing/06-Test_HTTP_Methods"
 
@@ -118,13 +119,20 @@ async def allow_on_405(ctx: ScanContext) -> Result:
     Judged on every 405 the method probes received."""
     exchanges = [await trace(ctx), await trace(ctx, "TRACK"), *await _writes(ctx)]
     refused = [ex for ex in exchanges if ex.status == 405]
+    # nginx refuses TRACE itself with its own page and no Allow: that is the proxy's answer
+    # to a method it never routes, not the API's method table. Named, not counted.
+    proxy = [ex for ex in refused if refused_by_proxy(ex)]
+    refused = [ex for ex in refused if not refused_by_proxy(ex)]
+    note = f"not counted: the proxy's own page for {describe_skipped(proxy)}" if proxy else ""
     if not refused:
-        return Result.skipped("no 405 response seen")
-    evidence = join_evidence(*(ex.describe(["allow"]) for ex in refused))
+        return Result.skipped(
+            f"no 405 response from the API itself ({note})" if proxy else "no 405 response seen"
+        )
+    evidence = join_evidence(*(ex.describe(["allow"]) for ex in [*refused, *proxy]))
     missing = [ex.summary for ex in refused if ex.header("allow") is None]
     if missing:
         return Result.failed(evidence, f"405 without Allow: {', '.join(missing)}")
-    return Result.passed(evidence)
+    return Result.passed(evidence, note)
 
 
 OVERRIDE_HEADERS = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")

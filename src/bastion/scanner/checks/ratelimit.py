@@ -36,6 +36,87 @@ AUTH_BURST = 12
 API_BURST = 30
 
 
+def not_a_login(status: int) -> bool:
+    """A login refuses a wrong password with a 4xx (401, 400, even an enumerating 404). A
+    2xx/3xx (a catch-all page, a form) or a 405/501 (POST not taken) means the path is not a
+    login, and its answers say nothing about login limits."""
+    return 200 <= status < 400 or status in {405, 501}
+
+
+# A quota allowing more than this many requests per second, sustained, limits nothing an
+# attacker needs (1e9 per 15 minutes is over a million a second). An advertised limit without
+# a window is read as per hour, the most generous common window.
+EFFECTIVELY_UNLIMITED_PER_S = 100
+DEFAULT_WINDOW_S = 3600
+
+
+@dataclass(frozen=True)
+class Quota:
+    requests: int
+    window_s: int | None  # None: the headers did not say
+    source: str
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / (self.window_s or DEFAULT_WINDOW_S)
+
+    @property
+    def unlimited(self) -> bool:
+        return self.per_second > EFFECTIVELY_UNLIMITED_PER_S
+
+    def describe(self) -> str:
+        window = f"per {self.window_s} s" if self.window_s else "with no window (read as per hour)"
+        return (
+            f"{self.source} advertises {self.requests} requests {window}, about "
+            f"{self.per_second:,.0f} per second: effectively unlimited"
+        )
+
+
+_POLICY_ITEM = re.compile(
+    r"\bq=(\d{1,20})\b[^,]*?\bw=(\d{1,12})\b|\bw=(\d{1,12})\b[^,]*?\bq=(\d{1,20})\b"
+)
+_OLD_POLICY = re.compile(r"^\s*(\d{1,20})\s*;\s*w=(\d{1,12})")
+
+
+def advertised_quotas(ex: Exchange) -> list[Quota]:
+    """Every quota the response's limit headers state (RateLimit-Policy items of
+    draft-ietf-httpapi-ratelimit-headers, the older ``100;w=900`` form, RateLimit-Limit and
+    X-RateLimit-Limit)."""
+    quotas: list[Quota] = []
+    for value in ex.header_list("ratelimit-policy"):
+        for item in value.split(","):
+            match = _POLICY_ITEM.search(item)
+            if match:
+                q, w = (
+                    (match.group(1), match.group(2))
+                    if match.group(1)
+                    else (match.group(4), match.group(3))
+                )
+                quotas.append(Quota(int(q), int(w) or None, "RateLimit-Policy"))
+                continue
+            old = _OLD_POLICY.match(item)
+            if old:
+                quotas.append(
+                    Quota(int(old.group(1)), int(old.group(2)) or None, "RateLimit-Policy")
+                )
+    for name in ("RateLimit-Limit", "X-RateLimit-Limit"):
+        value = (ex.header(name) or "").split(",")[0].strip()
+        if value.isdigit():
+            quotas.append(Quota(int(value), None, name))
+    return quotas
+
+
+def unlimited_quota(exchanges: list[Exchange]) -> Quota | None:
+    """The advertised quota, when even the most restrictive one limits nothing; else None."""
+    quotas = [q for ex in exchanges for q in advertised_quotas(ex)]
+    # A stated window beats a guessed one (X-RateLimit-Limit usually restates the policy).
+    quotas = [q for q in quotas if q.window_s] or quotas
+    if not quotas:
+        return None
+    strictest = min(quotas, key=lambda q: q.per_second)
+    return strictest if strictest.unlimited else None
+
+
 @check(
     id="ratelimit.headers",
     title="Rate limits are advertised (RateLimit / X-RateLimit-* headers)",
@@ -49,7 +130,8 @@ API_BURST = 30
 async def headers(ctx: ScanContext) -> Result:
     """Limit headers let well-behaved clients slow down before a 429, and show a limit is in
     place at all. Looked for on the target's response and on the protected resource's (or,
-    when none was found, on the API paths probed for one)."""
+    when none was found, on the API paths probed for one). A quota of more than 100
+    requests a second (1e9 per 15 minutes) is advertised, but limits nothing: it fails."""
     exchanges = [await ctx.baseline()]
     protected = await find_protected(ctx)
     if protected is not None:
@@ -62,6 +144,9 @@ async def headers(ctx: ScanContext) -> Result:
         ]
     limited = [ex for ex in exchanges if any(ex.header(h) for h in LIMIT_HEADERS[:4])]
     if limited:
+        absurd = unlimited_quota(limited)
+        if absurd is not None:
+            return Result.failed(limited[0].describe(LIMIT_HEADERS[:4]), absurd.describe())
         return Result.passed(limited[0].describe(LIMIT_HEADERS[:4]))
     evidence = join_evidence(*(ex.describe(LIMIT_HEADERS[:4]) for ex in exchanges[:3]))
     return Result.failed(evidence, f"no rate-limit header on {len(exchanges)} responses seen")
@@ -96,6 +181,8 @@ async def login_burst(ctx: ScanContext) -> Burst | None:
             if ex.status == 429:
                 limited = ex
                 break
+            if not_a_login(ex.status):
+                break  # not a login's answer to a wrong password: nothing to count here
         result = Burst(path, exchanges, limited)
         if limited is not None:
             ip = f"203.0.113.{secrets.randbelow(250) + 1}"  # TEST-NET-3: never a real client
@@ -135,10 +222,21 @@ def _burst_evidence(burst: Burst) -> str:
 )
 async def login_burst_limited(ctx: ScanContext) -> Result:
     """Without a limit on failed logins, passwords can be guessed at line speed (credential
-    stuffing). Sends up to 12 failed logins with a wrong password; a 429 must come first."""
+    stuffing). Sends up to 12 failed logins with a wrong password; a 429 must come first. A
+    path that answers a wrong password with a 2xx/3xx (a catch-all page) or 405 is not a
+    login: the burst stops there and the control skips, rather than blaming a missing limit."""
     burst = await login_burst(ctx)
     if burst is None:
         return Result.skipped("no login endpoint found")
+    odd = sorted({ex.status for ex in burst.exchanges if not_a_login(ex.status)})
+    if odd:
+        # A 200 to a wrong password is a catch-all page or a form, not a login refusing it:
+        # counting those as "failed logins" would blame a limit that has nothing to limit.
+        return Result.skipped(
+            f"POST {ctx.url(burst.path)} answered {', '.join(map(str, odd))} to a wrong "
+            "password: not a login endpoint, no failed login to count",
+            _burst_evidence(burst),
+        )
     if burst.limited is None:
         return Result.failed(_burst_evidence(burst), f"no 429 within {AUTH_BURST} failed logins")
     return Result.passed(_burst_evidence(burst), f"429 after {len(burst.exchanges)} attempts")
@@ -232,7 +330,8 @@ def _remaining(ex: Exchange) -> int | None:
 async def api_burst(ctx: ScanContext) -> Result:
     """OWASP API4 (unrestricted resource consumption). Sends up to 30 GETs to the protected
     resource (or an API path that advertises a limit, or the target); a
-    429, or a remaining-quota header that counts down, shows a limit. A limit above 30 per
+    429, or a remaining-quota header that counts down, shows a limit, unless the quota
+    counting down is effectively unlimited (more than 100 a second). A limit above 30 per
     window that advertises nothing cannot be seen and is reported as failing."""
     path = await _burst_path(ctx)
     exchanges: list[Exchange] = []
@@ -241,6 +340,10 @@ async def api_burst(ctx: ScanContext) -> Result:
         exchanges.append(ex)
         remaining = [r for r in (_remaining(e) for e in exchanges) if r is not None]
         counting_down = len(remaining) >= 2 and remaining[-1] < remaining[0]
+        if counting_down and ex.status != 429:
+            absurd = unlimited_quota(exchanges)
+            if absurd is not None:
+                return Result.failed(ex.describe(LIMIT_HEADERS), absurd.describe())
         if ex.status == 429 or counting_down:
             why = (
                 "429" if ex.status == 429 else f"remaining quota {remaining[0]} -> {remaining[-1]}"

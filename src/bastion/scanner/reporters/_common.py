@@ -76,3 +76,68 @@ def errors_line(report: Report) -> str:
         f"{count} {noun} could not judge the target (errors): the grade covers only what was "
         "measured; --fail-under fails on errors unless --allow-errors is given"
     )
+
+
+def group_note(finding: Finding) -> str:
+    """How a finding sits in its root-cause group (empty when it stands alone)."""
+    if finding.root_cause:
+        return f"symptom of {finding.root_cause} (counted there)"
+    if finding.symptoms:
+        return f"root cause of {len(finding.symptoms)} more: {', '.join(finding.symptoms)}"
+    return ""
+
+
+def baseline_line(report: Report, *, names: int = 6) -> str:
+    """One sentence comparing the scan with ``--baseline`` (empty without one)."""
+    b = report.baseline
+    if b is None:
+        return ""
+
+    def listed(ids: tuple[str, ...]) -> str:
+        if not ids:
+            return ""
+        more = f" and {len(ids) - names} more" if len(ids) > names else ""
+        return f" ({', '.join(ids[:names])}{more})"
+
+    return (
+        f"against the baseline {b.source}: {len(b.new)} new{listed(b.new)}, "
+        f"{len(b.fixed)} fixed{listed(b.fixed)}, {b.unchanged} unchanged"
+    )
+
+
+def summary_line(report: Report) -> str:
+    """The one line a CI log shows: grade, score, counts, and the baseline's news."""
+    c = report.counts()
+    parts = [
+        f"grade {report.grade} (score {report.score}/100) for {report.target}: "
+        f"{c['fail']} failed, {c['warn']} warnings, {c['error']} errors, {c['pass']} passed, "
+        f"{c['skip']} skipped in {report.duration_s:.1f} s"
+    ]
+    if report.baseline is not None:
+        parts.append(f"{len(report.baseline.new)} new, {len(report.baseline.fixed)} fixed")
+    if not report.complete:
+        parts.append("INCOMPLETE")
+    if report.warnings:
+        parts.append(f"{len(report.warnings)} warnings about the scan (see above)")
+    return "; ".join(parts)
+
+
+def coverage_line(report: Report) -> str:
+    """How much of the API the scan probed (``Report.coverage``, added by the API-discovery
+    work on another branch; read defensively so either merge order renders it)."""
+    coverage = getattr(report, "coverage", None)
+    if coverage is None:
+        return ""
+
+    def field(name: str) -> object:
+        return coverage.get(name) if isinstance(coverage, dict) else getattr(coverage, name, None)
+
+    probed, operations = field("probed"), field("operations")
+    if probed is None or operations is None:
+        return ""
+    line = f"coverage: {probed} of {operations} operations probed"
+    if field("source"):
+        line += f" (from {field('source')})"
+    if field("stopped"):
+        line += f"; stopped: {field('stopped')}"
+    return line

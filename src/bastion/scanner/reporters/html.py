@@ -15,9 +15,12 @@ from html import escape
 from bastion.scanner.model import Finding, Report
 from bastion.scanner.reporters._common import (
     CATEGORY_LABELS,
+    baseline_line,
     category_counts,
+    coverage_line,
     deductions,
     errors_line,
+    group_note,
     grouped,
     incomplete_line,
 )
@@ -113,6 +116,9 @@ def _finding(f: Finding) -> str:
     ]
     if f.reason:
         parts.append(f'<div class="reason">{_e(f.reason)}</div>')
+    note = group_note(f)
+    if note:
+        parts.append(f'<div class="reason group">{_e(note)}</div>')
     body = []
     if f.evidence:
         body.append(f"<pre>{_e(f.evidence)}</pre>")
@@ -135,7 +141,17 @@ def _finding(f: Finding) -> str:
 
 
 def _alerts(report: Report) -> str:
-    lines = [line for line in (incomplete_line(report), errors_line(report)) if line]
+    lines = [
+        line
+        for line in (
+            incomplete_line(report),
+            errors_line(report),
+            *(f"Warning: {w}" for w in report.warnings),
+            baseline_line(report),
+            coverage_line(report),
+        )
+        if line
+    ]
     return "".join(f'<div class="meta alert" role="alert">{_e(line)}</div>' for line in lines)
 
 

@@ -3,7 +3,10 @@
 Contract keys: ``target, started_at, duration_s, grade, score, findings[id, title, category,
 severity, status, evidence, remediation, references]``. Extras that explain the grade:
 ``findings[].reason``, ``findings[].deduction``, ``caps``, ``counts``, ``active``,
-``requests``, ``scanner``; and whether the scan finished: ``complete`` (false when
+``requests``, ``scanner``; root-cause groups (``findings[].root_cause``: the lead a symptom
+belongs to, ``findings[].symptoms``: a lead's symptoms), ``warnings`` about the scan itself,
+``baseline`` (with ``--baseline``: new and fixed findings); and whether the scan finished:
+``complete`` (false when
 ``--max-time`` stopped controls), ``unfinished`` (their ids) and ``max_time_s``; ``coverage``
 (operations probed, or null). The schema is
 ``bastion/scanner/report.schema.json``. Control characters are written as ``\\uXXXX``
@@ -15,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from bastion.scanner.model import Finding, Report
+from bastion.scanner.model import Comparison, Finding, Report
 from bastion.scanner.safe_text import dumps
 
 
@@ -31,6 +34,8 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         "references": list(finding.references),
         "reason": finding.reason,
         "deduction": finding.deduction,
+        "root_cause": finding.root_cause,
+        "symptoms": list(finding.symptoms),
     }
 
 
@@ -51,6 +56,18 @@ def report_dict(report: Report) -> dict[str, Any]:
         "unfinished": list(report.unfinished),
         "max_time_s": report.max_time_s,
         "coverage": None if report.coverage is None else dataclasses.asdict(report.coverage),
+        "warnings": list(report.warnings),
+        "baseline": None if report.baseline is None else baseline_dict(report.baseline),
+    }
+
+
+def baseline_dict(comparison: Comparison) -> dict[str, Any]:
+    return {
+        "source": comparison.source,
+        "target": comparison.target,
+        "new": list(comparison.new),
+        "fixed": list(comparison.fixed),
+        "unchanged": comparison.unchanged,
     }
 
 

@@ -6,6 +6,9 @@ property ``status: error``), because code-scanning dashboards show results and i
 notifications, and a target must not look cleaner by making controls fail; it is also a
 tool-execution notification. A scan stopped by ``--max-time`` has
 ``executionSuccessful: false`` and names its unfinished controls in the run's properties.
+A symptom of a root cause (``cors.null-origin`` when any origin is reflected) is a ``note``
+naming its cause, which carries the alert. With ``--baseline`` each result has a
+``baselineState`` (``new`` or ``unchanged``) and the run's properties list the ``fixed`` ones.
 ``security-severity`` follows GitHub's bands (critical >= 9.0, high 7.0-8.9, medium 4.0-6.9,
 low 0.1-3.9). Message texts have control characters stripped (SARIF viewers render them as
 plain text or Markdown); the file is validated against the official OASIS schema in the tests.
@@ -17,7 +20,7 @@ import hashlib
 from typing import Any
 
 from bastion.scanner.model import Finding, Report
-from bastion.scanner.reporters._common import incomplete_line
+from bastion.scanner.reporters._common import baseline_line, group_note, incomplete_line
 from bastion.scanner.safe_text import dumps, strip_controls
 
 SCHEMA_URI = (
@@ -60,16 +63,25 @@ def _rule(finding: Finding) -> dict[str, Any]:
     return rule
 
 
-def _result(finding: Finding, index: int, target: str) -> dict[str, Any]:
+def fingerprint(target: str, check_id: str) -> str:
+    """A finding's stable identity across scans (``partialFingerprints``, ``--baseline``)."""
+    return hashlib.sha256(f"{target}|{check_id}".encode()).hexdigest()
+
+
+def _result(finding: Finding, index: int, target: str, state: str | None = None) -> dict[str, Any]:
     level = FAIL_LEVEL[finding.severity] if finding.status == "fail" else "warning"
     if finding.status == "warn" and finding.severity in {"low", "info"}:
         level = "note"
+    if finding.root_cause:
+        level = "note"  # its root cause carries the alert
     if finding.status == "error":
         message = f"{finding.title}: could not be judged: {finding.reason or 'error'}"
     else:
         message = finding.title + (f": {finding.reason}" if finding.reason else "")
-    fingerprint = hashlib.sha256(f"{target}|{finding.id}".encode()).hexdigest()
-    return {
+    note = group_note(finding)
+    if note:
+        message += f" [{note}]"
+    result: dict[str, Any] = {
         "ruleId": finding.id,
         "ruleIndex": index,
         "kind": "fail" if finding.status == "fail" else "review",
@@ -84,22 +96,33 @@ def _result(finding: Finding, index: int, target: str) -> dict[str, Any]:
                 "logicalLocations": [{"name": finding.id, "kind": "resource"}],
             }
         ],
-        "partialFingerprints": {"bastionFinding/v1": fingerprint},
+        "partialFingerprints": {"bastionFinding/v1": fingerprint(target, finding.id)},
         "properties": {
             "status": finding.status,
             "severity": finding.severity,
             "deduction": finding.deduction,
             "evidence": finding.evidence,
+            "root_cause": finding.root_cause,
+            "symptoms": list(finding.symptoms),
         },
     }
+    if state is not None:
+        result["baselineState"] = state
+    return result
 
 
 def report_sarif(report: Report) -> dict[str, Any]:
     ran = [f for f in report.findings if f.status != "skip"]
     rules = [_rule(f) for f in ran]
     index = {f.id: i for i, f in enumerate(ran)}
+    new = set(report.baseline.new) if report.baseline is not None else set()
     results = [
-        _result(f, index[f.id], report.target)
+        _result(
+            f,
+            index[f.id],
+            report.target,
+            None if report.baseline is None else "new" if f.id in new else "unchanged",
+        )
         for f in report.findings
         if f.status in {"fail", "warn", "error"}
     ]
@@ -118,6 +141,10 @@ def report_sarif(report: Report) -> dict[str, Any]:
     }
     if not report.complete:
         invocation["exitCodeDescription"] = strip_controls(incomplete_line(report))
+    notifications += [
+        {"level": "warning", "message": {"text": strip_controls(warning)}}
+        for warning in report.warnings
+    ]
     if notifications:
         invocation["toolExecutionNotifications"] = notifications
     return {
@@ -144,6 +171,9 @@ def report_sarif(report: Report) -> dict[str, Any]:
                     "counts": report.counts(),
                     "complete": report.complete,
                     "unfinished": list(report.unfinished),
+                    "warnings": list(report.warnings),
+                    "baseline": strip_controls(baseline_line(report)),
+                    "fixed": list(report.baseline.fixed) if report.baseline else [],
                 },
             }
         ],

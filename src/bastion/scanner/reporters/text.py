@@ -19,8 +19,11 @@ from rich.text import Text
 from bastion.scanner.model import Finding, Report
 from bastion.scanner.reporters._common import (
     CATEGORY_LABELS,
+    baseline_line,
+    coverage_line,
     deductions,
     errors_line,
+    group_note,
     grouped,
     incomplete_line,
 )
@@ -63,7 +66,9 @@ def judged(evidence: str) -> str:
 
 
 def _detail(finding: Finding) -> str:
-    return visible(finding.reason or judged(finding.evidence))
+    detail = visible(finding.reason or judged(finding.evidence))
+    note = group_note(finding)
+    return f"{detail}\n({note})" if note else detail
 
 
 def build(report: Report) -> Group:
@@ -87,6 +92,9 @@ def build(report: Report) -> Group:
     for line, style in (
         (incomplete_line(report), "bold magenta"),
         (errors_line(report), "magenta"),
+        *((f"warning: {w}", "yellow") for w in report.warnings),
+        (baseline_line(report), "bold"),
+        (coverage_line(report), ""),
     ):
         if line:
             head.append("\n" + visible(line), style=style)
@@ -118,6 +126,8 @@ def build(report: Report) -> Group:
             body = Text()
             if f.reason:
                 body.append(visible(f.reason) + "\n", style="bold")
+            if group_note(f):
+                body.append(group_note(f) + "\n", style="italic")
             if f.evidence:
                 body.append(visible(f.evidence) + "\n", style="dim")
             if f.remediation:
