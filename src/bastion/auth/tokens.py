@@ -72,6 +72,7 @@ from bastion.auth.errors import (
 from bastion.auth.jwk import MAX_KID_LENGTH, VerificationKey, curve_order, half_order
 from bastion.auth.keys import KeyRing, SigningKey, b64url
 from bastion.auth.keysource import KeySource, RingKeys
+from bastion.caching import BoundedDict
 from bastion.errors import ConfigError
 
 ACCESS = "access"
@@ -338,7 +339,8 @@ class TokenVerifier:
         self.required_claims = tuple(n for n in extra if n not in {"iss", "exp", audience_claim})
         self.types = _types(typ)
         self.clock = clock
-        self._headers: dict[bytes, VerificationKey] = {}
+        # bounded: forged header variants cannot grow memory
+        self._headers: BoundedDict[bytes, VerificationKey] = BoundedDict(HEADER_CACHE_SIZE)
         self._generation = 0  # bumped on every new key set
         self.keys.on_change(self._keys_changed)
 
@@ -480,10 +482,8 @@ class TokenVerifier:
             raise UnknownKey("no key with this kid" if kid is not None else "kid missing")
         if key.alg != alg:  # RFC 8725 §3.1: each key is used with exactly one algorithm
             raise DisallowedAlgorithm(f"the key is bound to {key.alg}, not {alg}")
-        if len(self._headers) >= HEADER_CACHE_SIZE:
-            self._headers.clear()  # bounded: forged header variants cannot grow memory
         if generation == self._generation:  # not if the key set changed meanwhile (a fetch)
-            self._headers[segment] = key
+            self._headers.put(segment, key)
         return key
 
 

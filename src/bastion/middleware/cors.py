@@ -45,6 +45,7 @@ from bastion.asgi import (
     Send,
     send_error,
 )
+from bastion.caching import BoundedDict
 from bastion.errors import ConfigError
 
 __all__ = [
@@ -372,7 +373,7 @@ class CORSMiddleware:
         # path whose lower-cased form holds no excluded path's last segment cannot match.
         self._exclude_needles = tuple({p.rsplit("/", 1)[-1] or p for p in excluded})
         # _excluded is a pure function of the path (and this configuration): remembered.
-        self._excluded_cache: dict[str, bool] = {}
+        self._excluded_cache: BoundedDict[str, bool] = BoundedDict(_EXCLUDED_CACHE_SIZE)
         self._method_set = frozenset(methods) | _SAFELISTED_METHODS
         self._header_set = frozenset(h.lower() for h in headers)
 
@@ -402,9 +403,7 @@ class CORSMiddleware:
         if excluded is None:
             excluded = self._excluded_uncached(path)
             if len(path) <= _EXCLUDED_CACHE_PATH_LENGTH:  # long paths (floods) not kept
-                if len(self._excluded_cache) >= _EXCLUDED_CACHE_SIZE:
-                    self._excluded_cache.clear()  # bounded: distinct paths must not grow memory
-                self._excluded_cache[path] = excluded
+                self._excluded_cache.put(path, excluded)  # bounded: distinct paths
         return excluded
 
     def _excluded_uncached(self, path: str) -> bool:

@@ -44,6 +44,7 @@ from starlette.endpoints import HTTPEndpoint
 from starlette.routing import BaseRoute, Host, Match, Mount, Route, WebSocketRoute
 
 from bastion.asgi import ASGIApp, Receive, Scope, Send, send_error
+from bastion.caching import BoundedDict
 from bastion.errors import ConfigError
 
 __all__ = ["MethodPolicyMiddleware", "MethodsLookup", "methods_for_path"]
@@ -180,7 +181,10 @@ class MethodPolicyMiddleware:
             )
         self._count = -1
         self._table: list[_Entry] = []
-        self._cache: dict[str, tuple[frozenset[str], bytes, bool] | None] = {}
+        # bounded: distinct paths (ids, scans) must not grow memory
+        self._cache: BoundedDict[str, tuple[frozenset[str], bytes, bool] | None] = BoundedDict(
+            _CACHE_SIZE
+        )
         self._refresh()
 
     def _refresh(self) -> None:
@@ -225,10 +229,7 @@ class MethodPolicyMiddleware:
         try:
             policy = self._cache[path]
         except KeyError:
-            policy = self._policy(path)
-            if len(self._cache) >= _CACHE_SIZE:
-                self._cache.clear()  # bounded: distinct paths (ids, scans) must not grow memory
-            self._cache[path] = policy
+            policy = self._cache.put(path, self._policy(path))
         method: str = scope["method"]
         if policy is not None and method in policy[0] and method != "HEAD":
             await self.app(scope, receive, send)  # the usual case; allowed never holds TRACE

@@ -40,6 +40,7 @@ import re
 from urllib.parse import quote, unquote_to_bytes
 
 from bastion.asgi import ASGIApp, Receive, Scope, Send, send_error
+from bastion.caching import BoundedSet
 
 __all__ = ["InvalidPath", "PathCanonicalMiddleware", "canonicalise"]
 
@@ -96,7 +97,7 @@ class PathCanonicalMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._known_canonical: set[bytes] = set()
+        self._known_canonical: BoundedSet[bytes] = BoundedSet(_KNOWN_SIZE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,9 +115,7 @@ class PathCanonicalMiddleware:
         # A path seen before as canonical (the usual request) costs one set lookup.
         if raw not in self._known_canonical:
             if _ALREADY_CANONICAL(raw) is not None:
-                if len(self._known_canonical) >= _KNOWN_SIZE:
-                    self._known_canonical.clear()  # bounded: distinct ids must not grow memory
-                self._known_canonical.add(raw)
+                self._known_canonical.put(raw)  # bounded: distinct ids must not grow memory
             else:
                 try:
                     encoded, decoded = canonicalise(raw)

@@ -48,6 +48,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from bastion.asgi import ASGIApp, Receive, Scope, Send
+from bastion.caching import BoundedDict
 from bastion.errors import ConfigError
 
 __all__ = [
@@ -196,7 +197,7 @@ class TrustedProxyMiddleware:
         self.app = app
         self.networks = parse_trusted(trusted)
         self.family: HeaderFamily = headers
-        self._trust_cache: dict[str, bool] = {}
+        self._trust_cache: BoundedDict[str, bool] = BoundedDict(_CACHE_SIZE)
 
     def is_trusted(self, ip: IPAddress) -> bool:
         """Whether *ip* lies in one of the trusted networks."""
@@ -209,9 +210,7 @@ class TrustedProxyMiddleware:
                 cached = self.is_trusted(normalise_ip(ipaddress.ip_address(host)))
             except ValueError:
                 cached = False  # a unix socket path or a name: never a trusted proxy
-            if len(self._trust_cache) >= _CACHE_SIZE:
-                self._trust_cache.clear()
-            self._trust_cache[host] = cached
+            self._trust_cache.put(host, cached)
         return cached
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

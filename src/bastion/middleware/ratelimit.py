@@ -53,6 +53,7 @@ from bastion.asgi import (
     Send,
     send_error,
 )
+from bastion.caching import BoundedDict
 from bastion.errors import ConfigError, StoreError
 from bastion.ratelimit.headers import rate_headers, retry_after
 from bastion.ratelimit.keys import canonical_path
@@ -111,7 +112,7 @@ class RateLimitMiddleware:
         self._unavailable_headers: Headers = [(b"retry-after", b"%d" % unavailable_retry_after)]
         self._down_since: float | None = None
         self._last_log = float("-inf")
-        self._by_path: dict[str, tuple[Rule, ...]] = {}
+        self._by_path: BoundedDict[str, tuple[Rule, ...]] = BoundedDict(_PATH_CACHE_SIZE)
 
     async def ping_store(self) -> bool:
         """Whether the rate-limit store answers (``/healthz``'s ``ratelimit_store``)."""
@@ -245,9 +246,7 @@ class RateLimitMiddleware:
         path = canonical_path(raw_path)
         rules = tuple(rule for rule in self.rules if rule.matches_path(path))
         if len(raw_path) <= _CACHED_PATH_LENGTH:  # long paths (floods) are not kept at all
-            if len(self._by_path) >= _PATH_CACHE_SIZE:
-                self._by_path.clear()
-            self._by_path[raw_path] = rules
+            self._by_path.put(raw_path, rules)
         return rules
 
     async def _refund_successes(self, charges: list[list[Any]]) -> None:

@@ -12,6 +12,7 @@ from functools import lru_cache
 from urllib.parse import unquote
 
 from bastion.asgi import Scope
+from bastion.caching import BoundedDict
 from bastion.errors import ConfigError
 
 __all__ = ["UNKNOWN_CLIENT", "canonical_path", "client_key", "ip_key", "make_client_key"]
@@ -64,7 +65,8 @@ def make_client_key(ipv6_prefix: int = 64) -> Callable[[Scope], str]:
         # Wider than /32 would lump unrelated networks together; 128 disables grouping.
         raise ConfigError("ipv6_prefix", "must be between 32 and 128")
 
-    known: dict[str, str] = {}  # host -> key: ip_key's answers without its call per request
+    # host -> key: ip_key's answers without its call per request; distinct clients are bounded
+    known: BoundedDict[str, str] = BoundedDict(_KNOWN_HOSTS)
 
     def key(scope: Scope) -> str:
         client = scope.get("client")
@@ -75,10 +77,7 @@ def make_client_key(ipv6_prefix: int = 64) -> Callable[[Scope], str]:
             return ip_key(str(host), ipv6_prefix) if host else UNKNOWN_CLIENT
         found = known.get(host)
         if found is None:
-            found = ip_key(str(host), ipv6_prefix) if host else UNKNOWN_CLIENT
-            if len(known) >= _KNOWN_HOSTS:
-                known.clear()  # bounded: distinct clients must not grow memory
-            known[host] = found
+            found = known.put(host, ip_key(str(host), ipv6_prefix) if host else UNKNOWN_CLIENT)
         return found
 
     key.__name__ = key.__qualname__ = f"client_key_v6_{ipv6_prefix}"
