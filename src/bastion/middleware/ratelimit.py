@@ -57,7 +57,7 @@ from bastion.caching import BoundedDict
 from bastion.errors import ConfigError, StoreError
 from bastion.ratelimit.headers import rate_headers, retry_after
 from bastion.ratelimit.keys import canonical_path
-from bastion.ratelimit.rules import Rule
+from bastion.ratelimit.rules import Charge, Rule
 from bastion.ratelimit.store import Store
 
 __all__ = ["UNAVAILABLE_MESSAGE", "RateLimitMiddleware", "rate_headers"]
@@ -134,7 +134,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)  # no rule's prefix covers this path
             return
         store = self.store
-        charges: list[list[Any]] = []  # [rule, key, used, reset_after, token] per rule applied
+        charges: list[Charge] = []  # one per rule applied
         delay = 0.0
         refundable = False
         for rule in rules:
@@ -158,7 +158,7 @@ class RateLimitMiddleware:
                 continue
             if self._down_since is not None:
                 self._store_recovered()
-            charges.append([rule, key, used, reset, token])
+            charges.append(Charge(rule, key, used, reset, token))
             if not allowed:
                 headers = rate_headers(charges)
                 headers.append((b"retry-after", retry_after(reset)))
@@ -222,7 +222,7 @@ class RateLimitMiddleware:
         return send_then_close
 
     async def _refund_then_rewrite(
-        self, charges: list[list[Any]], added: Headers, first: int, message: Message, send: Send
+        self, charges: list[Charge], added: Headers, first: int, message: Message, send: Send
     ) -> None:
         """Give the successes back, then correct the headers this layer added (same count)."""
         await self._refund_successes(charges)
@@ -230,9 +230,7 @@ class RateLimitMiddleware:
         added[first : first + len(headers)] = headers
         await send(message)
 
-    async def _refund_then_send(
-        self, charges: list[list[Any]], message: Message, send: Send
-    ) -> None:
+    async def _refund_then_send(self, charges: list[Charge], message: Message, send: Send) -> None:
         await self._refund_successes(charges)
         await send({**message, "headers": [*message.get("headers", ()), *rate_headers(charges)]})
 
@@ -249,21 +247,21 @@ class RateLimitMiddleware:
             self._by_path.put(raw_path, rules)
         return rules
 
-    async def _refund_successes(self, charges: list[list[Any]]) -> None:
+    async def _refund_successes(self, charges: list[Charge]) -> None:
         """Give back the charges of rules that count only failures (the response succeeded)."""
         for charge in charges:
-            rule = charge[0]
-            if rule.count != "failures" or charge[4] is None:
+            rule = charge.rule
+            if rule.count != "failures" or charge.token is None:
                 continue
             try:
-                await self.store.refund(charge[1], rule.rate, charge[4])
+                await self.store.refund(charge.key, rule.rate, charge.token)
             except StoreError as exc:
                 self._store_failed(rule, exc)  # the charge stays: the safe direction
                 continue
-            charge[2] -= 1
-            charge[4] = None
-            if charge[2] <= 0:
-                charge[3] = 0.0
+            charge.used -= 1
+            charge.token = None
+            if charge.used <= 0:
+                charge.reset_after = 0.0
 
     def _store_failed(self, rule: Rule, exc: StoreError) -> None:
         now = time.monotonic()

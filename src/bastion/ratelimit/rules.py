@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from bastion.asgi import Scope
 from bastion.errors import ConfigError
@@ -26,6 +26,7 @@ __all__ = [
     "AUTH_MESSAGE",
     "AUTH_PATHS",
     "OAUTH_AUTHORIZE",
+    "Charge",
     "Count",
     "FailureMode",
     "Rule",
@@ -229,6 +230,21 @@ def _rate(name: str, rate: object) -> Rate:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(slots=True)
+class Charge:
+    """One rule applied to one request: what its headers say, and what a refund gives back.
+
+    Mutable: a refund of a rule that counts only failures updates it in place, and the
+    headers are computed again from it (:func:`bastion.ratelimit.headers.rate_headers`).
+    """
+
+    rule: Rule
+    key: str  # the store key charged
+    used: int
+    reset_after: float
+    token: Any  # the store's proof for refund; None once refused or given back
 
 
 def api_rule(
