@@ -1,7 +1,8 @@
 """Method policy: each path answers only the methods it implements; ``405`` lists them all.
 
 Why not Starlette's own 405: its router answers with the ``Allow`` of the *first* route whose
-path matches (research pitfall #23, EXP-1), so with ``GET /orders/{id}`` and
+path matches (Starlette 1.10 ``Route.handle``; https://github.com/fastapi/fastapi/issues/4478),
+so with ``GET /orders/{id}`` and
 ``DELETE /orders/{id}`` declared as two routes, ``PUT`` gets ``Allow: GET, HEAD`` — DELETE is
 missing, although RFC 9110 §10.2.1 and §15.5.6 want every supported method listed. It also
 routes ``TRACE``/``TRACK`` like any other method. This layer, placed before the router,

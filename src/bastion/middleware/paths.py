@@ -1,9 +1,10 @@
 """Path canonicalisation before routing: one spelling per resource, or ``400``.
 
-Why (research pitfall #5, EXP-2): uvicorn percent-decodes ``raw_path`` into ``scope["path"]``,
+Why: uvicorn (0.54) percent-decodes ``raw_path`` into ``scope["path"]``,
 so ``/api%2Fv1/auth/login`` and ``/api/v1/auth/%6Cogin`` reach Starlette's login handler while
 a layer that keys or matches on the path sees another string — the auth rate limit is
-bypassed by re-spelling the URL (outline #13504, coder #27273, parse-server #10501). And
+bypassed by re-spelling the URL (https://github.com/outline/outline/pull/13504,
+https://github.com/coder/coder/pull/27273). And
 Starlette's ``redirect_slashes`` answers ``/login/`` with a ``307`` that makes clients re-send
 the credential POST. This layer makes every later layer and the router see one canonical
 path, decided from the bytes the client sent (``scope["raw_path"]``):

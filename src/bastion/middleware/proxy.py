@@ -2,9 +2,11 @@
 
 Why: the rate limits key on the client address and the HTTPS layer on the scheme. Both are
 worthless if any client can choose them by sending ``X-Forwarded-For: <anything>`` or
-``X-Forwarded-Proto: https`` (research pitfalls #1–#3: express ``trust proxy: true``, uvicorn's
-default trust of 127.0.0.1). So forwarding headers are believed **only** when the direct peer
-(``scope["client"]``) is inside one of the configured ``trusted`` networks.
+``X-Forwarded-Proto: https`` (express's ``trust proxy: true``,
+https://github.com/express-rate-limit/express-rate-limit/issues/134; uvicorn's default
+``forwarded_allow_ips`` of 127.0.0.1, which trusts any local client; RFC 9700 §4.13). So
+forwarding headers are believed **only** when the direct peer (``scope["client"]``) is
+inside one of the configured ``trusted`` networks.
 
 How the client is found (the right-to-left walk every careful proxy library uses): each proxy
 *appends* the address it received the connection from, so only the right-hand part of the
@@ -32,7 +34,8 @@ obfuscated node, a broken ``Forwarded`` element, an unknown proto — is ignored
 the peer stays the client and the scheme is unchanged. Never a 500.
 
 IPv4-mapped IPv6 addresses (``::ffff:1.2.3.4``, also written ``::ffff:102:304``) are
-normalised to IPv4, for the peer too, so one IPv4 client has one rate-limit key (pitfall #9).
+normalised to IPv4, for the peer too, so one IPv4 client has one rate-limit key
+(https://github.com/advisories/GHSA-46wh-pxpv-q5gq).
 
 Scope keys: reads ``client``, ``scheme``, ``headers``; writes ``client`` and ``scheme``
 (in place, so outer layers such as the access log see the result) and

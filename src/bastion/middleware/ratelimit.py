@@ -4,7 +4,8 @@ Where it sits: after the trusted-proxy layer (``scope["client"]`` is the real cl
 spoofed ``X-Forwarded-For`` from an untrusted peer changes nothing) and after path
 canonicalisation, before the body rules and the app. It never depends on routing: rules
 match path prefixes, so a request the router will ``404`` is charged like any other
-(pitfall #7: limits that only apply to matched routes let scanners roam free).
+(limits that only apply to matched routes, as slowapi's exemption of unmatched ones, let
+scanners roam free).
 
 Per request, for each matching rule in order: compute its key, charge it in the store
 (:class:`~bastion.ratelimit.store.Store`, one atomic decision). The first rule that refuses
