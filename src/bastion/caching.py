@@ -17,16 +17,20 @@ V = TypeVar("V")
 T = TypeVar("T")
 
 
+def _checked(limit: int) -> int:
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    return limit
+
+
 class BoundedDict(dict[K, V]):
     """A ``dict`` of at most *limit* entries: :meth:`put` on a full one empties it first."""
 
     __slots__ = ("limit",)
 
     def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
         super().__init__()
-        self.limit = limit
+        self.limit = _checked(limit)
 
     def put(self, key: K, value: V) -> V:
         """Remember *value* under *key* and return it (emptying the memory first when full)."""
@@ -42,10 +46,8 @@ class BoundedSet(set[T]):
     __slots__ = ("limit",)
 
     def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
         super().__init__()
-        self.limit = limit
+        self.limit = _checked(limit)
 
     def put(self, item: T) -> None:
         """Remember *item* (emptying the memory first when full)."""
