@@ -14,13 +14,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:  # type-only: rules.py formats its headers with this module's helpers
-    from bastion.ratelimit.rules import Charge
+from bastion.ratelimit.policy import Rate
 
 __all__ = [
     "POLICY_NAME",
+    "ChargeHeaders",
+    "RuleHeaders",
     "limit_item",
     "limit_item_format",
     "policy_item",
@@ -61,7 +62,34 @@ def retry_after(delay: float) -> bytes:
     return b"%d" % max(1, seconds(delay))
 
 
-def rate_headers(charges: Sequence[Charge]) -> list[tuple[bytes, bytes]]:
+class RuleHeaders(Protocol):
+    """What :func:`rate_headers` reads of a rule (:class:`~bastion.ratelimit.rules.Rule`,
+    which builds these from this module's helpers: so this module cannot import it)."""
+
+    @property
+    def rate(self) -> Rate: ...
+    @property
+    def policy(self) -> bytes: ...
+    @property
+    def item_format(self) -> bytes: ...
+    @property
+    def policy_header(self) -> tuple[bytes, bytes]: ...
+    @property
+    def limit_header(self) -> tuple[bytes, bytes]: ...
+
+
+class ChargeHeaders(Protocol):
+    """What :func:`rate_headers` reads of a charge (:class:`~bastion.ratelimit.rules.Charge`)."""
+
+    @property
+    def rule(self) -> RuleHeaders: ...
+    @property
+    def used(self) -> int: ...
+    @property
+    def reset_after(self) -> float: ...
+
+
+def rate_headers(charges: Sequence[ChargeHeaders]) -> list[tuple[bytes, bytes]]:
     """``RateLimit-Policy``, ``RateLimit`` and the ``X-RateLimit-*`` pair for *charges*.
 
     Each charge's rule gives the policy name and quota. Always four headers, in this order.
