@@ -40,7 +40,9 @@ ACCOUNT = Query(select(User.email, User.role).where(User.id == bindparam("id")))
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-async def _drive(lookup: Callable[[uuid.UUID], Awaitable[object]], ids: list[uuid.UUID], n: int):
+async def _drive(
+    lookup: Callable[[uuid.UUID], Awaitable[object]], ids: list[uuid.UUID], n: int
+) -> tuple[float, float]:
     done = 0
 
     async def worker(offset: int) -> None:

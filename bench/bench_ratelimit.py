@@ -145,7 +145,7 @@ async def redis_rows(n: int, prefix: str) -> tuple[dict[str, tuple[Loop, int]], 
         for _ in range(count):
             await ping()
 
-    raw_conn = single.connection_pool.make_connection()
+    raw_conn = single.connection_pool.make_connection()  # type: ignore[no-untyped-call]
 
     async def raw_ping(count: int) -> None:
         # The wire floor: PING on a redis-py Connection without the client's per-command

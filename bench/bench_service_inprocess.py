@@ -160,7 +160,7 @@ async def measure(args: argparse.Namespace, tmp: Path, url: str | None) -> None:
     print(f"  {'':<30}{'total':>8}{'user':>8}{'system':>8}")
     for name, (user, system) in best.items():
         print(f"  {name:<30}{user + system:>8.1f}{user:>8.1f}{system:>8.1f}")
-    inner = app
+    inner: Any = app  # an ASGI callable whose layers each hold the next in .app
     while not hasattr(inner, "state"):  # down the layers to the FastAPI app
         inner = inner.app
     await inner.state.database.close()

@@ -234,7 +234,9 @@ class Server:
     context: dict[str, str] = field(default_factory=dict)
 
 
-def _uvicorn(python: str, app: str, *extra: str) -> Callable[[int], tuple[list[str], dict]]:
+def _uvicorn(
+    python: str, app: str, *extra: str
+) -> Callable[[int], tuple[list[str], dict[str, str]]]:
     def command(port: int) -> tuple[list[str], dict[str, str]]:
         args = [python, "-m", "uvicorn", app, "--port", str(port), "--loop", "uvloop"]
         args += ["--no-access-log", "--no-server-header", "--log-level", "warning", *extra]

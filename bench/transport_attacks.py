@@ -85,7 +85,9 @@ class Target:
                 raise SystemExit("server did not start")
             time.sleep(0.2)
 
-    def connect(self, tls: bool, handshake: bool = True, source: str = "127.0.0.1"):
+    def connect(
+        self, tls: bool, handshake: bool = True, source: str = "127.0.0.1"
+    ) -> socket.socket:
         raw = socket.create_connection(
             ("127.0.0.1", self.port if tls else self.http_port),
             timeout=5,
@@ -143,7 +145,9 @@ def _status(data: bytes) -> str:
     return data.split(b"\r\n", 1)[0].split(b" ", 2)[1].decode() if b" " in data else "bytes"
 
 
-def stream_head(target: Target, tls: bool, prefix: bytes, megabytes: int, give_up: float):
+def stream_head(
+    target: Target, tls: bool, prefix: bytes, megabytes: int, give_up: float
+) -> Outcome:
     sock = target.connect(tls)
     sock.sendall(prefix)
     piece = b"a" * 65536

@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from operator import itemgetter
 from typing import Any
 
+from bastion.caching import BoundedSet
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -73,7 +75,7 @@ class HeaderNames:
     def __init__(self, names: Iterable[bytes], prefixes: Iterable[bytes] = ()) -> None:
         self.names = frozenset(bytes(n).lower() for n in names)
         self.prefixes = tuple(bytes(p).lower() for p in prefixes)
-        self._known: set[bytes] = set()  # names known NOT to be owned
+        self._known: BoundedSet[bytes] = BoundedSet(self._KNOWN_SIZE)  # known NOT to be owned
 
     def owns(self, name: bytes) -> bool:
         """Whether *name* is one of these names (or starts with one of the prefixes)."""
@@ -94,9 +96,7 @@ class HeaderNames:
                     if self.owns(name):
                         return False
                     if type(name) is bytes:
-                        if len(known) >= self._KNOWN_SIZE:
-                            known.clear()  # bounded: the app's names are few, but be safe
-                        known.add(name)
+                        known.put(name)  # bounded: the app's names are few, but be safe
         except TypeError:  # an unhashable name: decide without the memory
             return not any(self.owns(name) for name, _ in headers)
         return True

@@ -107,7 +107,7 @@ class JSONFormatter(logging.Formatter):
         return log_line(fields)
 
 
-class FallbackHandler(logging.StreamHandler):
+class FallbackHandler(logging.StreamHandler[TextIO]):
     """Writes a record only when no other handler would: the stderr of an unconfigured process.
 
     Attached to the ``bastion`` logger. For each record it walks the loggers from the record's

@@ -31,6 +31,7 @@ from redis.retry import Retry
 
 from bastion.auth.key_encryption import KeyEncryptionKey, generate
 from tests.conftest import Server, start_server
+from tests.ratelimit.decisions import hit
 from tests.service.auth_db import postgres_database_sync
 from tests.support import require_program, wait_until
 from tests.support_auth import new_email, new_password
@@ -449,7 +450,7 @@ def test_every_rate_limit_decision_stays_in_one_hash_slot_on_a_cluster(tmp_path:
             store = RedisStore(node.url)
             try:
                 return [
-                    [(await store.hit(client, Rate(5, 900)))[0] for _ in range(6)]
+                    [(await hit(store, client, Rate(5, 900))).allowed for _ in range(6)]
                     for client in clients
                 ]
             finally:

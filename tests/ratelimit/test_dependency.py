@@ -17,6 +17,7 @@ from bastion import ConfigError, MemoryStore, RateLimit, Rule, secure
 from bastion.asgi import PRINCIPAL_KEY
 from bastion.fastapi import install_error_handlers
 from bastion.ratelimit.store import Store
+from tests.ratelimit.decisions import hit
 from tests.ratelimit.redis_server import FakeClock
 
 
@@ -202,8 +203,8 @@ async def test_shares_the_middlewares_store_and_headers(store: Store, clock: Fak
         for name in ("ratelimit", "ratelimit-policy", "x-ratelimit-limit", "x-ratelimit-remaining"):
             assert len(response.headers.get_list(name)) == 1, name
     # Both counters live in the one store: the middleware's key and the route's.
-    assert (await store.hit("api:203.0.113.7", Rule("api", "100/15m").rate))[1] == 4
-    assert (await store.hit("route.orders:203.0.113.7", Rule("x", "2/1m").rate))[0] is False
+    assert (await hit(store, "api:203.0.113.7", Rule("api", "100/15m").rate)).used == 4
+    assert (await hit(store, "route.orders:203.0.113.7", Rule("x", "2/1m").rate)).allowed is False
 
 
 async def test_plain_starlette_endpoint_awaits_the_limit() -> None:

@@ -11,6 +11,7 @@ import pytest
 from bastion.errors import ConfigError
 from bastion.ratelimit.memory import MemoryStore
 from bastion.ratelimit.policy import Rate
+from tests.ratelimit.decisions import hit
 from tests.ratelimit.redis_server import FakeClock
 
 RATE = Rate(5, 10)
@@ -19,24 +20,24 @@ RATE = Rate(5, 10)
 async def test_expired_keys_are_evicted_as_new_keys_arrive(clock: FakeClock) -> None:
     store = MemoryStore(clock=clock)
     for i in range(300):
-        await store.hit(f"api:old-{i}", RATE)
+        await hit(store, f"api:old-{i}", RATE)
     assert len(store) == 300
     clock.advance(10)  # every old charge has left its window
     for i in range(40):
-        await store.hit(f"api:new-{i}", RATE)
+        await hit(store, f"api:new-{i}", RATE)
     assert len(store) == 40
     assert len(store._expiry) == 40  # one expiry entry per key, no leak
 
 
 async def test_a_key_charged_since_it_was_filed_survives_the_sweep(clock: FakeClock) -> None:
     store = MemoryStore(clock=clock)
-    await store.hit("api:busy", RATE)
+    await hit(store, "api:busy", RATE)
     clock.advance(8)
-    await store.hit("api:busy", RATE)  # alive until t = 18
+    await hit(store, "api:busy", RATE)  # alive until t = 18
     clock.advance(3)  # t = 11: its first charge expired, the second has not
-    await store.hit("api:newcomer", RATE)  # triggers the sweep
+    await hit(store, "api:newcomer", RATE)  # triggers the sweep
     assert len(store) == 2
-    assert (await store.hit("api:busy", RATE))[1] == 2  # the t=8 charge is still counted
+    assert (await hit(store, "api:busy", RATE)).used == 2  # the t=8 charge is still counted
 
 
 async def test_a_flood_of_distinct_keys_cannot_exhaust_memory(
@@ -46,7 +47,7 @@ async def test_a_flood_of_distinct_keys_cannot_exhaust_memory(
     store = MemoryStore(max_keys=1000, clock=clock)
     with caplog.at_level(logging.WARNING, logger="bastion.ratelimit"):
         for i in range(50_000):
-            await store.hit(f"api:flood-{i}", RATE)
+            await hit(store, f"api:flood-{i}", RATE)
             if i % 1000 == 0:
                 clock.advance(0.001)
     assert len(store) == 1000
@@ -59,24 +60,25 @@ async def test_a_flood_of_distinct_keys_cannot_exhaust_memory(
 async def test_at_the_cap_the_least_recently_charged_key_goes(clock: FakeClock) -> None:
     store = MemoryStore(max_keys=3, clock=clock)
     for name in ("a", "b", "c"):
-        await store.hit(f"api:{name}", RATE)
+        await hit(store, f"api:{name}", RATE)
         clock.advance(1)
-    await store.hit("api:a", RATE)  # a was created first but charged last
+    await hit(store, "api:a", RATE)  # a was created first but charged last
     clock.advance(1)
-    await store.hit("api:d", RATE)
+    await hit(store, "api:d", RATE)
     assert set(store._logs) == {"api:a", "api:c", "api:d"}
-    assert (await store.hit("api:a", RATE))[1] == 3  # a kept both its charges
+    assert (await hit(store, "api:a", RATE)).used == 3  # a kept both its charges
 
 
 async def test_refunded_empty_log_is_cleaned_later(clock: FakeClock) -> None:
     store = MemoryStore(clock=clock)
-    _, _, _, token = await store.hit("auth:k", RATE)
+    _, _, _, token = await hit(store, "auth:k", RATE)
     await store.refund("auth:k", RATE, token)
-    assert (await store.hit("auth:k", RATE))[:3] == (True, 1, 10.0)
-    _, _, _, token = await store.hit("auth:gone", RATE)
+    decision = await hit(store, "auth:k", RATE)
+    assert (decision.allowed, decision.used, decision.reset_after) == (True, 1, 10.0)
+    _, _, _, token = await hit(store, "auth:gone", RATE)
     await store.refund("auth:gone", RATE, token)
     clock.advance(11)
-    await store.hit("auth:fresh", RATE)
+    await hit(store, "auth:fresh", RATE)
     assert "auth:gone" not in store._logs
 
 
@@ -90,7 +92,7 @@ async def test_stress_many_tasks_many_keys() -> None:
     async def worker() -> None:
         for _ in range(300):
             key = f"api:{rng.randrange(800)}"
-            allowed, used, reset, token = await store.hit(key, rate)
+            allowed, used, reset, token = await hit(store, key, rate)
             assert 0 <= used <= rate.limit
             assert 0 < reset <= rate.window
             if allowed and rng.random() < 0.2:

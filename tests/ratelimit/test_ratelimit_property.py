@@ -26,6 +26,7 @@ from bastion.ratelimit.memory import MemoryStore
 from bastion.ratelimit.policy import Rate
 from bastion.ratelimit.redis_store import RedisStore
 from bastion.ratelimit.store import Store
+from tests.ratelimit.decisions import hit
 from tests.ratelimit.redis_server import (
     FakeClock,
     delete_prefix,
@@ -103,7 +104,7 @@ def test_sliding_log_matches_the_model(
                     await store.refund(key, rate, token)
                 continue
             in_window = sorted(stamp for stamp, _ in live if stamp > now - window)
-            allowed, used, reset, token = await store.hit(key, rate)
+            allowed, used, reset, token = await hit(store, key, rate)
             assert allowed == (len(in_window) < limit)  # exact: refused only when full
             assert used == len(in_window) + allowed
             oldest = in_window[0] if in_window else now
@@ -138,18 +139,18 @@ def test_waiting_reset_after_is_exactly_enough(
     async def scenario(store: Store, clock: FakeClock) -> None:
         for ticks in gaps:  # some history, then fill the window
             clock.advance(ticks * TICK)
-            await store.hit(key, rate)
-        while (decision := await store.hit(key, rate))[0]:
+            await hit(store, key, rate)
+        while (decision := await hit(store, key, rate)).allowed:
             pass
-        reset = decision[2]
+        reset = decision.reset_after
         assert 0 < reset <= window
         waited = round(reset / TICK) * TICK  # reset is a whole number of ticks here
         if waited > TICK:
             clock.advance(waited - TICK)
-            assert not (await store.hit(key, rate))[0]
+            assert not (await hit(store, key, rate)).allowed
             clock.advance(TICK)
         else:
             clock.advance(waited)
-        assert (await store.hit(key, rate))[0]
+        assert (await hit(store, key, rate)).allowed
 
     run_on(kind, redis_prefix, scenario)

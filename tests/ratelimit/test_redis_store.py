@@ -12,6 +12,7 @@ import redis
 from bastion.errors import ConfigError, StoreError
 from bastion.ratelimit.policy import Rate
 from bastion.ratelimit.redis_store import RedisStore
+from tests.ratelimit.decisions import hit
 from tests.ratelimit.redis_server import (
     FakeClock,
     RedisServer,
@@ -38,7 +39,7 @@ async def test_one_evalsha_per_decision_and_the_script_loaded_once(
     client = redis_server.client()
     client.config_resetstat()
     for _ in range(10):
-        await store.hit("api:1.2.3.4", RATE)
+        await hit(store, "api:1.2.3.4", RATE)
     await store.aclose()
     calls = commandstats(client)
     assert calls.get("evalsha") == 10
@@ -56,7 +57,7 @@ async def test_keys_carry_a_hash_tag_and_expire_with_the_window() -> None:
     store = RedisStore(url, prefix=prefix)
     client = redis.Redis.from_url(url)
     try:
-        await store.hit("api:1.2.3.4", RATE)
+        await hit(store, "api:1.2.3.4", RATE)
         key = f"{prefix}{{api:1.2.3.4}}"
         assert client.exists(key) == 1
         assert 0 < client.pttl(key) <= 60_000
@@ -73,9 +74,9 @@ async def test_server_clock_by_default() -> None:
     prefix = unique_prefix()
     store = RedisStore(url, prefix=prefix)
     try:
-        decisions = [await store.hit("api:k", RATE) for _ in range(4)]
+        decisions = [await hit(store, "api:k", RATE) for _ in range(4)]
         assert [d[:2] for d in decisions] == [(True, 1), (True, 2), (True, 3), (False, 3)]
-        assert 59 < decisions[3][2] <= 60
+        assert 59 < decisions[3].reset_after <= 60
     finally:
         await store.aclose()
         delete_prefix(url, prefix)
@@ -89,7 +90,7 @@ async def test_huge_rates_use_the_array_reply() -> None:
     store = RedisStore(url, prefix=prefix, clock=clock)
     huge = Rate(10**9, 365 * 86400)
     try:
-        allowed, used, reset, token = await store.hit("api:k", huge)
+        allowed, used, reset, token = await hit(store, "api:k", huge)
         assert (allowed, used, reset) == (True, 1, 365 * 86400.0)
         assert isinstance(token, bytes)
         assert store._specs[huge][2] is False  # the array reply was used
@@ -101,9 +102,10 @@ async def test_huge_rates_use_the_array_reply() -> None:
 
 async def test_script_flushed_by_a_restart_is_reloaded(redis_server: RedisServer) -> None:
     store = RedisStore(redis_server.url)
-    await store.hit("api:k", RATE)
+    await hit(store, "api:k", RATE)
     redis_server.client().script_flush()
-    assert (await store.hit("api:k", RATE))[:2] == (True, 2)
+    decision = await hit(store, "api:k", RATE)
+    assert (decision.allowed, decision.used) == (True, 2)
     await store.aclose()
 
 
@@ -111,7 +113,7 @@ async def test_unreachable_redis_raises_store_error_fast() -> None:
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0")
     started = time.monotonic()
     with pytest.raises(StoreError):
-        await store.hit("api:k", RATE)
+        await hit(store, "api:k", RATE)
     with pytest.raises(StoreError):
         await store.refund("api:k", RATE, b"token")
     assert await store.ping() is False
@@ -125,7 +127,7 @@ async def test_hung_redis_times_out_into_store_error() -> None:
         store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout=0.3)
         started = time.monotonic()
         with pytest.raises(StoreError):
-            await store.hit("api:k", RATE)
+            await hit(store, "api:k", RATE)
         assert time.monotonic() - started < 1.5
         await store.aclose()
     finally:
@@ -138,12 +140,13 @@ async def test_recovers_by_itself_after_a_restart(redis_server: RedisServer) -> 
     await asyncio.gather(*(store.hit(f"api:{i}", RATE) for i in range(8)))
     redis_server.stop()
     with pytest.raises(StoreError):
-        await store.hit("api:k", RATE)
+        await hit(store, "api:k", RATE)
     assert await store.ping() is False
     redis_server.start()
     # No error after the restart: stale connections are retried once on a fresh one, and the
     # flushed script cache is refilled.
-    assert (await store.hit("api:k", RATE))[:2] == (True, 1)
+    decision = await hit(store, "api:k", RATE)
+    assert (decision.allowed, decision.used) == (True, 1)
     assert await store.ping() is True
     await store.aclose()
 
@@ -151,8 +154,8 @@ async def test_recovers_by_itself_after_a_restart(redis_server: RedisServer) -> 
 async def test_concurrency_is_bounded_by_max_connections(redis_server: RedisServer) -> None:
     store = RedisStore(redis_server.url, max_connections=3)
     rate = Rate(1000, 60)
-    decisions = await asyncio.gather(*(store.hit("api:k", rate) for _ in range(300)))
-    assert sorted(d[1] for d in decisions) == list(range(1, 301))
+    decisions = await asyncio.gather(*(hit(store, "api:k", rate) for _ in range(300)))
+    assert sorted(d.used for d in decisions) == list(range(1, 301))
     assert redis_server.client().info("clients")["connected_clients"] <= 3 + 1  # + this client
     await store.aclose()
 
@@ -190,7 +193,7 @@ async def test_cancelled_callers_leak_no_connection(
     """Requests cancelled (client gone) while holding or awaiting the only connection."""
     store = RedisStore(redis_server.url, max_connections=1, timeout=5)
     rate = Rate(1000, 60)
-    await store.hit("api:k", rate)
+    await hit(store, "api:k", rate)
     redis_server.client().client_pause(400)  # the server holds every reply for 0.4 s
     tasks = [asyncio.create_task(store.hit("api:k", rate)) for _ in range(4)]
     await asyncio.sleep(0.1)  # task 0 holds the connection, the others wait for it
@@ -200,7 +203,7 @@ async def test_cancelled_callers_leak_no_connection(
     assert sum(isinstance(r, asyncio.CancelledError) for r in results) == (
         4 if cancel_holder else 3
     )
-    assert (await store.hit("api:k", rate))[0]  # the single connection is usable again
+    assert (await hit(store, "api:k", rate)).allowed  # the single connection is usable again
     assert store._opened == 1
     assert len(store._idle) == 1 and not store._waiters
     await store.aclose()

@@ -39,6 +39,7 @@ import time
 from json.encoder import encode_basestring_ascii as _json_string
 
 from bastion.asgi import REQUEST_ID_KEY, ASGIApp, Message, Receive, Scope, Send
+from bastion.caching import BoundedDict
 from bastion.log import JSON_RECORD, timestamp
 
 __all__ = ["ACCESS_LOGGER", "REDACTED", "AccessLogMiddleware", "log_line", "redact"]
@@ -155,18 +156,16 @@ def _query_names(query: bytes) -> list[str]:
     return names
 
 
-_path_cache: dict[str, str] = {}
 _PATH_CACHE_SIZE = 4096
+_path_cache: BoundedDict[str, str] = BoundedDict(_PATH_CACHE_SIZE)
 
 
 def _redacted_path(path: str) -> str:
     """:func:`redact` for paths, memoised: the same few paths come back on every request."""
     cached = _path_cache.get(path)
     if cached is None:
-        cached = redact(path[:_MAX_PATH])
-        if len(_path_cache) >= _PATH_CACHE_SIZE:
-            _path_cache.clear()  # bounded: unique paths (ids, attacks) must not grow memory
-        _path_cache[path] = cached
+        # bounded: unique paths (ids, attacks) must not grow memory
+        cached = _path_cache.put(path, redact(path[:_MAX_PATH]))
     return cached
 
 

@@ -1,9 +1,10 @@
 """Strict CORS: an exact origin allow-list, checked once at construction, cheap per request.
 
 Why not Starlette's or express' CORS? Both leak ``Access-Control-Allow-Credentials`` and
-``-Expose-Headers`` to origins they refuse, answer a refused preflight with 400/204, and
-let ``"*"`` plus credentials reflect any origin (research/library-anchors.md §1.1.6, §1.2.4,
-pitfalls #12–#14). This layer decides per request in one of four ways:
+``-Expose-Headers`` to origins they refuse, answer a refused preflight with 400/204, and let
+``"*"`` plus credentials reflect any origin (Starlette 1.10 ``CORSMiddleware``; a fix was
+declined in https://github.com/Kludex/starlette/pull/3246). This layer decides per request
+in one of four ways:
 
 * **no origins configured** (an internal API): it is a plain pass-through. No CORS header of
   any kind, no preflight answered (an ``OPTIONS`` reaches the app, which answers ``405``).
@@ -12,7 +13,8 @@ pitfalls #12–#14). This layer decides per request in one of four ways:
 * **allowed origin**: a preflight gets ``204`` with the exact configured lists; an actual
   request gets ``Access-Control-Allow-Origin`` (the origin), ``-Allow-Credentials`` and
   ``-Expose-Headers`` added to whatever the inner layers answer — 429s and 500s included,
-  so a browser shows the real status instead of a CORS error (pitfall #15).
+  so a browser shows the real status instead of a CORS error
+  (https://github.com/Kludex/starlette/issues/1116).
 * **anything else** (unlisted, ``null``, malformed, several ``Origin`` headers): no
   ``Access-Control-*`` header at all; a preflight gets ``403`` in the contract's error shape.
 
@@ -20,10 +22,11 @@ Every response this layer could change carries ``Vary: Origin`` (merged into an 
 ``Vary``), so a shared cache never hands one origin's answer to another.
 
 Origins are compared as normalised ``(scheme, host, port)`` triples — never by suffix,
-prefix or pattern (pitfall #13: ``https://app.example.com.evil.com`` and
-``https://evilexample.com`` are different origins). ``Access-Control-Allow-Origin`` carries the
-configured origin's serialisation, which is exactly what a browser sends (RFC 6454 §6.1:
-lower-case scheme and host, default port omitted); nothing from the request is reflected.
+prefix or pattern (an unanchored pattern is the classic hole:
+``https://app.example.com.evil.com`` and ``https://evilexample.com`` are different origins).
+``Access-Control-Allow-Origin`` carries the configured origin's serialisation, which is
+exactly what a browser sends (RFC 6454 §6.1: lower-case scheme and host, default port
+omitted); nothing from the request is reflected.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from bastion.asgi import (
     Send,
     send_error,
 )
+from bastion.caching import BoundedDict
 from bastion.errors import ConfigError
 
 __all__ = [
@@ -317,7 +321,8 @@ class CORSMiddleware:
     """Strict, exact-list CORS as pure ASGI (the contract's CORS section).
 
     Place it *outside* the safe-errors and rate-limit layers: the 500s and 429s they produce
-    then pass through this layer's ``send`` and carry CORS headers too (pitfall #15).
+    then pass through this layer's ``send`` and carry CORS headers too, so a browser sees
+    their status rather than a CORS error.
     """
 
     def __init__(
@@ -372,7 +377,7 @@ class CORSMiddleware:
         # path whose lower-cased form holds no excluded path's last segment cannot match.
         self._exclude_needles = tuple({p.rsplit("/", 1)[-1] or p for p in excluded})
         # _excluded is a pure function of the path (and this configuration): remembered.
-        self._excluded_cache: dict[str, bool] = {}
+        self._excluded_cache: BoundedDict[str, bool] = BoundedDict(_EXCLUDED_CACHE_SIZE)
         self._method_set = frozenset(methods) | _SAFELISTED_METHODS
         self._header_set = frozenset(h.lower() for h in headers)
 
@@ -402,9 +407,7 @@ class CORSMiddleware:
         if excluded is None:
             excluded = self._excluded_uncached(path)
             if len(path) <= _EXCLUDED_CACHE_PATH_LENGTH:  # long paths (floods) not kept
-                if len(self._excluded_cache) >= _EXCLUDED_CACHE_SIZE:
-                    self._excluded_cache.clear()  # bounded: distinct paths must not grow memory
-                self._excluded_cache[path] = excluded
+                self._excluded_cache.put(path, excluded)  # bounded: distinct paths
         return excluded
 
     def _excluded_uncached(self, path: str) -> bool:

@@ -30,7 +30,9 @@ What this layer does, around everything inside it:
   corrupted or spliced one).
 
 Place it inside the request-id and security-headers layers so its answers carry both, and
-inside the CORS layer so a browser sees the 500 rather than a CORS failure (pitfall #15).
+inside the CORS layer so a browser sees the 500 rather than a CORS failure (a 500 without
+``Access-Control-Allow-Origin`` reaches the page as a network error:
+https://github.com/Kludex/starlette/issues/1116).
 """
 
 from __future__ import annotations

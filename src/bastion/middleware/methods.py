@@ -1,7 +1,8 @@
 """Method policy: each path answers only the methods it implements; ``405`` lists them all.
 
 Why not Starlette's own 405: its router answers with the ``Allow`` of the *first* route whose
-path matches (research pitfall #23, EXP-1), so with ``GET /orders/{id}`` and
+path matches (Starlette 1.10 ``Route.handle``; https://github.com/fastapi/fastapi/issues/4478),
+so with ``GET /orders/{id}`` and
 ``DELETE /orders/{id}`` declared as two routes, ``PUT`` gets ``Allow: GET, HEAD`` — DELETE is
 missing, although RFC 9110 §10.2.1 and §15.5.6 want every supported method listed. It also
 routes ``TRACE``/``TRACK`` like any other method. This layer, placed before the router,
@@ -44,6 +45,7 @@ from starlette.endpoints import HTTPEndpoint
 from starlette.routing import BaseRoute, Host, Match, Mount, Route, WebSocketRoute
 
 from bastion.asgi import ASGIApp, Receive, Scope, Send, send_error
+from bastion.caching import BoundedDict
 from bastion.errors import ConfigError
 
 __all__ = ["MethodPolicyMiddleware", "MethodsLookup", "methods_for_path"]
@@ -180,7 +182,10 @@ class MethodPolicyMiddleware:
             )
         self._count = -1
         self._table: list[_Entry] = []
-        self._cache: dict[str, tuple[frozenset[str], bytes, bool] | None] = {}
+        # bounded: distinct paths (ids, scans) must not grow memory
+        self._cache: BoundedDict[str, tuple[frozenset[str], bytes, bool] | None] = BoundedDict(
+            _CACHE_SIZE
+        )
         self._refresh()
 
     def _refresh(self) -> None:
@@ -225,10 +230,7 @@ class MethodPolicyMiddleware:
         try:
             policy = self._cache[path]
         except KeyError:
-            policy = self._policy(path)
-            if len(self._cache) >= _CACHE_SIZE:
-                self._cache.clear()  # bounded: distinct paths (ids, scans) must not grow memory
-            self._cache[path] = policy
+            policy = self._cache.put(path, self._policy(path))
         method: str = scope["method"]
         if policy is not None and method in policy[0] and method != "HEAD":
             await self.app(scope, receive, send)  # the usual case; allowed never holds TRACE

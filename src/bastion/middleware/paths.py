@@ -1,9 +1,10 @@
 """Path canonicalisation before routing: one spelling per resource, or ``400``.
 
-Why (research pitfall #5, EXP-2): uvicorn percent-decodes ``raw_path`` into ``scope["path"]``,
+Why: uvicorn (0.54) percent-decodes ``raw_path`` into ``scope["path"]``,
 so ``/api%2Fv1/auth/login`` and ``/api/v1/auth/%6Cogin`` reach Starlette's login handler while
 a layer that keys or matches on the path sees another string — the auth rate limit is
-bypassed by re-spelling the URL (outline #13504, coder #27273, parse-server #10501). And
+bypassed by re-spelling the URL (https://github.com/outline/outline/pull/13504,
+https://github.com/coder/coder/pull/27273). And
 Starlette's ``redirect_slashes`` answers ``/login/`` with a ``307`` that makes clients re-send
 the credential POST. This layer makes every later layer and the router see one canonical
 path, decided from the bytes the client sent (``scope["raw_path"]``):
@@ -40,6 +41,7 @@ import re
 from urllib.parse import quote, unquote_to_bytes
 
 from bastion.asgi import ASGIApp, Receive, Scope, Send, send_error
+from bastion.caching import BoundedSet
 
 __all__ = ["InvalidPath", "PathCanonicalMiddleware", "canonicalise"]
 
@@ -96,7 +98,7 @@ class PathCanonicalMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._known_canonical: set[bytes] = set()
+        self._known_canonical: BoundedSet[bytes] = BoundedSet(_KNOWN_SIZE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,9 +116,7 @@ class PathCanonicalMiddleware:
         # A path seen before as canonical (the usual request) costs one set lookup.
         if raw not in self._known_canonical:
             if _ALREADY_CANONICAL(raw) is not None:
-                if len(self._known_canonical) >= _KNOWN_SIZE:
-                    self._known_canonical.clear()  # bounded: distinct ids must not grow memory
-                self._known_canonical.add(raw)
+                self._known_canonical.put(raw)  # bounded: distinct ids must not grow memory
             else:
                 try:
                     encoded, decoded = canonicalise(raw)

@@ -2,9 +2,11 @@
 
 Why: the rate limits key on the client address and the HTTPS layer on the scheme. Both are
 worthless if any client can choose them by sending ``X-Forwarded-For: <anything>`` or
-``X-Forwarded-Proto: https`` (research pitfalls #1–#3: express ``trust proxy: true``, uvicorn's
-default trust of 127.0.0.1). So forwarding headers are believed **only** when the direct peer
-(``scope["client"]``) is inside one of the configured ``trusted`` networks.
+``X-Forwarded-Proto: https`` (express's ``trust proxy: true``,
+https://github.com/express-rate-limit/express-rate-limit/issues/134; uvicorn's default
+``forwarded_allow_ips`` of 127.0.0.1, which trusts any local client; RFC 9700 §4.13). So
+forwarding headers are believed **only** when the direct peer (``scope["client"]``) is
+inside one of the configured ``trusted`` networks.
 
 How the client is found (the right-to-left walk every careful proxy library uses): each proxy
 *appends* the address it received the connection from, so only the right-hand part of the
@@ -32,7 +34,8 @@ obfuscated node, a broken ``Forwarded`` element, an unknown proto — is ignored
 the peer stays the client and the scheme is unchanged. Never a 500.
 
 IPv4-mapped IPv6 addresses (``::ffff:1.2.3.4``, also written ``::ffff:102:304``) are
-normalised to IPv4, for the peer too, so one IPv4 client has one rate-limit key (pitfall #9).
+normalised to IPv4, for the peer too, so one IPv4 client has one rate-limit key
+(https://github.com/advisories/GHSA-46wh-pxpv-q5gq).
 
 Scope keys: reads ``client``, ``scheme``, ``headers``; writes ``client`` and ``scheme``
 (in place, so outer layers such as the access log see the result) and
@@ -48,6 +51,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from bastion.asgi import ASGIApp, Receive, Scope, Send
+from bastion.caching import BoundedDict
 from bastion.errors import ConfigError
 
 __all__ = [
@@ -196,7 +200,7 @@ class TrustedProxyMiddleware:
         self.app = app
         self.networks = parse_trusted(trusted)
         self.family: HeaderFamily = headers
-        self._trust_cache: dict[str, bool] = {}
+        self._trust_cache: BoundedDict[str, bool] = BoundedDict(_CACHE_SIZE)
 
     def is_trusted(self, ip: IPAddress) -> bool:
         """Whether *ip* lies in one of the trusted networks."""
@@ -209,9 +213,7 @@ class TrustedProxyMiddleware:
                 cached = self.is_trusted(normalise_ip(ipaddress.ip_address(host)))
             except ValueError:
                 cached = False  # a unix socket path or a name: never a trusted proxy
-            if len(self._trust_cache) >= _CACHE_SIZE:
-                self._trust_cache.clear()
-            self._trust_cache[host] = cached
+            self._trust_cache.put(host, cached)
         return cached
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

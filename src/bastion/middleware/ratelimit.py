@@ -4,7 +4,8 @@ Where it sits: after the trusted-proxy layer (``scope["client"]`` is the real cl
 spoofed ``X-Forwarded-For`` from an untrusted peer changes nothing) and after path
 canonicalisation, before the body rules and the app. It never depends on routing: rules
 match path prefixes, so a request the router will ``404`` is charged like any other
-(pitfall #7: limits that only apply to matched routes let scanners roam free).
+(limits that only apply to matched routes, as slowapi's exemption of unmatched ones, let
+scanners roam free).
 
 Per request, for each matching rule in order: compute its key, charge it in the store
 (:class:`~bastion.ratelimit.store.Store`, one atomic decision). The first rule that refuses
@@ -53,10 +54,11 @@ from bastion.asgi import (
     Send,
     send_error,
 )
+from bastion.caching import BoundedDict
 from bastion.errors import ConfigError, StoreError
 from bastion.ratelimit.headers import rate_headers, retry_after
 from bastion.ratelimit.keys import canonical_path
-from bastion.ratelimit.rules import Rule
+from bastion.ratelimit.rules import Charge, Rule
 from bastion.ratelimit.store import Store
 
 __all__ = ["UNAVAILABLE_MESSAGE", "RateLimitMiddleware", "rate_headers"]
@@ -111,7 +113,7 @@ class RateLimitMiddleware:
         self._unavailable_headers: Headers = [(b"retry-after", b"%d" % unavailable_retry_after)]
         self._down_since: float | None = None
         self._last_log = float("-inf")
-        self._by_path: dict[str, tuple[Rule, ...]] = {}
+        self._by_path: BoundedDict[str, tuple[Rule, ...]] = BoundedDict(_PATH_CACHE_SIZE)
 
     async def ping_store(self) -> bool:
         """Whether the rate-limit store answers (``/healthz``'s ``ratelimit_store``)."""
@@ -133,7 +135,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)  # no rule's prefix covers this path
             return
         store = self.store
-        charges: list[list[Any]] = []  # [rule, key, used, reset_after, token] per rule applied
+        charges: list[Charge] = []  # one per rule applied
         delay = 0.0
         refundable = False
         for rule in rules:
@@ -157,7 +159,7 @@ class RateLimitMiddleware:
                 continue
             if self._down_since is not None:
                 self._store_recovered()
-            charges.append([rule, key, used, reset, token])
+            charges.append(Charge(rule, key, used, reset, token))
             if not allowed:
                 headers = rate_headers(charges)
                 headers.append((b"retry-after", retry_after(reset)))
@@ -221,7 +223,7 @@ class RateLimitMiddleware:
         return send_then_close
 
     async def _refund_then_rewrite(
-        self, charges: list[list[Any]], added: Headers, first: int, message: Message, send: Send
+        self, charges: list[Charge], added: Headers, first: int, message: Message, send: Send
     ) -> None:
         """Give the successes back, then correct the headers this layer added (same count)."""
         await self._refund_successes(charges)
@@ -229,9 +231,7 @@ class RateLimitMiddleware:
         added[first : first + len(headers)] = headers
         await send(message)
 
-    async def _refund_then_send(
-        self, charges: list[list[Any]], message: Message, send: Send
-    ) -> None:
+    async def _refund_then_send(self, charges: list[Charge], message: Message, send: Send) -> None:
         await self._refund_successes(charges)
         await send({**message, "headers": [*message.get("headers", ()), *rate_headers(charges)]})
 
@@ -245,26 +245,24 @@ class RateLimitMiddleware:
         path = canonical_path(raw_path)
         rules = tuple(rule for rule in self.rules if rule.matches_path(path))
         if len(raw_path) <= _CACHED_PATH_LENGTH:  # long paths (floods) are not kept at all
-            if len(self._by_path) >= _PATH_CACHE_SIZE:
-                self._by_path.clear()
-            self._by_path[raw_path] = rules
+            self._by_path.put(raw_path, rules)
         return rules
 
-    async def _refund_successes(self, charges: list[list[Any]]) -> None:
+    async def _refund_successes(self, charges: list[Charge]) -> None:
         """Give back the charges of rules that count only failures (the response succeeded)."""
         for charge in charges:
-            rule = charge[0]
-            if rule.count != "failures" or charge[4] is None:
+            rule = charge.rule
+            if rule.count != "failures" or charge.token is None:
                 continue
             try:
-                await self.store.refund(charge[1], rule.rate, charge[4])
+                await self.store.refund(charge.key, rule.rate, charge.token)
             except StoreError as exc:
                 self._store_failed(rule, exc)  # the charge stays: the safe direction
                 continue
-            charge[2] -= 1
-            charge[4] = None
-            if charge[2] <= 0:
-                charge[3] = 0.0
+            charge.used -= 1
+            charge.token = None
+            if charge.used <= 0:
+                charge.reset_after = 0.0
 
     def _store_failed(self, rule: Rule, exc: StoreError) -> None:
         now = time.monotonic()

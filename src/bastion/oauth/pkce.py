@@ -2,7 +2,8 @@
 
 * ``plain`` is refused, and so is a missing ``code_challenge_method``: RFC 7636 §4.3 makes
   the method default to ``plain``, which would expose the verifier in the authorization
-  request (RFC 9700 §2.1.1; ASVS 10.4.6; Authlib defaults to ``plain`` — pitfall #22).
+  request (RFC 9700 §2.1.1; ASVS 10.4.6). Authlib 1.9 falls back to ``plain`` when the
+  method is omitted (``authlib/oauth2/rfc7636/challenge.py``); this module never does.
 * A challenge must look like what ``S256`` produces: 43 base64url characters (32 octets).
 * A verifier is ``43*128unreserved`` (RFC 7636 §4.1); anything else is refused before
   hashing. The comparison is constant-time (``hmac.compare_digest``).

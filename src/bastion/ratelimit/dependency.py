@@ -42,7 +42,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from starlette.requests import Request
 
@@ -57,7 +57,7 @@ from bastion.errors import ConfigError, HTTPError, StoreError
 from bastion.ratelimit.headers import POLICY_NAME, rate_headers, retry_after
 from bastion.ratelimit.keys import client_key
 from bastion.ratelimit.policy import Rate
-from bastion.ratelimit.rules import FailureMode, Rule
+from bastion.ratelimit.rules import Charge, FailureMode, Rule
 from bastion.ratelimit.store import Store
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ class RateLimit:
             if rule.on_store_failure == "fail-closed":
                 raise HTTPError(503, _UNAVAILABLE, headers=[(b"retry-after", b"5")]) from None
             return
-        headers = self._record(scope, [rule, store_key, used, reset, token])
+        headers = self._record(scope, Charge(rule, store_key, used, reset, token))
         if not allowed:
             raise HTTPError(
                 429, rule.message, headers=[*headers, (b"retry-after", retry_after(reset))]
@@ -189,7 +189,7 @@ class RateLimit:
         return rule
 
     @staticmethod
-    def _record(scope: Scope, charge: list[Any]) -> list[tuple[bytes, bytes]]:
+    def _record(scope: Scope, charge: Charge) -> list[tuple[bytes, bytes]]:
         """Join this charge to the request's others; the headers the response must carry.
 
         Inside the stack the four headers live once in ``scope["bastion.response_headers"]``

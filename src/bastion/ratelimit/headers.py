@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol
+
+from bastion.ratelimit.policy import Rate
 
 __all__ = [
     "POLICY_NAME",
+    "ChargeHeaders",
+    "RuleHeaders",
     "limit_item",
     "limit_item_format",
     "policy_item",
@@ -57,14 +62,41 @@ def retry_after(delay: float) -> bytes:
     return b"%d" % max(1, seconds(delay))
 
 
-def rate_headers(charges: list[list[Any]]) -> list[tuple[bytes, bytes]]:
+class RuleHeaders(Protocol):
+    """What :func:`rate_headers` reads of a rule (:class:`~bastion.ratelimit.rules.Rule`,
+    which builds these from this module's helpers: so this module cannot import it)."""
+
+    @property
+    def rate(self) -> Rate: ...
+    @property
+    def policy(self) -> bytes: ...
+    @property
+    def item_format(self) -> bytes: ...
+    @property
+    def policy_header(self) -> tuple[bytes, bytes]: ...
+    @property
+    def limit_header(self) -> tuple[bytes, bytes]: ...
+
+
+class ChargeHeaders(Protocol):
+    """What :func:`rate_headers` reads of a charge (:class:`~bastion.ratelimit.rules.Charge`)."""
+
+    @property
+    def rule(self) -> RuleHeaders: ...
+    @property
+    def used(self) -> int: ...
+    @property
+    def reset_after(self) -> float: ...
+
+
+def rate_headers(charges: Sequence[ChargeHeaders]) -> list[tuple[bytes, bytes]]:
     """``RateLimit-Policy``, ``RateLimit`` and the ``X-RateLimit-*`` pair for *charges*.
 
-    A charge is ``[rule, key, used, reset_after, token]`` (a list: a refund updates it in
-    place); *rule* gives the policy name and quota. Always four headers, in this order.
+    Each charge's rule gives the policy name and quota. Always four headers, in this order.
     """
     if len(charges) == 1:  # the usual case, written out: the same four headers, no joins
-        rule, _key, used, reset, _token = charges[0]
+        charge = charges[0]
+        rule, used, reset = charge.rule, charge.used, charge.reset_after
         limit = rule.rate.limit
         remaining = limit - used if used < limit else 0
         # seconds(reset), inline: a delay rounded up, never negative
@@ -78,11 +110,12 @@ def rate_headers(charges: list[list[Any]]) -> list[tuple[bytes, bytes]]:
     policies: list[bytes] = []
     items: list[bytes] = []
     states: list[tuple[int, int]] = []
-    for rule, _key, used, reset, _token in charges:
+    for charge in charges:
+        rule, used = charge.rule, charge.used
         limit = rule.rate.limit
         remaining = limit - used if used < limit else 0
         policies.append(rule.policy)
-        items.append(rule.item_format % (remaining, seconds(reset) if used > 0 else 0))
+        items.append(rule.item_format % (remaining, seconds(charge.reset_after) if used > 0 else 0))
         states.append((remaining, limit))
     remaining, limit = min(states)  # the most restrictive: fewest left, then smallest quota
     return [

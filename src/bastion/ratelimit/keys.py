@@ -12,6 +12,7 @@ from functools import lru_cache
 from urllib.parse import unquote
 
 from bastion.asgi import Scope
+from bastion.caching import BoundedDict
 from bastion.errors import ConfigError
 
 __all__ = ["UNKNOWN_CLIENT", "canonical_path", "client_key", "ip_key", "make_client_key"]
@@ -30,9 +31,10 @@ def ip_key(host: str, ipv6_prefix: int = 64) -> str:
     """The rate-limit key for an address: IPv4 as is, IPv6 as its ``/ipv6_prefix`` network.
 
     * IPv4-mapped IPv6, in either spelling (``::ffff:1.2.3.4``, ``::ffff:102:304``), is the
-      IPv4 client it carries (pitfall #9, GHSA-46wh-pxpv-q5gq: dual-stack sockets would
-      otherwise give every IPv4 client's traffic to one key, or one client two keys).
-    * Other IPv6 addresses are keyed by their network (pitfall #8): one subscriber usually owns
+      IPv4 client it carries (https://github.com/advisories/GHSA-46wh-pxpv-q5gq: dual-stack
+      sockets would otherwise give every IPv4 client's traffic to one key, or one client two).
+    * Other IPv6 addresses are keyed by their network (as express-rate-limit 8 does,
+      https://github.com/express-rate-limit/express-rate-limit/issues/502): one subscriber owns
       a whole /64 (often a /56) and can rotate through 2^64 addresses, each a fresh budget.
     * Anything that is not an address (a Unix socket peer, a test client's name) is used as is.
     """
@@ -56,7 +58,7 @@ def make_client_key(ipv6_prefix: int = 64) -> Callable[[Scope], str]:
     """A key function charging the client address (resolved by the trusted-proxy layer).
 
     It reads ``scope["client"]`` only: forwarding headers are the proxy layer's business, and
-    that layer believes them only from configured proxies (pitfalls #1–#4).
+    that layer believes them only from configured proxies (:mod:`bastion.middleware.proxy`).
     """
     if isinstance(ipv6_prefix, bool) or not isinstance(ipv6_prefix, int):
         raise ConfigError("ipv6_prefix", "must be an integer")
@@ -64,7 +66,8 @@ def make_client_key(ipv6_prefix: int = 64) -> Callable[[Scope], str]:
         # Wider than /32 would lump unrelated networks together; 128 disables grouping.
         raise ConfigError("ipv6_prefix", "must be between 32 and 128")
 
-    known: dict[str, str] = {}  # host -> key: ip_key's answers without its call per request
+    # host -> key: ip_key's answers without its call per request; distinct clients are bounded
+    known: BoundedDict[str, str] = BoundedDict(_KNOWN_HOSTS)
 
     def key(scope: Scope) -> str:
         client = scope.get("client")
@@ -75,10 +78,7 @@ def make_client_key(ipv6_prefix: int = 64) -> Callable[[Scope], str]:
             return ip_key(str(host), ipv6_prefix) if host else UNKNOWN_CLIENT
         found = known.get(host)
         if found is None:
-            found = ip_key(str(host), ipv6_prefix) if host else UNKNOWN_CLIENT
-            if len(known) >= _KNOWN_HOSTS:
-                known.clear()  # bounded: distinct clients must not grow memory
-            known[host] = found
+            found = known.put(host, ip_key(str(host), ipv6_prefix) if host else UNKNOWN_CLIENT)
         return found
 
     key.__name__ = key.__qualname__ = f"client_key_v6_{ipv6_prefix}"
@@ -103,7 +103,8 @@ def canonical_path(path: str) -> str:
     segments dropped (``/api//v1``, ``/api/./v1``), ``..`` resolved, no trailing slash.
     The path layer before this one should already have refused or canonicalised such paths;
     this is defence in depth, and it errs towards matching *more* rules: a variant can only
-    ever be charged, never open a fresh budget (pitfall #5).
+    ever be charged, never open a fresh budget (spellings such as ``/api%2Fv1/auth/login``
+    reach the same handler once uvicorn decodes the path).
     """
     if not _NEEDS_WORK.search(path):
         path = path.lower()

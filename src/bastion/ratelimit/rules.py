@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from bastion.asgi import Scope
 from bastion.errors import ConfigError
@@ -26,6 +26,7 @@ __all__ = [
     "AUTH_MESSAGE",
     "AUTH_PATHS",
     "OAUTH_AUTHORIZE",
+    "Charge",
     "Count",
     "FailureMode",
     "Rule",
@@ -63,12 +64,15 @@ class Rule:
     """One limit.
 
     * ``name`` — the policy name in ``RateLimit-Policy`` and the key namespace in the store
-      (two rules never share counters: pitfall #11, double counting).
+      (two rules never share counters: a shared namespace would charge one request twice,
+      which express-rate-limit refuses as ``ERR_ERL_DOUBLE_COUNT``).
     * ``rate`` — a :class:`Rate` or its text (``"100/15m"``). Options after it are keywords.
     * ``paths`` — path prefixes, matched segment by segment against the canonical path
       (case-insensitive, dot segments and doubled slashes resolved): ``/api/`` matches
-      ``/api`` and ``/API//v1/x`` but not ``/apix``. Routed or not: a 404 counts (pitfall #7),
-      and ``/api/v1/orders/<id>`` counts against one budget for every id (pitfall #6).
+      ``/api`` and ``/API//v1/x`` but not ``/apix``. Routed or not: a 404 counts (else a
+      scanner probing unrouted paths is never limited, as with slowapi's exemption of
+      unmatched routes), and ``/api/v1/orders/<id>`` counts against one budget for every id
+      (per-URL keys would make enumeration unlimited: https://github.com/laurentS/slowapi/issues/217).
     * ``when`` — an extra predicate on the scope (both must hold).
     * ``methods`` — restrict to these methods (default: all; ``HEAD`` and ``GET`` always share
       a budget because the key never includes the method).
@@ -76,7 +80,8 @@ class Rule:
       request (e.g. a per-user rule on an anonymous request). Default: the client address.
     * ``count`` — ``"all"``, or ``"failures"``: every request is charged *before* it runs and
       the charge is given back when the response status is below 400. Charging first is what
-      stops a parallel burst (pitfall #10); giving back keeps successful logins free.
+      stops a parallel burst (counting after the response lets N concurrent guesses all
+      through before the first is counted); giving back keeps successful logins free.
     * ``slowdown_after`` / ``slowdown_delay_ms`` / ``slowdown_max_delay_ms`` — progressive
       delay: the n-th request over ``slowdown_after`` in the window waits n × delay.
     * ``message`` — the public ``429`` message.
@@ -229,6 +234,21 @@ def _rate(name: str, rate: object) -> Rate:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(slots=True)
+class Charge:
+    """One rule applied to one request: what its headers say, and what a refund gives back.
+
+    Mutable: a refund of a rule that counts only failures updates it in place, and the
+    headers are computed again from it (:func:`bastion.ratelimit.headers.rate_headers`).
+    """
+
+    rule: Rule
+    key: str  # the store key charged
+    used: int
+    reset_after: float
+    token: Any  # the store's proof for refund; None once refused or given back
 
 
 def api_rule(

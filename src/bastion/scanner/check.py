@@ -5,7 +5,9 @@ the contract's list, a severity, references, a remediation, the most requests it
 whether it is *active* (only run with ``--active``). Its behaviour is a single
 ``async probe(ctx) -> Result``; the probe's docstring is the control's documentation.
 
-Declare one with the :func:`check` decorator, which builds a :class:`Check` and registers it::
+Declare one with the :func:`check` decorator, which builds a :class:`Check` and registers it
+(in :data:`bastion.scanner.registry.REGISTRY` unless given a registry: this module never
+imports the registry, which subscribes to :data:`DECLARED` instead)::
 
     @check(
         id="headers.xcto",
@@ -28,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from bastion.scanner.model import (
     CATEGORIES,
@@ -42,7 +44,6 @@ from bastion.scanner.model import (
 
 if TYPE_CHECKING:
     from bastion.scanner.context import ScanContext
-    from bastion.scanner.registry import Registry
 
 Probe = Callable[["ScanContext"], Awaitable["Result"]]
 
@@ -124,6 +125,40 @@ class Check:
         return (self.probe.__doc__ or "").strip()
 
 
+class CheckSink(Protocol):
+    """Where :func:`check` puts what it builds: a :class:`bastion.scanner.registry.Registry`."""
+
+    def register(self, check: Check, /) -> Check: ...
+
+
+class Declarations:
+    """The checks :func:`check` built without an explicit registry, for the default one.
+
+    :mod:`bastion.scanner.registry` subscribes its ``REGISTRY`` at import: checks declared
+    before that are handed over then, in order; later ones at once (a duplicate id raises at
+    its import, as usual).
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[Check] = []
+        self._sink: CheckSink | None = None
+
+    def add(self, built: Check) -> None:
+        if self._sink is None:
+            self._pending.append(built)
+        else:
+            self._sink.register(built)
+
+    def subscribe(self, sink: CheckSink) -> None:
+        self._sink = sink
+        pending, self._pending = self._pending, []
+        for built in pending:
+            sink.register(built)
+
+
+DECLARED = Declarations()
+
+
 def check(
     *,
     id: str,  # the contract calls it "id"
@@ -136,13 +171,11 @@ def check(
     active: bool = False,
     needs_token: bool = False,
     cap: str | None = None,
-    registry: Registry | None = None,
+    registry: CheckSink | None = None,
 ) -> Callable[[Probe], Check]:
     """Decorator: turn ``async def probe(ctx)`` into a registered :class:`Check`."""
 
     def decorate(probe: Probe) -> Check:
-        from bastion.scanner.registry import REGISTRY
-
         built = Check(
             id=id,
             title=title,
@@ -156,7 +189,10 @@ def check(
             needs_token=needs_token,
             cap=cap,
         )
-        (registry if registry is not None else REGISTRY).register(built)
+        if registry is not None:
+            registry.register(built)
+        else:
+            DECLARED.add(built)
         return built
 
     return decorate

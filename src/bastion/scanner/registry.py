@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 
-from bastion.scanner.check import Check
+from bastion.scanner.check import DECLARED, Check
 from bastion.scanner.model import CATEGORIES
 
 
@@ -47,7 +47,9 @@ class Registry:
         return sorted(self._checks.values(), key=lambda c: (order[c.category], c.id))
 
 
+#: The default registry: every check declared with ``@check`` and no ``registry=`` lands here.
 REGISTRY = Registry()
+DECLARED.subscribe(REGISTRY)
 
 
 def load_default_checks() -> Registry:
@@ -55,11 +57,5 @@ def load_default_checks() -> Registry:
     from bastion.scanner import checks
 
     for name in checks.CHECK_MODULES:
-        try:
-            importlib.import_module(f"bastion.scanner.checks.{name}")
-        except ModuleNotFoundError as exc:
-            # A module still being written (e.g. checks/tls.py) must not break the scanner;
-            # any other missing import is a real error.
-            if exc.name != f"bastion.scanner.checks.{name}":
-                raise
+        importlib.import_module(f"bastion.scanner.checks.{name}")
     return REGISTRY

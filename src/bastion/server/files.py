@@ -1,7 +1,7 @@
 """The open-file limit: raised to what the connection cap needs, or the cap lowered, said once.
 
-Each connection is a file descriptor. With the usual soft limit of 1,024, 1,100 idle
-connections used to exhaust the process: every later ``accept`` failed and HTTPS stopped for
+Each connection is a file descriptor. Under the usual soft limit of 1,024, 1,100 idle
+connections would exhaust the process: every later ``accept`` fails and HTTPS stops for
 everyone. ``bastion serve`` raises the soft limit (``RLIMIT_NOFILE``, up to the hard limit,
 which an unprivileged process may do) to the connection cap plus :data:`RESERVED` descriptors
 for everything else (listening sockets, database and Redis connections, logs, the event

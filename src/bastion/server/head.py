@@ -117,7 +117,7 @@ class HeadBuffer:
         buffer = self.buffer
         limit = self.max_bytes
         start = self._scanned
-        if start == 0 and buffer[:1] in (b"\r", b"\n"):  # empty lines before a request line
+        if start == 0 and buffer.startswith((b"\r", b"\n")):  # empty lines before a request line
             del buffer[: len(buffer) - len(buffer.lstrip(b"\r\n"))]
         stop = min(len(buffer), limit)
         # The terminator may straddle the previous scan's end: look back 3 bytes.

@@ -32,7 +32,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# --- accounts (H3) ----------------------------------------------------------------------
+# --- accounts ---------------------------------------------------------------------------
 
 
 class User(Base):
@@ -79,7 +79,7 @@ class PasswordResetToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-# --- orders (H7) -------------------------------------------------------------------------
+# --- orders -----------------------------------------------------------------------------
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from bastion.scanner.tls.facts import CertificateInfo
@@ -115,7 +115,7 @@ def parse_certificate(der: bytes) -> CertificateInfo:
         ocsp = tuple(
             d.access_location.value
             for d in aia
-            if d.access_method == x509.AuthorityInformationAccessOID.OCSP
+            if d.access_method == AuthorityInformationAccessOID.OCSP
             and isinstance(d.access_location, x509.UniformResourceIdentifier)
         )
     crls: list[str] = []

@@ -388,6 +388,75 @@ def _cipher_order(first: Answer, second: Answer, a: int, b: int) -> Tri:
     return Untested(f"inconsistent picks {picked[0]:#06x}/{picked[1]:#06x}")
 
 
+#: RFC 8446 §4.2.7 (and RFC 8422 §5.1.1): NamedGroup x25519 = 0x001D. The key share the
+#: TLS 1.3 hellos carry (generated once per scan).
+X25519 = 29
+#: RFC 7507 §2 / RFC 8446 §6: the inappropriate_fallback alert, the right answer to a
+#: downgraded hello carrying TLS_FALLBACK_SCSV.
+ALERT_INAPPROPRIATE_FALLBACK = 86
+_LEGACY_NAMES = ("SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2")
+
+
+@dataclass(frozen=True)
+class _Reach:
+    """Phase 1: one hello per protocol and the two full handshakes."""
+
+    hello_answers: tuple[Answer, ...]  # in PROTOCOLS order
+    protocols: tuple[tuple[str, Tri], ...]
+    offered: tuple[str, ...]
+    plain: _Handshake  # any certificate accepted: what a client sees
+    verified: _Handshake  # against the system store and --ca-file
+
+    def failure(self, host: str, port: int) -> str | None:
+        """Why nothing more can be probed (no protocol and no certificate), or None."""
+        if self.offered or self.plain.leaf is not None:
+            return None
+        last = self.hello_answers[-1]
+        kinds = {a.kind for a in self.hello_answers}
+        if kinds <= {"refused"}:
+            return f"could not connect to {host}:{port}: {last.detail}"
+        if kinds & {"garbage"}:
+            return f"{host}:{port} does not speak TLS ({last.describe()})"
+        return f"no TLS handshake succeeded with {host}:{port} ({self.plain.error})"
+
+
+@dataclass(frozen=True)
+class _Offer:
+    """Phase 2: the suites per protocol, the groups, and the downgrade probe's answer."""
+
+    enum_versions: tuple[str, ...]  # offered protocols whose suites were enumerated
+    enumerations: dict[str, _Enumeration]
+    best_legacy: str | None  # the highest offered protocol below TLS 1.3
+    groups12: set[int] | str  # a str says why it is unknown
+    groups13: set[int] | str
+    fallback_version: str | None  # the second-highest TLS version, for the SCSV probe
+    fallback_answer: Answer | None
+
+
+@dataclass(frozen=True)
+class _Legacy:
+    """What the TLS 1.2-or-lower ServerHellos showed (extensions, compression, chain)."""
+
+    answers: tuple[Answer, ...]
+    compression: Tri
+    secure_renegotiation: Tri
+    extended_master_secret: Tri
+    ocsp_stapling: Tri
+
+
+@dataclass(frozen=True)
+class _KeyExchange:
+    dh_bits: int | Untested | None
+    ecdh_groups: tuple[int, ...] | Untested
+
+
+@dataclass(frozen=True)
+class _Chain:
+    der: tuple[bytes, ...]
+    parsed: tuple[CertificateInfo, ...]
+    complete: Tri
+
+
 async def probe_tls(
     host: str,
     port: int,
@@ -413,14 +482,70 @@ async def probe_tls(
     # name with several addresses could otherwise mix two servers' answers in one report).
     address, problem = await _resolve(host, port, handshake_timeout)
     semaphore = asyncio.Semaphore(max(1, concurrency))
-    run = _Run(address or host, port, sni, handshake_timeout, semaphore, (29, share))
+    run = _Run(address or host, port, sni, handshake_timeout, semaphore, (X25519, share))
     if address is None:
         unknown: Tri = Untested(problem)
         unreachable = tuple((name, unknown) for name in PROTOCOLS)
         return _failed(host, port, sni, problem, unreachable, stores, run, started)
-    legacy_names = ("SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2")
 
-    # -- phase 1: which protocols; the certificate as a client sees it; trust ----------------
+    reach = await _probe_protocols(run, ca_file)
+    failure = reach.failure(host, port)
+    if failure is not None:
+        return _failed(host, port, sni, failure, reach.protocols, stores, run, started)
+    offer = await _probe_offer(run, reach.offered)
+    server_order = await _probe_preference(run, offer)
+
+    accepted = _accepted_suites(offer)
+    gaps = tuple(
+        (name, gap) for name in offer.enum_versions if (gap := offer.enumerations[name].gap)
+    )
+    legacy = _legacy_observations(reach, offer)
+    fallback = _fallback_verdict(offer, run)  # before the chain: the notes keep their order
+    key_exchange = _key_exchange(legacy.answers, accepted, offer)
+    chain = _chain(legacy.answers, reach.plain, run)
+    name = sni or host
+    hostname: Tri = (
+        hostname_matches(chain.parsed[0], name)
+        if chain.parsed
+        else Untested("no certificate to compare")
+    )
+    trust = _trust(reach.verified, stores)
+    strict, strict_error = _strict(
+        list(chain.der), list(chain.parsed), chain.complete, trust, name, ca_file
+    )
+
+    return TLSFacts(
+        host=host,
+        address=run.host,
+        port=port,
+        server_name=sni,
+        failure=None,
+        protocols=reach.protocols,
+        accepted=accepted,
+        enumeration_gaps=gaps,
+        server_cipher_order=server_order,
+        compression=legacy.compression,
+        secure_renegotiation=legacy.secure_renegotiation,
+        extended_master_secret=legacy.extended_master_secret,
+        fallback_scsv=fallback,
+        ocsp_stapling=legacy.ocsp_stapling,
+        ecdh_groups=key_exchange.ecdh_groups,
+        dh_bits=key_exchange.dh_bits,
+        chain=chain.parsed,
+        chain_complete=chain.complete,
+        hostname_match=hostname,
+        trust=trust,
+        strict_chain=strict,
+        strict_chain_error=strict_error,
+        negotiated=reach.plain.negotiated,
+        handshakes=run.handshakes,
+        duration_s=time.perf_counter() - started,
+        notes=tuple(run.notes),
+    )
+
+
+async def _probe_protocols(run: _Run, ca_file: str | None) -> _Reach:
+    """Phase 1: which protocols; the certificate as a client sees it; trust."""
     async with asyncio.TaskGroup() as group:
         sslv2_task = group.create_task(run.sslv2())
         legacy_tasks = [
@@ -431,18 +556,18 @@ async def probe_tls(
                     want_flight=True,
                 )
             )
-            for name in legacy_names
+            for name in _LEGACY_NAMES
         ]
         tls13_task = group.create_task(run.hello(0x0304, [s.code for s in TLS13_SUITES]))
         plain_task = group.create_task(_handshake(run, _context_for(False, None)))
         verified_task = group.create_task(_verified_handshake(run, ca_file))
-    hello_answers = [sslv2_task.result(), *(t.result() for t in legacy_tasks), tls13_task.result()]
+    hello_answers = (sslv2_task.result(), *(t.result() for t in legacy_tasks), tls13_task.result())
     plain, verified = plain_task.result(), verified_task.result()
     protocols = tuple(
         (name, _protocol_result(name, answer))
         for name, answer in zip(PROTOCOLS, hello_answers, strict=True)
     )
-    offered = [name for name, value in protocols if value is True]
+    offered = tuple(name for name, value in protocols if value is True)
     if "TLSv1.2" in offered or "TLSv1.1" in offered or "TLSv1.0" in offered:
         # A server can choose TLS 1.3 and then fail it (e.g. no TLS 1.3 group in common);
         # clients then retry without 1.3, and so does the probe, so the certificate and
@@ -454,23 +579,14 @@ async def probe_tls(
         ):
             verified = await _verified_handshake(run, ca_file, max_tls12=True)
             run.notes.append("the TLS 1.3 handshake failed; trust was judged over TLS 1.2")
+    return _Reach(hello_answers, protocols, offered, plain, verified)
 
-    failure = None
-    if not offered and plain.leaf is None:
-        kinds = {a.kind for a in hello_answers}
-        if kinds <= {"refused"}:
-            failure = f"could not connect to {host}:{port}: {hello_answers[-1].detail}"
-        elif kinds & {"garbage"}:
-            failure = f"{host}:{port} does not speak TLS ({hello_answers[-1].describe()})"
-        else:
-            failure = f"no TLS handshake succeeded with {host}:{port} ({plain.error})"
-    if failure is not None:
-        return _failed(host, port, sni, failure, protocols, stores, run, started)
 
-    # -- phase 2: suites per protocol, groups, downgrade protection -------------------------
-    enum_versions = [name for name in offered if name != "SSLv2"]
+async def _probe_offer(run: _Run, offered: tuple[str, ...]) -> _Offer:
+    """Phase 2: suites per protocol, groups, downgrade protection (all concurrently)."""
+    enum_versions = tuple(name for name in offered if name != "SSLv2")
     tls_versions = [n for n in offered if n.startswith("TLS")]
-    best_legacy = next((n for n in reversed(legacy_names) if n in offered), None)
+    best_legacy = next((n for n in reversed(_LEGACY_NAMES) if n in offered), None)
     fallback_version = tls_versions[-2] if len(tls_versions) >= 2 else None
     async with asyncio.TaskGroup() as group:
         enum_tasks = {
@@ -495,26 +611,24 @@ async def probe_tls(
             if fallback_version
             else None
         )
-    enumerations = {name: task.result() for name, task in enum_tasks.items()}
-    groups12: set[int] | str = groups12_task.result() if groups12_task else set()
-    groups13: set[int] | str = groups13_task.result() if groups13_task else set()
-    fallback_answer = fallback_task.result() if fallback_task else None
+    return _Offer(
+        enum_versions=enum_versions,
+        enumerations={name: task.result() for name, task in enum_tasks.items()},
+        best_legacy=best_legacy,
+        groups12=groups12_task.result() if groups12_task else set(),
+        groups13=groups13_task.result() if groups13_task else set(),
+        fallback_version=fallback_version,
+        fallback_answer=fallback_task.result() if fallback_task else None,
+    )
 
-    accepted: list[AcceptedSuite] = []
-    gaps: list[tuple[str, str]] = []
-    order_index = {s.code: i for i, s in enumerate(LEGACY_SUITES + TLS13_SUITES)}
-    for name in enum_versions:
-        enumeration = enumerations[name]
-        for suite in sorted(enumeration.accepted.values(), key=lambda s: order_index[s.code]):
-            accepted.append(AcceptedSuite(name, suite))
-        if enumeration.gap:
-            gaps.append((name, enumeration.gap))
 
-    # -- phase 3: cipher preference ---------------------------------------------------------
+async def _probe_preference(run: _Run, offer: _Offer) -> Tri:
+    """Phase 3: whether the server picks by its own order (two suites offered both ways)."""
+    enumerations = offer.enumerations
+    best_legacy = offer.best_legacy
     order_version = best_legacy if best_legacy and enumerations.get(best_legacy) else None
     if order_version is None or len(enumerations[order_version].accepted) < 2:
         order_version = "TLSv1.3" if "TLSv1.3" in enumerations else order_version
-    server_order: Tri = Untested("fewer than two cipher suites accepted")
     if order_version is not None:
         codes = [s.code for s in enumerations[order_version].accepted.values()]
         if len(codes) >= 2:
@@ -523,23 +637,39 @@ async def probe_tls(
                 run.hello(VERSIONS[order_version], [a, b]),
                 run.hello(VERSIONS[order_version], [b, a]),
             )
-            server_order = _cipher_order(ordered[0], ordered[1], a, b)
+            return _cipher_order(ordered[0], ordered[1], a, b)
+    return Untested("fewer than two cipher suites accepted")
 
-    # -- what the legacy hellos showed ------------------------------------------------------
-    legacy_answers = [
-        a for name in enum_versions if name != "TLSv1.3" for a in enumerations[name].answers
-    ]
-    legacy_answers += [
+
+def _accepted_suites(offer: _Offer) -> tuple[AcceptedSuite, ...]:
+    """Every accepted suite, per protocol, in the suite table's order."""
+    order_index = {s.code: i for i, s in enumerate(LEGACY_SUITES + TLS13_SUITES)}
+    return tuple(
+        AcceptedSuite(name, suite)
+        for name in offer.enum_versions
+        for suite in sorted(
+            offer.enumerations[name].accepted.values(), key=lambda s: order_index[s.code]
+        )
+    )
+
+
+def _legacy_observations(reach: _Reach, offer: _Offer) -> _Legacy:
+    """What the TLS 1.2-or-lower hellos showed: extensions, compression, stapling."""
+    answers = [
         a
-        for name, a in zip(PROTOCOLS, hello_answers, strict=True)
-        if name in legacy_names and name in offered
+        for name in offer.enum_versions
+        if name != "TLSv1.3"
+        for a in offer.enumerations[name].answers
     ]
-    any_legacy = bool(legacy_answers)
+    answers += [
+        a
+        for name, a in zip(PROTOCOLS, reach.hello_answers, strict=True)
+        if name in _LEGACY_NAMES and name in reach.offered
+    ]
     no_legacy = Untested("no TLS 1.2-or-lower handshake to observe (TLS 1.3 only)")
-    compression: Tri = any(a.hello is not None and a.hello.compression != 0 for a in legacy_answers)
     ext_answers = [
         a
-        for a in legacy_answers
+        for a in answers
         if a.hello is not None and a.hello.version >= 0x0301  # SSLv3 has no extensions
     ]
 
@@ -548,34 +678,45 @@ async def probe_tls(
             return no_legacy
         return all(code in a.hello.extensions for a in ext_answers if a.hello is not None)
 
-    secure_reneg = extension_seen(_wire.EXT_RENEGOTIATION_INFO) if any_legacy else no_legacy
-    ems = extension_seen(_wire.EXT_EXTENDED_MASTER_SECRET) if any_legacy else no_legacy
     stapling: Tri = (
         any(_wire.EXT_STATUS_REQUEST in a.hello.extensions for a in ext_answers if a.hello)
         if ext_answers
         else Untested("TLS 1.3 staples inside the encrypted handshake; not observed")
     )
+    return _Legacy(
+        answers=tuple(answers),
+        compression=any(a.hello is not None and a.hello.compression != 0 for a in answers),
+        secure_renegotiation=extension_seen(_wire.EXT_RENEGOTIATION_INFO),
+        extended_master_secret=extension_seen(_wire.EXT_EXTENDED_MASTER_SECRET),
+        ocsp_stapling=stapling,
+    )
 
-    fallback: Tri
-    if fallback_version is None:
-        fallback = Untested("only one TLS version offered: there is nothing to downgrade to")
-    elif fallback_answer is None or fallback_answer.kind not in ("alert", "closed", "hello"):
-        detail = fallback_answer.describe() if fallback_answer else "nothing"
-        fallback = Untested(f"downgrade probe got {detail}")
-    elif fallback_answer.kind == "hello":
-        fallback = False
-    else:
-        # The same hello without the SCSV was accepted (the version is offered), so refusing
-        # it with the SCSV honours RFC 7507. The right alert is inappropriate_fallback (86),
-        # but some stacks (asyncio servers) close without flushing the alert.
-        fallback = True
-        if fallback_answer.alert != 86:
-            run.notes.append(
-                f"downgraded hello with TLS_FALLBACK_SCSV refused by {fallback_answer.describe()}"
-                " rather than the inappropriate_fallback alert"
-            )
 
-    # -- key exchange parameters ------------------------------------------------------------
+def _fallback_verdict(offer: _Offer, run: _Run) -> Tri:
+    """Whether a downgraded hello with TLS_FALLBACK_SCSV is refused (RFC 7507)."""
+    answer = offer.fallback_answer
+    if offer.fallback_version is None:
+        return Untested("only one TLS version offered: there is nothing to downgrade to")
+    if answer is None or answer.kind not in ("alert", "closed", "hello"):
+        detail = answer.describe() if answer else "nothing"
+        return Untested(f"downgrade probe got {detail}")
+    if answer.kind == "hello":
+        return False
+    # The same hello without the SCSV was accepted (the version is offered), so refusing it
+    # with the SCSV honours RFC 7507. The right alert is inappropriate_fallback, but some
+    # stacks (asyncio servers) close without flushing the alert.
+    if answer.alert != ALERT_INAPPROPRIATE_FALLBACK:
+        run.notes.append(
+            f"downgraded hello with TLS_FALLBACK_SCSV refused by {answer.describe()}"
+            " rather than the inappropriate_fallback alert"
+        )
+    return True
+
+
+def _key_exchange(
+    legacy_answers: Sequence[Answer], accepted: Sequence[AcceptedSuite], offer: _Offer
+) -> _KeyExchange:
+    """The smallest DH group a DHE handshake used, and the ECDH groups accepted."""
     dh_sizes: list[int] = []
     for answer in legacy_answers:
         if answer.hello is None or answer.server_key_exchange is None:
@@ -590,75 +731,40 @@ async def probe_tls(
     if dhe_accepted and not dh_sizes:
         dh_bits = Untested("a DHE suite was accepted but no ServerKeyExchange was read")
     ecdh_groups: tuple[int, ...] | Untested
-    if isinstance(groups12, str):
-        ecdh_groups = Untested(groups12)
-    elif isinstance(groups13, str):
-        ecdh_groups = Untested(groups13)
+    if isinstance(offer.groups12, str):
+        ecdh_groups = Untested(offer.groups12)
+    elif isinstance(offer.groups13, str):
+        ecdh_groups = Untested(offer.groups13)
     else:
-        ecdh_groups = tuple(sorted(groups12 | groups13))
+        ecdh_groups = tuple(sorted(offer.groups12 | offer.groups13))
+    return _KeyExchange(dh_bits, ecdh_groups)
 
-    # -- certificates -----------------------------------------------------------------------
-    raw_chain: list[bytes] = []
-    for answer in legacy_answers:
-        if answer.certificates:
-            raw_chain = answer.certificates
-            break
+
+def _chain(legacy_answers: Sequence[Answer], plain: _Handshake, run: _Run) -> _Chain:
+    """The certificate chain: the TLS 1.2 Certificate message when it starts with the leaf
+    the default handshake saw (TLS 1.3 encrypts it), else that leaf alone."""
+    raw_chain: list[bytes] = next((a.certificates for a in legacy_answers if a.certificates), [])
     chain_der: list[bytes]
-    chain_complete: Tri
+    complete: Tri
     if plain.leaf is not None and raw_chain and raw_chain[0] == plain.leaf:
-        chain_der, chain_complete = raw_chain, True
+        chain_der, complete = raw_chain, True
     elif plain.leaf is not None:
         chain_der = [plain.leaf]
-        chain_complete = Untested(
+        complete = Untested(
             "only the leaf was read (TLS 1.3 encrypts the Certificate message)"
             if not raw_chain
             else "the TLS 1.2 chain starts with a different certificate than TLS 1.3 serves"
         )
     else:
-        chain_der, chain_complete = raw_chain, bool(raw_chain) or Untested("no certificate read")
-    chain: list[CertificateInfo] = []
+        chain_der, complete = raw_chain, bool(raw_chain) or Untested("no certificate read")
+    parsed: list[CertificateInfo] = []
     for der in chain_der:
         try:
-            chain.append(parse_certificate_quietly(der))
+            parsed.append(parse_certificate_quietly(der))
         except Exception as exc:  # any certificate the server sends is target input
             run.notes.append(f"unparseable certificate in the chain: {exc}")
             break
-    name = sni or host
-    hostname: Tri = (
-        hostname_matches(chain[0], name) if chain else Untested("no certificate to compare")
-    )
-
-    trust = _trust(verified, stores)
-    strict, strict_error = _strict(chain_der, chain, chain_complete, trust, name, ca_file)
-
-    return TLSFacts(
-        host=host,
-        address=run.host,
-        port=port,
-        server_name=sni,
-        failure=None,
-        protocols=protocols,
-        accepted=tuple(accepted),
-        enumeration_gaps=tuple(gaps),
-        server_cipher_order=server_order,
-        compression=compression if any_legacy else False,
-        secure_renegotiation=secure_reneg,
-        extended_master_secret=ems,
-        fallback_scsv=fallback,
-        ocsp_stapling=stapling,
-        ecdh_groups=ecdh_groups,
-        dh_bits=dh_bits,
-        chain=tuple(chain),
-        chain_complete=chain_complete,
-        hostname_match=hostname,
-        trust=trust,
-        strict_chain=strict,
-        strict_chain_error=strict_error,
-        negotiated=plain.negotiated,
-        handshakes=run.handshakes,
-        duration_s=time.perf_counter() - started,
-        notes=tuple(run.notes),
-    )
+    return _Chain(tuple(chain_der), tuple(parsed), complete)
 
 
 LEGACY_BY_CODE = {s.code: s for s in LEGACY_SUITES}
