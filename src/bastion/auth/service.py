@@ -45,9 +45,25 @@ DEFAULT_ROLE = "user"
 MAX_EMAIL_LENGTH = 254  # RFC 5321 §4.5.3.1.3 path limit minus the angle brackets
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_SPACE = " \t\n\v\f\r"
+
+
+def stored_email(email: str) -> str:
+    """The address as it is kept and mailed to: as typed, surrounding ASCII white space removed."""
+    return email.strip(_SPACE)
+
+
 def normalize_email(email: str) -> str:
-    """Trimmed and case-folded: one account per mailbox however it is typed."""
-    return email.strip().casefold()
+    """The lookup key of an address: trimmed, with ASCII letters (and only those) lower-cased.
+
+    Unicode case folding would merge different mailboxes: ``casefold()`` maps ``ß`` to
+    ``ss``, the Kelvin sign to ``k`` and ``ﬁ`` to ``fi``, so ``owner@straße.de`` and
+    ``owner@strasse.de`` (two IDNA2008 domains) would share one account and a reset for
+    the second would reset the first. ASCII case is the only folding every mail system
+    agrees on for domains, and the one users expect for local parts.
+    """
+    return stored_email(email).translate(_ASCII_LOWER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +97,17 @@ class AccountStore(Protocol):
     row count decides), so concurrent calls with one token succeed at most once.
     """
 
-    async def find_by_email(self, email: str) -> Account | None: ...
+    async def find_by_email(self, email: str) -> Account | None:
+        """The account whose :func:`normalize_email` key equals *email* (already a key)."""
+        ...
 
     async def get(self, user_id: uuid.UUID) -> Account | None: ...
 
     async def create(self, account: Account) -> bool:
-        """Insert; False (and no change) when the email already has an account."""
+        """Insert; False (and no change) when the email's key already has an account.
+
+        ``account.email`` is the address as typed (trimmed); the store keys it with
+        :func:`normalize_email`."""
         ...
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None: ...
@@ -178,7 +199,7 @@ class AuthService:
         Raises :class:`~bastion.auth.errors.WeakPassword` when the policy refuses the
         password (that answer does not depend on the email being known).
         """
-        email = normalize_email(email)
+        email = stored_email(email)
         self.policy.check(password, email=email)
         password_hash = await self._argon2(self.hasher.hash, password)
         await self.store.create(Account(uuid.uuid4(), email, password_hash, DEFAULT_ROLE))

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import false
 
-from bastion.auth.service import Account, Rotation, RotationResult
+from bastion.auth.service import Account, Rotation, RotationResult, normalize_email
 from bastion.service.db import Database
 from bastion.service.models import PasswordResetToken, RefreshToken, User
 
@@ -43,7 +43,7 @@ class SqlAccountStore:
 
     async def find_by_email(self, email: str) -> Account | None:
         async with self.database.session() as session:
-            user = await session.scalar(select(User).where(User.email == email))
+            user = await session.scalar(select(User).where(User.email_key == email))
             return _account(user) if user is not None else None
 
     async def get(self, user_id: uuid.UUID) -> Account | None:
@@ -57,13 +57,14 @@ class SqlAccountStore:
                 User(
                     id=account.id,
                     email=account.email,
+                    email_key=normalize_email(account.email),
                     password_hash=account.password_hash,
                     role=account.role,
                 )
             )
             try:
                 await session.commit()
-            except IntegrityError:  # the unique email: someone has this address already
+            except IntegrityError:  # the unique email key: someone has this address already
                 await session.rollback()
                 return False
             return True
