@@ -19,6 +19,7 @@ at a time so a burst of logins cannot exhaust memory (19 MiB each with the OWASP
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -36,10 +37,12 @@ from bastion.auth.errors import (
     RefreshTokenReused,
 )
 from bastion.auth.passwords import PasswordHasher, PasswordPolicy
+from bastion.auth.revocation import MemoryRevocations, Revocations
 from bastion.auth.tokens import IssuedToken, TokenIssuer
 from bastion.errors import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger("bastion.auth")
 
 DEFAULT_ROLE = "user"
 MAX_EMAIL_LENGTH = 254  # RFC 5321 §4.5.3.1.3 path limit minus the angle brackets
@@ -88,6 +91,7 @@ class Rotation(Enum):
 class RotationResult:
     outcome: Rotation
     account: Account | None = None
+    user_id: uuid.UUID | None = None  # REUSED: whose tokens were revoked
 
 
 class AccountStore(Protocol):
@@ -120,7 +124,9 @@ class AccountStore(Protocol):
         self, *, token_hash: str, new_hash: str, now: float, expires_at: float
     ) -> RotationResult: ...
 
-    async def revoke_refresh(self, token_hash: str, now: float) -> None: ...
+    async def revoke_refresh(self, token_hash: str, now: float) -> uuid.UUID | None:
+        """Revoke a live token; its user (None when it was unknown or already revoked)."""
+        ...
 
     async def revoke_family(self, family_id: uuid.UUID, now: float) -> None:
         """Revoke every live token of one family (a login and its rotations)."""
@@ -165,6 +171,7 @@ class AuthService:
         reset_ttl: int = reset.DEFAULT_TTL,
         hash_concurrency: int | None = None,
         clock: Callable[[], float] = time.time,
+        revocations: Revocations | None = None,
     ) -> None:
         if refresh_ttl <= 0 or reset_ttl <= 0:
             raise ConfigError("refresh_ttl/reset_ttl", "must be positive")
@@ -179,6 +186,10 @@ class AuthService:
         self.refresh_ttl = refresh_ttl
         self.reset_ttl = reset_ttl
         self.clock = clock
+        #: Access-token revocations (logout, reset, reuse): in-process unless shared.
+        self.revocations: Revocations = revocations or MemoryRevocations(
+            ttl=issuer.ttl, clock=clock
+        )
         slots = hash_concurrency or max(2, os.cpu_count() or 2)
         self._hash_slots = threading.BoundedSemaphore(slots)
 
@@ -242,8 +253,25 @@ class AuthService:
             family_id=family_id,
             expires_at=self.clock() + self.refresh_ttl,
         )
-        access = self.issuer.issue(account.id, account.role)
+        access = await self._issue(account)
         return Session(access, token, self.refresh_ttl, family_id)
+
+    async def _issue(self, account: Account) -> IssuedToken:
+        """An access token that the user's latest revocation does not refuse: ``iat`` has
+        one-second resolution, so within the second of a revocation wait for the next one
+        (a login right after a logout or a reset would otherwise get a dead token)."""
+        wait = self.revocations.not_before(account.id) + 1 - self.clock()
+        if wait > 0:
+            await asyncio.sleep(min(wait, 1.0) + 0.001)
+        return self.issuer.issue(account.id, account.role)
+
+    async def revoke_access(self, user_id: uuid.UUID) -> None:
+        """Refuse every access token of *user_id* issued up to now (every process sharing
+        the revocations store, within a second)."""
+        try:
+            await self.revocations.revoke(user_id, self.clock())
+        except Exception as exc:  # the store is down: the refresh tokens are revoked anyway
+            log.error("access tokens of %s not revoked: %s", user_id, type(exc).__name__)
 
     async def revoke_family(self, family_id: uuid.UUID) -> None:
         """Revoke a family's live tokens (e.g. those issued from a replayed OAuth code)."""
@@ -268,16 +296,23 @@ class AuthService:
             expires_at=now + self.refresh_ttl,
         )
         if result.outcome is Rotation.REUSED:
+            if result.user_id is not None:
+                await self.revoke_access(result.user_id)
             raise RefreshTokenReused("revoked token presented again; user's tokens revoked")
         if result.outcome is not Rotation.ROTATED or result.account is None:
             raise InvalidRefreshToken("unknown or expired")
-        access = self.issuer.issue(result.account.id, result.account.role)
+        access = await self._issue(result.account)
         return Session(access, successor, self.refresh_ttl)
 
-    async def logout(self, token: str | None) -> None:
-        """Revoke *token* if it is one of ours; idempotent (the cookie is cleared anyway)."""
-        if token is not None and refresh.well_formed(token):
-            await self.store.revoke_refresh(refresh.digest(token), self.clock())
+    async def logout(self, token: str | None) -> uuid.UUID | None:
+        """Revoke *token* if it is one of ours, and every access token of its user; the
+        user, or None (idempotent: the cookie is cleared anyway)."""
+        if token is None or not refresh.well_formed(token):
+            return None
+        user_id = await self.store.revoke_refresh(refresh.digest(token), self.clock())
+        if user_id is not None:
+            await self.revoke_access(user_id)
+        return user_id
 
     # --- password reset ---------------------------------------------------------------
 
@@ -317,3 +352,4 @@ class AuthService:
             token_hash=token_hash, now=self.clock(), password_hash=password_hash
         ):
             raise InvalidResetToken("used or expired meanwhile")  # a concurrent confirm won
+        await self.revoke_access(account.id)

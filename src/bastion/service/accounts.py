@@ -132,15 +132,20 @@ class SqlAccountStore:
                 return RotationResult(Rotation.INVALID)  # unknown, or expired but not revoked
             # A revoked token came back: someone else holds a copy (RFC 9700 §4.14.2).
             await self._revoke_user(session, seen.user_id, moment)
-            return RotationResult(Rotation.REUSED)
+            return RotationResult(Rotation.REUSED, user_id=seen.user_id)
 
-    async def revoke_refresh(self, token_hash: str, now: float) -> None:
+    async def revoke_refresh(self, token_hash: str, now: float) -> uuid.UUID | None:
         async with self.database.session() as session, session.begin():
-            await session.execute(
-                update(RefreshToken)
-                .where(RefreshToken.token_hash == token_hash, RefreshToken.revoked == false())
-                .values(revoked=True, revoked_at=_at(now))
-            )
+            user_id: uuid.UUID | None = (
+                await session.execute(
+                    update(RefreshToken)
+                    .where(RefreshToken.token_hash == token_hash, RefreshToken.revoked == false())
+                    .values(revoked=True, revoked_at=_at(now))
+                    .returning(RefreshToken.user_id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).scalar()
+            return user_id
 
     async def revoke_family(self, family_id: uuid.UUID, now: float) -> None:
         async with self.database.session() as session, session.begin():

@@ -50,9 +50,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await app.state.revocations.start()  # subscribed before the first request
         try:
             yield
         finally:
+            await app.state.revocations.aclose()
             await _close_mailer(app)
             app.state.key_ring.close()  # a database ring's watcher thread and connections
             await database.close()

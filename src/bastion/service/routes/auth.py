@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Cookie, FastAPI, Response
+from fastapi import APIRouter, BackgroundTasks, Cookie, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
@@ -31,6 +31,7 @@ from bastion.auth.errors import (
 )
 from bastion.auth.keys import KeyRing
 from bastion.auth.passwords import MAX_LENGTH, MIN_LENGTH, PasswordHasher
+from bastion.auth.revocation import MemoryRevocations, RedisRevocations, Revocations
 from bastion.auth.service import AuthService, Session
 from bastion.auth.tokens import TokenIssuer
 from bastion.config import Settings
@@ -236,8 +237,11 @@ async def refresh(auth: Auth, refresh_token: RefreshCookie = None) -> JSONRespon
     response_class=Response,
     responses=_LIMITED,
 )
-async def logout(auth: Auth, refresh_token: RefreshCookie = None) -> Response:
-    await auth.logout(refresh_token)
+async def logout(request: Request, auth: Auth, refresh_token: RefreshCookie = None) -> Response:
+    user_id = await auth.logout(refresh_token)  # its access tokens are refused from now on
+    oauth = getattr(request.app.state, "oauth", None)
+    if user_id is not None and oauth is not None:  # the OAuth login sessions end too
+        await oauth.end_sessions(user_id)
     response = Response(status_code=204)
     if refresh_token is not None:  # clear only a cookie we were sent (see _refused_refresh)
         response.headers.append("set-cookie", refresh_tokens.clear_cookie_header())
@@ -299,6 +303,14 @@ def key_ring(settings: Settings) -> KeyRing:
     return signing_keys.key_ring(settings, watch=True)
 
 
+def revocations(settings: Settings) -> Revocations:
+    """Access-token revocations shared like the rate limits: Redis when configured."""
+    ttl = settings.access_token_ttl
+    if settings.redis_url:
+        return RedisRevocations(settings.redis_url, ttl=ttl)
+    return MemoryRevocations(ttl=ttl)
+
+
 def prepare_keys(settings: Settings) -> None:
     """Import an on-disk ring into the database on the first start against it, and generate
     the signing key if there is none (run once by the parent before workers)."""
@@ -331,6 +343,7 @@ def install(app: FastAPI, *, password_hasher: PasswordHasher | None = None) -> N
         required_claims=("iat", "jti", "role", "type"),  # what the service's tokens carry
         typ=("JWT",),
     )
+    app.state.revocations = revocations(settings)
     app.state.auth = AuthService(
         SqlAccountStore(app.state.database),
         issuer,
@@ -338,6 +351,7 @@ def install(app: FastAPI, *, password_hasher: PasswordHasher | None = None) -> N
         reset_base_url=settings.issuer,
         hasher=password_hasher,
         refresh_ttl=settings.refresh_token_ttl,
+        revocations=app.state.revocations,
     )
     app.include_router(router)
     app.include_router(me.router)
