@@ -42,6 +42,8 @@ class SqlAccountStore:
         self.database = database
 
     async def find_by_email(self, email: str) -> Account | None:
+        if "\x00" in email:  # no account has one; PostgreSQL would refuse the statement
+            return None
         async with self.database.session() as session:
             user = await session.scalar(select(User).where(User.email_key == email))
             return _account(user) if user is not None else None

@@ -15,11 +15,12 @@ answers and timing, rotation, reuse detection). What lives here is HTTP:
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Cookie, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
 from bastion.auth import refresh as refresh_tokens
 from bastion.auth.bearer import BearerAuth
@@ -46,29 +47,45 @@ from bastion.service.schemas import ErrorBody
 
 log = logging.getLogger("bastion.auth")
 
-# The same rule as a JSON Schema pattern and for pydantic: a local part and a domain without
-# spaces, controls or a second "@" (deliverability is the mail system's business), with
-# surrounding ASCII white space allowed, since the address is trimmed before use.
-_SPACE = " \t\n\v\f\r"
-EMAIL_PATTERN = (
-    r"^[\t\n\v\f\r ]*"
-    r"[^@\u0000-\u0020\u007f-\u009f]{1,64}@[^@\u0000-\u0020\u007f-\u009f]{1,253}"
-    r"[\t\n\v\f\r ]*$"
-)
+# A local part and a domain without spaces, controls or a second "@" (deliverability is the
+# mail system's business), with surrounding spaces allowed, since the address is trimmed.
+EMAIL_PATTERN = r"^ *[^@\u0000-\u0020\u007f-\u009f]{1,64}@[^@\u0000-\u0020\u007f-\u009f]{1,253} *$"
+_CONTROL = re.compile("[\u0000-\u001f]")
+
+
+def _no_controls(value: object) -> object:
+    """NUL or another C0 control anywhere (tab and newline included): refused before any
+    other check, so it never reaches a lookup, a log line or the database."""
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _no_nul(value: object) -> object:
+    """Passwords may hold any character but NUL (a C string terminator in many stacks)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL")
+    return value
+
+
+NoControls = BeforeValidator(_no_controls)
+NoNul = BeforeValidator(_no_nul)
 
 Email = Annotated[
     StrictStr,
     Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN, examples=["ada@example.com"]),
-    AfterValidator(lambda value: value.strip(_SPACE)),
+    AfterValidator(lambda value: value.strip(" ")),
+    NoControls,
 ]
 NewPassword = Annotated[
     StrictStr,
     Field(
         min_length=MIN_LENGTH,
         max_length=MAX_LENGTH,
-        description="15-128 characters, any characters; common passwords and passwords "
-        "containing the email's local part are refused (NIST SP 800-63B-4)",
+        description="15-128 characters, any characters but NUL; common passwords and "
+        "passwords containing the email's local part are refused (NIST SP 800-63B-4)",
     ),
+    NoNul,
 ]
 
 
@@ -83,8 +100,8 @@ class Registration(_Body):
 
 class Credentials(_Body):
     # Any string: a malformed email is simply an unknown one (same 401, same time).
-    email: Annotated[StrictStr, Field(min_length=1, max_length=254)]
-    password: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+    email: Annotated[StrictStr, Field(min_length=1, max_length=254), NoControls]
+    password: Annotated[StrictStr, Field(min_length=1, max_length=1024), NoNul]
 
 
 class ResetRequest(_Body):
@@ -92,7 +109,7 @@ class ResetRequest(_Body):
 
 
 class ResetConfirmation(_Body):
-    token: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+    token: Annotated[StrictStr, Field(min_length=1, max_length=256), NoControls]
     password: NewPassword
 
 
