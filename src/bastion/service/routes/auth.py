@@ -185,6 +185,31 @@ def _refused_refresh(token_presented: bool) -> HTTPError:
     return HTTPError(401, InvalidRefreshToken.public_message, headers=headers)
 
 
+_COOKIE_PREFIX = refresh_tokens.COOKIE_NAME.encode() + b"="
+
+
+def _refuse_cookie_pairs(request: Request) -> None:
+    """Refuse a request carrying more than one ``refresh_token`` cookie (``401``, nothing
+    rotated, nothing cleared).
+
+    A sibling subdomain can plant a second ``refresh_token`` (``Domain=`` the parent, a
+    longer ``Path``); the browser sends both and a parser keeps one of them, so the victim
+    would silently rotate into the attacker's account. Clearing ours would leave only the
+    planted one: the answer clears nothing.
+    """
+    count = 0
+    for name, value in request.scope["headers"]:
+        if name == b"cookie":
+            count += sum(1 for pair in value.split(b";") if pair.strip().startswith(_COOKIE_PREFIX))
+    if count > 1:
+        raise HTTPError(
+            401,
+            InvalidRefreshToken.public_message,
+            headers=[(b"www-authenticate", INVALID_CHALLENGE["WWW-Authenticate"].encode())],
+            detail="more than one refresh_token cookie",
+        )
+
+
 RefreshCookie = Annotated[
     str | None,
     Cookie(
@@ -238,7 +263,10 @@ async def login(body: Credentials, auth: Auth) -> JSONResponse:
     response_model=TokenResponse,
     responses={**_COOKIE_401, **_LIMITED},
 )
-async def refresh(auth: Auth, refresh_token: RefreshCookie = None) -> JSONResponse:
+async def refresh(
+    request: Request, auth: Auth, refresh_token: RefreshCookie = None
+) -> JSONResponse:
+    _refuse_cookie_pairs(request)
     try:
         session = await auth.refresh(refresh_token)
     except InvalidRefreshToken as exc:
@@ -255,6 +283,7 @@ async def refresh(auth: Auth, refresh_token: RefreshCookie = None) -> JSONRespon
     responses=_LIMITED,
 )
 async def logout(request: Request, auth: Auth, refresh_token: RefreshCookie = None) -> Response:
+    _refuse_cookie_pairs(request)
     user_id = await auth.logout(refresh_token)  # its access tokens are refused from now on
     oauth = getattr(request.app.state, "oauth", None)
     if user_id is not None and oauth is not None:  # the OAuth login sessions end too
