@@ -45,6 +45,7 @@ T = TypeVar("T")
 log = logging.getLogger("bastion.auth")
 
 DEFAULT_ROLE = "user"
+RESET_MAILS_PER_HOUR = 3  # per account: a mail bomb gets 3 mails, a forgetful user enough
 MAX_EMAIL_LENGTH = 254  # RFC 5321 §4.5.3.1.3 path limit minus the angle brackets
 
 
@@ -133,8 +134,18 @@ class AccountStore(Protocol):
         ...
 
     async def add_reset(
-        self, *, token_hash: str, user_id: uuid.UUID, expires_at: float
-    ) -> None: ...
+        self,
+        *,
+        token_hash: str,
+        user_id: uuid.UUID,
+        expires_at: float,
+        now: float | None = None,
+        limit: int | None = None,
+        window: float = 3600.0,
+    ) -> bool:
+        """Store a reset token; with *limit*, only while the user got fewer than *limit*
+        in the last *window* seconds (atomically: False and nothing stored otherwise)."""
+        ...
 
     async def reset_account(self, token_hash: str, now: float) -> Account | None:
         """The account of a live (unused, unexpired) reset token, without using it up."""
@@ -172,6 +183,7 @@ class AuthService:
         hash_concurrency: int | None = None,
         clock: Callable[[], float] = time.time,
         revocations: Revocations | None = None,
+        reset_mails_per_hour: int = RESET_MAILS_PER_HOUR,
     ) -> None:
         if refresh_ttl <= 0 or reset_ttl <= 0:
             raise ConfigError("refresh_ttl/reset_ttl", "must be positive")
@@ -186,6 +198,7 @@ class AuthService:
         self.refresh_ttl = refresh_ttl
         self.reset_ttl = reset_ttl
         self.clock = clock
+        self.reset_mails_per_hour = reset_mails_per_hour
         #: Access-token revocations (logout, reset, reuse): in-process unless shared.
         self.revocations: Revocations = revocations or MemoryRevocations(
             ttl=issuer.ttl, clock=clock
@@ -326,11 +339,20 @@ class AuthService:
         if account is None:
             return
         token = reset.new_token()
-        await self.store.add_reset(
+        now = self.clock()
+        if not await self.store.add_reset(
             token_hash=reset.digest(token),
             user_id=account.id,
-            expires_at=self.clock() + self.reset_ttl,
-        )
+            expires_at=now + self.reset_ttl,
+            now=now,
+            limit=self.reset_mails_per_hour,
+            window=3600.0,
+        ):
+            # Mail bombing, or a user clicking "send again": nothing sent, the same 202.
+            log.warning(
+                "password-reset mail not sent to account %s: hourly budget spent", account.id
+            )
+            return
         link = reset.reset_link(self.reset_base_url, token)
         await self.mailer.send(account.email, reset.SUBJECT, reset.reset_text(link, self.reset_ttl))
 

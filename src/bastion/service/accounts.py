@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import false
@@ -167,13 +167,44 @@ class SqlAccountStore:
 
     # --- password reset -------------------------------------------------------------------
 
-    async def add_reset(self, *, token_hash: str, user_id: uuid.UUID, expires_at: float) -> None:
+    async def add_reset(
+        self,
+        *,
+        token_hash: str,
+        user_id: uuid.UUID,
+        expires_at: float,
+        now: float | None = None,
+        limit: int | None = None,
+        window: float = 3600.0,
+    ) -> bool:
+        """Store a reset token; with *limit*, only if the user got fewer than *limit* reset
+        tokens in the last *window* seconds (False, nothing stored, otherwise).
+
+        The budget is checked under a write lock on the user's row (PostgreSQL's row lock,
+        SQLite's database write lock, both taken by a no-op UPDATE before the count), so a
+        burst of concurrent requests cannot each see room for one more."""
         async with self.database.session() as session, session.begin():
+            if limit is not None and now is not None:
+                await session.execute(update(User).where(User.id == user_id).values(role=User.role))
+                recent = await session.scalar(
+                    select(func.count())
+                    .select_from(PasswordResetToken)
+                    .where(
+                        PasswordResetToken.user_id == user_id,
+                        PasswordResetToken.created_at > _at(now - window),
+                    )
+                )
+                if (recent or 0) >= limit:
+                    return False
             session.add(
                 PasswordResetToken(
-                    token_hash=token_hash, user_id=user_id, expires_at=_at(expires_at)
+                    token_hash=token_hash,
+                    user_id=user_id,
+                    expires_at=_at(expires_at),
+                    **({"created_at": _at(now)} if now is not None else {}),
                 )
             )
+            return True
 
     async def reset_account(self, token_hash: str, now: float) -> Account | None:
         async with self.database.session() as session:
