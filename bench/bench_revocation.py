@@ -33,6 +33,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bastion.auth.key_encryption import generate
 from bastion.config import load_settings
 from bastion.log import configure
 from bastion.service import deps
@@ -60,6 +61,8 @@ async def measure(args: argparse.Namespace, tmp: Path, url: str | None) -> None:
         api_slowdown_after=OUT_OF_REACH,
         auth_limit=f"{OUT_OF_REACH}/15m",
         log_level="warning",
+        # PostgreSQL keeps the signing keys in the database, sealed with this key
+        key_encryption_key=None if url is None else generate(),
     )
     configure(settings.log_level)
     await prepare(settings)
