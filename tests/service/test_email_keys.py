@@ -99,3 +99,26 @@ async def test_the_key_is_unique_after_the_upgrade(legacy: Database) -> None:
 
     assert not await store.create(Account(uuid.uuid4(), "GRACE@example.COM", "-", "user"))
     assert await store.create(Account(uuid.uuid4(), "grâce@example.com", "-", "user"))
+
+
+@pytest.mark.postgres
+async def test_a_failed_statement_never_carries_its_parameters() -> None:
+    """Issue 13: a NUL reaching PostgreSQL made a 500 whose logged message held the SQL
+    parameters, the email included. The engine now hides them."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bastion.service.models import User
+
+    async with postgres_database() as url:
+        database = Database(url)
+        try:
+            await database.create_schema()
+            email = "secret-person@example.test\x00"
+            async with database.session() as session:
+                with pytest.raises(SQLAlchemyError) as failed:
+                    await session.execute(select(User).where(User.email == email))
+            assert "secret-person" not in str(failed.value)
+            assert "hidden" in str(failed.value)  # SQLAlchemy's placeholder for them
+        finally:
+            await database.close()
