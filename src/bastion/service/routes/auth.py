@@ -70,6 +70,9 @@ def _no_nul(value: object) -> object:
 
 NoControls = BeforeValidator(_no_controls)
 NoNul = BeforeValidator(_no_nul)
+# The same rules in the published JSON Schema (the validators above enforce them).
+_NO_CONTROLS = {"pattern": r"^[^\u0000-\u001f]*$"}
+_NO_NUL = {"pattern": r"^[^\u0000]*$"}
 
 Email = Annotated[
     StrictStr,
@@ -84,6 +87,7 @@ NewPassword = Annotated[
         max_length=MAX_LENGTH,
         description="15-128 characters, any characters but NUL; common passwords and "
         "passwords containing the email's local part are refused (NIST SP 800-63B-4)",
+        json_schema_extra=_NO_NUL,
     ),
     NoNul,
 ]
@@ -100,8 +104,12 @@ class Registration(_Body):
 
 class Credentials(_Body):
     # Any string: a malformed email is simply an unknown one (same 401, same time).
-    email: Annotated[StrictStr, Field(min_length=1, max_length=254), NoControls]
-    password: Annotated[StrictStr, Field(min_length=1, max_length=1024), NoNul]
+    email: Annotated[
+        StrictStr, Field(min_length=1, max_length=254, json_schema_extra=_NO_CONTROLS), NoControls
+    ]
+    password: Annotated[
+        StrictStr, Field(min_length=1, max_length=1024, json_schema_extra=_NO_NUL), NoNul
+    ]
 
 
 class ResetRequest(_Body):
@@ -109,7 +117,9 @@ class ResetRequest(_Body):
 
 
 class ResetConfirmation(_Body):
-    token: Annotated[StrictStr, Field(min_length=1, max_length=256), NoControls]
+    token: Annotated[
+        StrictStr, Field(min_length=1, max_length=256, json_schema_extra=_NO_CONTROLS), NoControls
+    ]
     password: NewPassword
 
 
