@@ -320,3 +320,33 @@ def test_a_pre_existing_world_readable_data_dir_is_made_private(tmp_path: Path) 
         assert "permissions tightened" in log and "outbox.jsonl: 0644 -> 0600" in log
     finally:
         server.stop()
+
+
+# --- ES256 malleability (done on main; checked here from outside) -----------------------------
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def test_the_high_s_twin_and_spare_bit_spellings_of_a_live_token_are_refused(
+    server: Server,
+) -> None:
+    import base64
+
+    with server.client() as client:
+        email = new_email()
+        password = register(client, email)
+        token = login(client, email, password).json()["access_token"]
+        assert me_status(client, token) == 200
+        signing_input, _, sig = token.rpartition(".")
+        raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+        assert int.from_bytes(raw[32:], "big") <= P256_ORDER // 2  # issued low-S
+        high = raw[:32] + (P256_ORDER - int.from_bytes(raw[32:], "big")).to_bytes(32, "big")
+        twin = base64.urlsafe_b64encode(high).rstrip(b"=").decode()
+        assert me_status(client, f"{signing_input}.{twin}") == 401
+        # The signature segment (64 bytes: 86 characters, 2 spare bits) spelled differently.
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        last = alphabet.index(sig[-1])
+        for bits in (1, 2, 3):
+            variant = sig[:-1] + alphabet[last | bits]
+            if variant != sig:
+                assert me_status(client, f"{signing_input}.{variant}") == 401
