@@ -98,8 +98,18 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         await database.close()
 
 
-def test_emails_are_trimmed_and_case_folded() -> None:
+def test_emails_are_trimmed_and_only_ascii_letters_fold() -> None:
     assert normalize_email("  Ada.Lovelace@Example.COM ") == "ada.lovelace@example.com"
+    # Unicode folding would merge different mailboxes (issue 13): nothing else folds.
+    for typed, other in [
+        ("owner@straße.de", "owner@strasse.de"),
+        ("\u212aelvin@example.com", "kelvin@example.com"),  # KELVIN SIGN
+        ("\ufb01nance@example.com", "finance@example.com"),  # LATIN SMALL LIGATURE FI
+        ("ＡＤＡ@example.com", "ada@example.com"),  # fullwidth
+        ("ÉLODIE@example.com", "élodie@example.com"),  # non-ASCII case stays as typed
+    ]:
+        assert normalize_email(typed) != normalize_email(other)
+    assert normalize_email("ÉLODIE@EXAMPLE.COM") == "Élodie@example.com"
 
 
 async def test_register_then_login_gives_a_verifiable_access_token(world: World) -> None:
@@ -107,7 +117,7 @@ async def test_register_then_login_gives_a_verifiable_access_token(world: World)
     session = await world.service.login(" ada@example.COM", PASSWORD)
     principal = world.verifier.verify_access(session.access.token)
     account = await world.service.account(principal.user_id)
-    assert account is not None and account.email == "ada@example.com"
+    assert account is not None and account.email == "Ada@Example.com"  # stored as typed
     assert principal.role == "user"
     assert len(session.refresh_token) == 43 and session.refresh_max_age == 7 * 86400
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bastion.service import migrate
 from bastion.service.db import Database
 from tests.conftest import start_server
 from tests.service.auth_db import database_env, postgres_database_sync, sqlite_url
+from tests.service.legacy_schema import create_legacy_schema
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +33,8 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, st
 def _previous_release_schema(url: str) -> None:
     async def create() -> None:
         database = Database(url)
-        metadata = migrate.target_metadata()
-        tables = [metadata.tables[name] for name in migrate.KNOWN_SCHEMAS["0001"]]
         try:
-            async with database.engine.begin() as conn:
-                await conn.run_sync(metadata.create_all, tables=tables)
+            await create_legacy_schema(database, "0001")
         finally:
             await database.close()
 
@@ -76,11 +73,11 @@ def test_db_current_and_upgrade_on_the_previous_release_schema(
     upgraded = _bastion(tmp_path, env, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
     assert upgraded.stdout.strip() == (
-        "upgraded from revision 0001 (recorded: made before migrations) to 0002"
+        "upgraded from revision 0001 (recorded: made before migrations) to 0003"
     )
-    assert _bastion(tmp_path, env, "db", "current").stdout.strip() == "0002 (head)"
+    assert _bastion(tmp_path, env, "db", "current").stdout.strip() == "0003 (head)"
     again = _bastion(tmp_path, env, "db", "upgrade")
-    assert again.stdout.strip() == "already at revision 0002 (head)"
+    assert again.stdout.strip() == "already at revision 0003 (head)"
 
 
 def test_serve_migrate_upgrades_then_serves(tmp_path: Path, env: dict[str, str]) -> None:
@@ -94,10 +91,10 @@ def test_serve_migrate_upgrades_then_serves(tmp_path: Path, env: dict[str, str])
                 json={"email": "after-upgrade@example.com", "password": "a long enough passphrase"},
             )
             assert registered.status_code == 202
-        assert "upgraded from revision 0001 to 0002" in server.log()
+        assert "upgraded from revision 0001 to 0003" in server.log()
     finally:
         assert server.stop() == 0
-    assert _bastion(tmp_path, env, "db", "current").stdout.strip() == "0002 (head)"
+    assert _bastion(tmp_path, env, "db", "current").stdout.strip() == "0003 (head)"
 
 
 def test_db_upgrade_names_an_unreachable_database_in_one_line(tmp_path: Path) -> None:

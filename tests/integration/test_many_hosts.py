@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -265,6 +266,92 @@ def test_logout_on_one_host_ends_the_refresh_token_on_the_other(
     with caller.of(b) as client:
         after = client.post(REFRESH, headers={"Cookie": f"refresh_token={cookie}"})
     assert after.status_code == 401
+
+
+# --- access-token revocation: one host revokes, every host refuses within 1 s ------------------
+
+REVOCATION_PROMISE = 1.0  # seconds (the contract)
+
+
+def refused_everywhere(caller: Caller, deployment: Deployment, tokens: list[str]) -> bool:
+    return all(me(caller, h, t).status_code == 401 for h in deployment.hosts for t in tokens)
+
+
+def revoked_within_promise(caller: Caller, deployment: Deployment, tokens: list[str]) -> float:
+    """Seconds until every token is refused by every host (fails past the promise)."""
+    start = time.monotonic()
+    wait_until(
+        lambda: refused_everywhere(caller, deployment, tokens),
+        timeout=REVOCATION_PROMISE,
+        interval=0.01,
+        what="every host to refuse the revoked access tokens",
+    )
+    return time.monotonic() - start
+
+
+def test_a_logout_on_one_host_kills_every_access_token_on_every_host(
+    deployment: Deployment, caller: Caller
+) -> None:
+    a, b = deployment.hosts
+    body = account(caller, a)
+    token_a, cookie_a = login(caller, a, body)
+    token_b, _ = login(caller, b, body)  # another device, through the other host
+    assert [me(caller, h, t).status_code for h in (a, b) for t in (token_a, token_b)] == [200] * 4
+    with caller.of(a) as client:
+        out = client.post("/api/v1/auth/logout", headers={"Cookie": f"refresh_token={cookie_a}"})
+    assert out.status_code == 204
+    revoked_within_promise(caller, deployment, [token_a, token_b])
+    fresh, _ = login(caller, b, body)  # a new login is not caught by the old revocation
+    assert me(caller, a, fresh).status_code == 200
+
+
+def test_refresh_reuse_on_one_host_kills_the_access_tokens_on_the_other(
+    deployment: Deployment, caller: Caller
+) -> None:
+    a, b = deployment.hosts
+    body = account(caller, a)
+    victim_access, stolen = login(caller, a, body)
+    with caller.of(b) as client:  # the thief rotates first, through host B
+        thief = client.post(REFRESH, headers={"Cookie": f"refresh_token={stolen}"})
+    assert thief.status_code == 200
+    thief_access = thief.json()["access_token"]
+    assert me(caller, a, thief_access).status_code == 200
+    with caller.of(b) as client:  # the victim's copy comes back: reuse
+        assert (
+            client.post(REFRESH, headers={"Cookie": f"refresh_token={stolen}"}).status_code == 401
+        )
+    revoked_within_promise(caller, deployment, [victim_access, thief_access])
+
+
+def test_a_password_reset_through_one_host_kills_the_tokens_on_the_other(
+    deployment: Deployment, caller: Caller
+) -> None:
+    a, b = deployment.hosts
+    body = account(caller, a)
+    stolen, _ = login(caller, a, body)
+    with caller.of(b) as client:
+        assert (
+            client.post("/api/v1/password-reset", json={"email": body["email"]}).status_code == 202
+        )
+    outbox = b.data_dir / "outbox.jsonl"
+
+    def mail() -> str | None:
+        if not outbox.exists():
+            return None
+        for line in outbox.read_text().splitlines():
+            sent = json.loads(line)
+            if sent["to"] == body["email"]:
+                return str(sent["text"])
+        return None
+
+    text = wait_until(mail, what="the reset mail on host B")
+    found = re.search(r"\?token=([A-Za-z0-9_-]{43})$", str(text), re.M)
+    assert found is not None
+    token = found.group(1)
+    with caller.of(b) as client:
+        confirm = {"token": token, "password": "another long passphrase for bastion"}
+        assert client.post("/api/v1/password-reset/confirm", json=confirm).status_code == 204
+    revoked_within_promise(caller, deployment, [stolen])
 
 
 # --- rate limits through a password-protected TLS Redis ------------------------------------------

@@ -161,3 +161,27 @@ def test_code_replay_across_worker_processes(serve: ServeFactory) -> None:
                 },
             )
             assert again.status_code == 400
+
+
+def test_logout_ends_the_oauth_login_session(serve: ServeFactory) -> None:
+    """Issue 13: the 8-hour login session used to keep issuing codes silently after logout."""
+    server = serve(env=oauth_env())
+    with server.client() as client:
+        email, password = register(client)
+        authorize_code(server, client, email, password)  # signs in: the session cookie is set
+        params = {
+            "response_type": "code",
+            "client_id": CLIENT_ID,
+            "redirect_uri": REDIRECT_URI,
+            "code_challenge": s256_challenge(secrets.token_urlsafe(48)),
+            "code_challenge_method": "S256",
+            "state": "silent",
+        }
+        silent = client.get("/oauth/authorize", params=params)
+        assert silent.status_code == 302 and "code=" in silent.headers["location"]
+        api = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+        assert api.status_code == 200
+        assert client.post("/api/v1/auth/logout").status_code == 204  # the jar's cookie
+        after = client.get("/oauth/authorize", params=params)
+        assert after.status_code == 200 and "location" not in after.headers  # the form again
+        assert "Sign in" in after.text

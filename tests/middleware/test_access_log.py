@@ -179,7 +179,7 @@ async def test_disabled_logger_costs_nothing(caplog: pytest.LogCaptureFixture) -
         ("password=hunter2&user=bob", f"password={REDACTED}&user=bob"),
         (
             '{"email": "a@b.c", "password": "p a s s"}',
-            f'{{"email": "a@b.c", "password": "{REDACTED}"}}',
+            f'{{"email": "a***@b.c", "password": "{REDACTED}"}}',  # emails masked too
         ),
         ("{'new_password': 'x'}", f"{{'new_password': '{REDACTED}'}}"),
         (f"cookie: refresh_token={REFRESH}", f"cookie: {REDACTED}"),

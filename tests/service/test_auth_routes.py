@@ -147,10 +147,10 @@ async def test_an_invalid_email_is_named_without_echoing_the_internal_pattern(
     assert response.json()["details"] == {"email": ["Invalid format"]}
 
 
-async def test_the_email_is_trimmed_and_case_folded_before_use(client: httpx.AsyncClient) -> None:
-    # Issue 3: "email normalised (case-folded, trimmed)": a pasted address with a trailing
-    # space or a capital letter is the same account.
-    await register(client, " Ada@Example.COM \n")
+async def test_the_email_is_trimmed_and_ascii_folded_before_use(client: httpx.AsyncClient) -> None:
+    # Issue 3, narrowed by issue 13: surrounding spaces and ASCII case do not make a second
+    # account (a newline is a control character: refused, see test_identity_serve.py).
+    await register(client, " Ada@Example.COM  ")
     assert (await login(client, "ada@example.com")).status_code == 200
     again = await client.post(REGISTER, json={"email": "ADA@example.com", "password": PASSWORD})
     assert again.status_code == 202  # identical answer; no second account

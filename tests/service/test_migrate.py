@@ -24,6 +24,7 @@ from bastion.service import migrate
 from bastion.service.db import Database
 from bastion.service.models import Order, User
 from tests.service.auth_db import postgres_database, sqlite_url
+from tests.service.legacy_schema import create_legacy_schema
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -44,11 +45,7 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 
 
 async def _create_all(database: Database, revision: str) -> None:
-    """The tables as ``create_all`` made them at *revision*, before migrations existed."""
-    metadata = migrate.target_metadata()
-    tables = [metadata.tables[name] for name in migrate.KNOWN_SCHEMAS[revision]]
-    async with database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all, tables=tables)
+    await create_legacy_schema(database, revision)
 
 
 def _differences(conn: sa.Connection) -> list[object]:
@@ -73,13 +70,13 @@ async def test_an_empty_database_gets_the_head_and_matches_the_models(
 ) -> None:
     assert (await migrate.state(database)).empty
     before, after = await migrate.ensure(database)
-    assert before.empty and after == migrate.head() == "0002"
-    assert (await migrate.state(database)).revision == "0002"
+    assert before.empty and after == migrate.head() == "0003"
+    assert (await migrate.state(database)).revision == "0003"
     # The revisions build exactly what the models describe, on this database.
     assert await _drift(database) == []
     # Idempotent: a second start changes nothing.
     before, _ = await migrate.ensure(database)
-    assert before.revision == "0002"
+    assert before.revision == "0003"
 
 
 async def test_previous_release_schema_is_refused_then_upgraded_keeping_its_rows(
@@ -114,28 +111,30 @@ async def test_previous_release_schema_is_refused_then_upgraded_keeping_its_rows
     assert "\n" not in str(refused.value)
 
     before, after = await migrate.upgrade(database)
-    assert before.legacy == "0001" and after == "0002"
-    assert (await migrate.state(database)).revision == "0002"
+    assert before.legacy == "0001" and after == "0003"
+    assert (await migrate.state(database)).revision == "0003"
     assert {"signing_keys", "signing_key_ring", "alembic_version"} <= await _tables(database)
     assert await _drift(database) == []
     async with database.session() as session:
         order = await session.get(Order, order_id)
         assert order is not None and order.user_id == user_id and order.quantity == 3
+        user = await session.get(User, user_id)  # revision 0003's data step keyed the account
+        assert user is not None and user.email_key == "old@example.com"
 
 
 async def test_serve_migrate_upgrades_the_previous_release_schema(database: Database) -> None:
     await _create_all(database, "0001")
     before, after = await migrate.ensure(database, migrate=True)
-    assert (before.legacy, after) == ("0001", "0002")
+    assert (before.legacy, after) == ("0001", "0003")
     assert await _drift(database) == []
 
 
 async def test_todays_create_all_schema_is_recorded_without_a_change(database: Database) -> None:
-    await _create_all(database, "0002")
-    assert (await migrate.state(database)).legacy == "0002"
+    await _create_all(database, "0003")
+    assert (await migrate.state(database)).legacy == "0003"
     before, after = await migrate.ensure(database)  # no --migrate needed: nothing to change
-    assert before.legacy == "0002" and after == "0002"
-    assert (await migrate.state(database)).revision == "0002"
+    assert before.legacy == "0003" and after == "0003"
+    assert (await migrate.state(database)).revision == "0003"
 
 
 async def test_signing_key_tables_made_first_by_the_key_store_are_kept(

@@ -19,6 +19,7 @@ at a time so a burst of logins cannot exhaust memory (19 MiB each with the OWASP
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -36,18 +37,37 @@ from bastion.auth.errors import (
     RefreshTokenReused,
 )
 from bastion.auth.passwords import PasswordHasher, PasswordPolicy
+from bastion.auth.revocation import MemoryRevocations, Revocations
 from bastion.auth.tokens import IssuedToken, TokenIssuer
 from bastion.errors import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger("bastion.auth")
 
 DEFAULT_ROLE = "user"
+RESET_MAILS_PER_HOUR = 3  # per account: a mail bomb gets 3 mails, a forgetful user enough
 MAX_EMAIL_LENGTH = 254  # RFC 5321 §4.5.3.1.3 path limit minus the angle brackets
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_SPACE = " \t\n\v\f\r"
+
+
+def stored_email(email: str) -> str:
+    """The address as it is kept and mailed to: as typed, surrounding ASCII white space removed."""
+    return email.strip(_SPACE)
+
+
 def normalize_email(email: str) -> str:
-    """Trimmed and case-folded: one account per mailbox however it is typed."""
-    return email.strip().casefold()
+    """The lookup key of an address: trimmed, with ASCII letters (and only those) lower-cased.
+
+    Unicode case folding would merge different mailboxes: ``casefold()`` maps ``ß`` to
+    ``ss``, the Kelvin sign to ``k`` and ``ﬁ`` to ``fi``, so ``owner@straße.de`` and
+    ``owner@strasse.de`` (two IDNA2008 domains) would share one account and a reset for
+    the second would reset the first. ASCII case is the only folding every mail system
+    agrees on for domains, and the one users expect for local parts.
+    """
+    return stored_email(email).translate(_ASCII_LOWER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +92,7 @@ class Rotation(Enum):
 class RotationResult:
     outcome: Rotation
     account: Account | None = None
+    user_id: uuid.UUID | None = None  # REUSED: whose tokens were revoked
 
 
 class AccountStore(Protocol):
@@ -81,12 +102,17 @@ class AccountStore(Protocol):
     row count decides), so concurrent calls with one token succeed at most once.
     """
 
-    async def find_by_email(self, email: str) -> Account | None: ...
+    async def find_by_email(self, email: str) -> Account | None:
+        """The account whose :func:`normalize_email` key equals *email* (already a key)."""
+        ...
 
     async def get(self, user_id: uuid.UUID) -> Account | None: ...
 
     async def create(self, account: Account) -> bool:
-        """Insert; False (and no change) when the email already has an account."""
+        """Insert; False (and no change) when the email's key already has an account.
+
+        ``account.email`` is the address as typed (trimmed); the store keys it with
+        :func:`normalize_email`."""
         ...
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None: ...
@@ -99,15 +125,27 @@ class AccountStore(Protocol):
         self, *, token_hash: str, new_hash: str, now: float, expires_at: float
     ) -> RotationResult: ...
 
-    async def revoke_refresh(self, token_hash: str, now: float) -> None: ...
+    async def revoke_refresh(self, token_hash: str, now: float) -> uuid.UUID | None:
+        """Revoke a live token; its user (None when it was unknown or already revoked)."""
+        ...
 
     async def revoke_family(self, family_id: uuid.UUID, now: float) -> None:
         """Revoke every live token of one family (a login and its rotations)."""
         ...
 
     async def add_reset(
-        self, *, token_hash: str, user_id: uuid.UUID, expires_at: float
-    ) -> None: ...
+        self,
+        *,
+        token_hash: str,
+        user_id: uuid.UUID,
+        expires_at: float,
+        now: float | None = None,
+        limit: int | None = None,
+        window: float = 3600.0,
+    ) -> bool:
+        """Store a reset token; with *limit*, only while the user got fewer than *limit*
+        in the last *window* seconds (atomically: False and nothing stored otherwise)."""
+        ...
 
     async def reset_account(self, token_hash: str, now: float) -> Account | None:
         """The account of a live (unused, unexpired) reset token, without using it up."""
@@ -144,6 +182,8 @@ class AuthService:
         reset_ttl: int = reset.DEFAULT_TTL,
         hash_concurrency: int | None = None,
         clock: Callable[[], float] = time.time,
+        revocations: Revocations | None = None,
+        reset_mails_per_hour: int = RESET_MAILS_PER_HOUR,
     ) -> None:
         if refresh_ttl <= 0 or reset_ttl <= 0:
             raise ConfigError("refresh_ttl/reset_ttl", "must be positive")
@@ -158,6 +198,11 @@ class AuthService:
         self.refresh_ttl = refresh_ttl
         self.reset_ttl = reset_ttl
         self.clock = clock
+        self.reset_mails_per_hour = reset_mails_per_hour
+        #: Access-token revocations (logout, reset, reuse): in-process unless shared.
+        self.revocations: Revocations = revocations or MemoryRevocations(
+            ttl=issuer.ttl, clock=clock
+        )
         slots = hash_concurrency or max(2, os.cpu_count() or 2)
         self._hash_slots = threading.BoundedSemaphore(slots)
 
@@ -178,7 +223,7 @@ class AuthService:
         Raises :class:`~bastion.auth.errors.WeakPassword` when the policy refuses the
         password (that answer does not depend on the email being known).
         """
-        email = normalize_email(email)
+        email = stored_email(email)
         self.policy.check(password, email=email)
         password_hash = await self._argon2(self.hasher.hash, password)
         await self.store.create(Account(uuid.uuid4(), email, password_hash, DEFAULT_ROLE))
@@ -221,8 +266,25 @@ class AuthService:
             family_id=family_id,
             expires_at=self.clock() + self.refresh_ttl,
         )
-        access = self.issuer.issue(account.id, account.role)
+        access = await self._issue(account)
         return Session(access, token, self.refresh_ttl, family_id)
+
+    async def _issue(self, account: Account) -> IssuedToken:
+        """An access token that the user's latest revocation does not refuse: ``iat`` has
+        one-second resolution, so within the second of a revocation wait for the next one
+        (a login right after a logout or a reset would otherwise get a dead token)."""
+        wait = self.revocations.not_before(account.id) + 1 - self.clock()
+        if wait > 0:
+            await asyncio.sleep(min(wait, 1.0) + 0.001)
+        return self.issuer.issue(account.id, account.role)
+
+    async def revoke_access(self, user_id: uuid.UUID) -> None:
+        """Refuse every access token of *user_id* issued up to now (every process sharing
+        the revocations store, within a second)."""
+        try:
+            await self.revocations.revoke(user_id, self.clock())
+        except Exception as exc:  # the store is down: the refresh tokens are revoked anyway
+            log.error("access tokens of %s not revoked: %s", user_id, type(exc).__name__)
 
     async def revoke_family(self, family_id: uuid.UUID) -> None:
         """Revoke a family's live tokens (e.g. those issued from a replayed OAuth code)."""
@@ -247,16 +309,23 @@ class AuthService:
             expires_at=now + self.refresh_ttl,
         )
         if result.outcome is Rotation.REUSED:
+            if result.user_id is not None:
+                await self.revoke_access(result.user_id)
             raise RefreshTokenReused("revoked token presented again; user's tokens revoked")
         if result.outcome is not Rotation.ROTATED or result.account is None:
             raise InvalidRefreshToken("unknown or expired")
-        access = self.issuer.issue(result.account.id, result.account.role)
+        access = await self._issue(result.account)
         return Session(access, successor, self.refresh_ttl)
 
-    async def logout(self, token: str | None) -> None:
-        """Revoke *token* if it is one of ours; idempotent (the cookie is cleared anyway)."""
-        if token is not None and refresh.well_formed(token):
-            await self.store.revoke_refresh(refresh.digest(token), self.clock())
+    async def logout(self, token: str | None) -> uuid.UUID | None:
+        """Revoke *token* if it is one of ours, and every access token of its user; the
+        user, or None (idempotent: the cookie is cleared anyway)."""
+        if token is None or not refresh.well_formed(token):
+            return None
+        user_id = await self.store.revoke_refresh(refresh.digest(token), self.clock())
+        if user_id is not None:
+            await self.revoke_access(user_id)
+        return user_id
 
     # --- password reset ---------------------------------------------------------------
 
@@ -270,11 +339,20 @@ class AuthService:
         if account is None:
             return
         token = reset.new_token()
-        await self.store.add_reset(
+        now = self.clock()
+        if not await self.store.add_reset(
             token_hash=reset.digest(token),
             user_id=account.id,
-            expires_at=self.clock() + self.reset_ttl,
-        )
+            expires_at=now + self.reset_ttl,
+            now=now,
+            limit=self.reset_mails_per_hour,
+            window=3600.0,
+        ):
+            # Mail bombing, or a user clicking "send again": nothing sent, the same 202.
+            log.warning(
+                "password-reset mail not sent to account %s: hourly budget spent", account.id
+            )
+            return
         link = reset.reset_link(self.reset_base_url, token)
         await self.mailer.send(account.email, reset.SUBJECT, reset.reset_text(link, self.reset_ttl))
 
@@ -296,3 +374,4 @@ class AuthService:
             token_hash=token_hash, now=self.clock(), password_hash=password_hash
         ):
             raise InvalidResetToken("used or expired meanwhile")  # a concurrent confirm won
+        await self.revoke_access(account.id)

@@ -119,7 +119,18 @@ def _without_secret(url: str) -> str:
 
 def prepare(settings: Settings, *, migrate: bool = False) -> None:
     """One-time start-up work done by the parent before any worker exists."""
+    from bastion.server.permissions import private_umask, tighten
+
+    private_umask()  # every file written from now on (database, WAL, keys, outbox) is 0600
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tighten(settings.data_dir)  # what an older run or a pre-made directory left wider
+    if settings.workers > 1 and not settings.redis_url:
+        log.warning(
+            "%d workers without BASTION_REDIS_URL: rate limits and access-token revocations "
+            "are per worker process (a logout is seen by one worker only); set "
+            "BASTION_REDIS_URL to share them",
+            settings.workers,
+        )
     if not settings.insecure_http and settings.cert is None:
         ensure_self_signed(settings.data_dir / "tls")
     if settings.cert is not None and settings.key is not None:

@@ -96,6 +96,17 @@ _HEX_SECRET = re.compile(r"(?<![A-Za-z0-9_-])[0-9a-fA-F]{32,}(?![A-Za-z0-9_-])")
 _B64_RUN = re.compile(
     r"(?<![A-Za-z0-9_+/-])[A-Za-z0-9_+/-]{32,}={1,2}|(?<![A-Za-z0-9_+-])[A-Za-z0-9_+-]{32,}"
 )
+# An e-mail address (personal data): the local part is masked, the domain kept, as the
+# mail log does (``a***@example.com``). Quotes, brackets and commas end it (SQL parameters).
+_EMAIL = re.compile(
+    r"(?<![\w.+-])([^\s@'\"(),<>\[\]{}:;/\\=])[^\s@'\"(),<>\[\]{}:;/\\=]*@(?=[\w-])"
+)
+
+
+def _mask_email(match: re.Match[str]) -> str:
+    return f"{match.group(1)}***@"
+
+
 _HAS_UPPER = re.compile(r"[A-Z]").search
 _HAS_LOWER = re.compile(r"[a-z]").search
 _HAS_DIGIT = re.compile(r"[0-9]").search
@@ -131,6 +142,7 @@ def redact(text: str) -> str:
     text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _JWT.sub(REDACTED, text)
     text = _HEX_SECRET.sub(REDACTED, text)
+    text = _EMAIL.sub(_mask_email, text)  # SQL parameters of a failed statement, mostly
     return _B64_RUN.sub(_mask_b64, text)
 
 

@@ -294,6 +294,10 @@ class AuthorizationServer:
         )
         return session_id, account.id
 
+    async def end_sessions(self, user_id: uuid.UUID) -> None:
+        """End every browser session of *user_id* (the API's logout): no more silent codes."""
+        await self.sessions.delete_user(user_id)
+
     async def session_user(self, session_id: str | None) -> uuid.UUID | None:
         """The user of a live browser session whose password has not changed since."""
         if session_id is None or not sessions.well_formed(session_id):

@@ -17,12 +17,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import false
 
-from bastion.auth.service import Account, Rotation, RotationResult
+from bastion.auth.service import Account, Rotation, RotationResult, normalize_email
 from bastion.service.db import Database
 from bastion.service.metrics import refresh_token_reused
 from bastion.service.models import PasswordResetToken, RefreshToken, User
@@ -43,8 +43,10 @@ class SqlAccountStore:
         self.database = database
 
     async def find_by_email(self, email: str) -> Account | None:
+        if "\x00" in email:  # no account has one; PostgreSQL would refuse the statement
+            return None
         async with self.database.session() as session:
-            user = await session.scalar(select(User).where(User.email == email))
+            user = await session.scalar(select(User).where(User.email_key == email))
             return _account(user) if user is not None else None
 
     async def get(self, user_id: uuid.UUID) -> Account | None:
@@ -58,13 +60,14 @@ class SqlAccountStore:
                 User(
                     id=account.id,
                     email=account.email,
+                    email_key=normalize_email(account.email),
                     password_hash=account.password_hash,
                     role=account.role,
                 )
             )
             try:
                 await session.commit()
-            except IntegrityError:  # the unique email: someone has this address already
+            except IntegrityError:  # the unique email key: someone has this address already
                 await session.rollback()
                 return False
             return True
@@ -133,15 +136,20 @@ class SqlAccountStore:
             # A revoked token came back: someone else holds a copy (RFC 9700 §4.14.2).
             await self._revoke_user(session, seen.user_id, moment)
             refresh_token_reused()  # the metric (both /auth/refresh and /oauth/token land here)
-            return RotationResult(Rotation.REUSED)
+            return RotationResult(Rotation.REUSED, user_id=seen.user_id)
 
-    async def revoke_refresh(self, token_hash: str, now: float) -> None:
+    async def revoke_refresh(self, token_hash: str, now: float) -> uuid.UUID | None:
         async with self.database.session() as session, session.begin():
-            await session.execute(
-                update(RefreshToken)
-                .where(RefreshToken.token_hash == token_hash, RefreshToken.revoked == false())
-                .values(revoked=True, revoked_at=_at(now))
-            )
+            user_id: uuid.UUID | None = (
+                await session.execute(
+                    update(RefreshToken)
+                    .where(RefreshToken.token_hash == token_hash, RefreshToken.revoked == false())
+                    .values(revoked=True, revoked_at=_at(now))
+                    .returning(RefreshToken.user_id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).scalar()
+            return user_id
 
     async def revoke_family(self, family_id: uuid.UUID, now: float) -> None:
         async with self.database.session() as session, session.begin():
@@ -161,13 +169,44 @@ class SqlAccountStore:
 
     # --- password reset -------------------------------------------------------------------
 
-    async def add_reset(self, *, token_hash: str, user_id: uuid.UUID, expires_at: float) -> None:
+    async def add_reset(
+        self,
+        *,
+        token_hash: str,
+        user_id: uuid.UUID,
+        expires_at: float,
+        now: float | None = None,
+        limit: int | None = None,
+        window: float = 3600.0,
+    ) -> bool:
+        """Store a reset token; with *limit*, only if the user got fewer than *limit* reset
+        tokens in the last *window* seconds (False, nothing stored, otherwise).
+
+        The budget is checked under a write lock on the user's row (PostgreSQL's row lock,
+        SQLite's database write lock, both taken by a no-op UPDATE before the count), so a
+        burst of concurrent requests cannot each see room for one more."""
         async with self.database.session() as session, session.begin():
+            if limit is not None and now is not None:
+                await session.execute(update(User).where(User.id == user_id).values(role=User.role))
+                recent = await session.scalar(
+                    select(func.count())
+                    .select_from(PasswordResetToken)
+                    .where(
+                        PasswordResetToken.user_id == user_id,
+                        PasswordResetToken.created_at > _at(now - window),
+                    )
+                )
+                if (recent or 0) >= limit:
+                    return False
             session.add(
                 PasswordResetToken(
-                    token_hash=token_hash, user_id=user_id, expires_at=_at(expires_at)
+                    token_hash=token_hash,
+                    user_id=user_id,
+                    expires_at=_at(expires_at),
+                    **({"created_at": _at(now)} if now is not None else {}),
                 )
             )
+            return True
 
     async def reset_account(self, token_hash: str, now: float) -> Account | None:
         async with self.database.session() as session:

@@ -434,7 +434,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite}
+        # hide_parameters: a failed statement's message (logged with the 500) never carries
+        # its bound values (emails, hashes, token digests).
+        options: dict[str, Any] = {"pool_pre_ping": not self.is_sqlite, "hide_parameters": True}
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30}
         try:
@@ -473,9 +475,12 @@ class Database:
 
     async def create_schema(self) -> None:
         """Create missing tables (idempotent; run once by `bastion serve` before workers start)."""
+        from bastion.service import email_keys
+
         async with self.engine.begin() as conn:
             await lock_schema(conn)
             await conn.run_sync(Base.metadata.create_all)
+            await email_keys.upgrade(conn)  # the data step of the email lookup key
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

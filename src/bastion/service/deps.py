@@ -68,7 +68,14 @@ async def require_principal(request: Request) -> Caller:
     ``WWW-Authenticate: Bearer`` (plus ``error="invalid_token"`` when a token was presented)
     and the contract's error body.
     """
-    return caller_of(await request.app.state.bearer_auth.authenticate(request.scope))
+    state = request.app.state
+    caller = caller_of(await state.bearer_auth.authenticate(request.scope))
+    # Revoked (logout, reset, reuse) at or after its second: an in-process dict lookup.
+    # (An app assembled without the auth routes, as some tests do, has no revocations.)
+    revocations = getattr(state, "revocations", None)
+    if revocations is not None and caller.issued_at <= revocations.not_before(caller.user_id):
+        raise RefusedToken("revoked")
+    return caller
 
 
 def get_auth(request: Request) -> AuthService:

@@ -59,6 +59,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await app.state.revocations.start()  # subscribed before the first request
         sampler = None
         if settings.metrics_port is not None and metrics.enabled():
             sampler = asyncio.create_task(metrics.sample_backends(health.body, database.pool_use))
@@ -67,6 +68,7 @@ def create_app(
         finally:
             if sampler is not None:
                 sampler.cancel()
+            await app.state.revocations.aclose()
             await _close_mailer(app)
             app.state.key_ring.close()  # a database ring's watcher thread and connections
             await database.close()

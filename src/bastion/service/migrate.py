@@ -76,10 +76,15 @@ _0002 = {
     "signing_keys": ("kid", "alg", "created", "retired", "kek_id", "sealed_key"),
     "signing_key_ring": ("id", "version"),
 }
-#: The tables and columns ``create_all`` made at each revision, before migrations existed.
-#: A revision added from now on needs no entry: every database it meets is stamped.
-KNOWN_SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {"0001": _0001, "0002": _0002}
-_OURS = frozenset(_0002)
+_0003 = {**_0002, "users": (*_USERS, "email_key")}
+#: The tables and columns ``create_all`` made at each revision, before migrations existed
+#: (0003: a database made by ``create_all`` during 0.2's development).
+KNOWN_SCHEMAS: dict[str, dict[str, tuple[str, ...]]] = {
+    "0001": _0001,
+    "0002": _0002,
+    "0003": _0003,
+}
+_OURS = frozenset(_0003)
 #: Made on first use by the database key store (``bastion keys rotate`` may run before the
 #: first start): revision 0002 keeps them when they exist already.
 _KEY_TABLES = frozenset({"signing_keys", "signing_key_ring"})

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from bastion.auth.service import normalize_email
 from bastion.service.db import Base
 
 
@@ -35,13 +36,26 @@ def utcnow() -> datetime:
 # --- accounts ---------------------------------------------------------------------------
 
 
+def _email_key(context: Any) -> str | None:
+    email = context.get_current_parameters().get("email")
+    return None if email is None else normalize_email(email)
+
+
 class User(Base):
-    """An account: a normalised (trimmed, case-folded) email and an argon2id hash."""
+    """An account: the email as typed (trimmed), its lookup key and an argon2id hash.
+
+    ``email`` is where mail goes; ``email_key`` (:func:`~bastion.auth.service.normalize_email`:
+    ASCII letters lower-cased, nothing else folded) is what a typed address is compared with,
+    unique. It is NULL only for a row that collided with an older one when keys were first
+    computed (:mod:`bastion.service.email_keys`): such an account cannot be found by email.
+    """
 
     __tablename__ = "users"
+    __table_args__ = (Index("ix_users_email_key", "email_key", unique=True),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(254), unique=True)
+    email_key: Mapped[str | None] = mapped_column(String(254), default=_email_key)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(32), default="user")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

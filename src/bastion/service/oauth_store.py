@@ -186,3 +186,9 @@ class SqlSessionStore:
             await db.execute(
                 delete(OAuthBrowserSession).where(OAuthBrowserSession.session_hash == session_hash)
             )
+
+    async def delete_user(self, user_id: uuid.UUID) -> None:
+        async with self.database.session() as db, db.begin():
+            await db.execute(
+                delete(OAuthBrowserSession).where(OAuthBrowserSession.user_id == user_id)
+            )

@@ -15,11 +15,12 @@ answers and timing, rotation, reuse detection). What lives here is HTTP:
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Cookie, FastAPI, Response
+from fastapi import APIRouter, BackgroundTasks, Cookie, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
 from bastion.auth import refresh as refresh_tokens
 from bastion.auth.bearer import BearerAuth
@@ -31,6 +32,7 @@ from bastion.auth.errors import (
 )
 from bastion.auth.keys import KeyRing
 from bastion.auth.passwords import MAX_LENGTH, MIN_LENGTH, PasswordHasher
+from bastion.auth.revocation import MemoryRevocations, RedisRevocations, Revocations
 from bastion.auth.service import AuthService, Session
 from bastion.auth.tokens import TokenIssuer
 from bastion.config import Settings
@@ -45,29 +47,49 @@ from bastion.service.schemas import ErrorBody
 
 log = logging.getLogger("bastion.auth")
 
-# The same rule as a JSON Schema pattern and for pydantic: a local part and a domain without
-# spaces, controls or a second "@" (deliverability is the mail system's business), with
-# surrounding ASCII white space allowed, since the address is trimmed before use.
-_SPACE = " \t\n\v\f\r"
-EMAIL_PATTERN = (
-    r"^[\t\n\v\f\r ]*"
-    r"[^@\u0000-\u0020\u007f-\u009f]{1,64}@[^@\u0000-\u0020\u007f-\u009f]{1,253}"
-    r"[\t\n\v\f\r ]*$"
-)
+# A local part and a domain without spaces, controls or a second "@" (deliverability is the
+# mail system's business), with surrounding spaces allowed, since the address is trimmed.
+EMAIL_PATTERN = r"^ *[^@\u0000-\u0020\u007f-\u009f]{1,64}@[^@\u0000-\u0020\u007f-\u009f]{1,253} *$"
+_CONTROL = re.compile("[\u0000-\u001f]")
+
+
+def _no_controls(value: object) -> object:
+    """NUL or another C0 control anywhere (tab and newline included): refused before any
+    other check, so it never reaches a lookup, a log line or the database."""
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _no_nul(value: object) -> object:
+    """Passwords may hold any character but NUL (a C string terminator in many stacks)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL")
+    return value
+
+
+NoControls = BeforeValidator(_no_controls)
+NoNul = BeforeValidator(_no_nul)
+# The same rules in the published JSON Schema (the validators above enforce them).
+_NO_CONTROLS = {"pattern": r"^[^\u0000-\u001f]*$"}
+_NO_NUL = {"pattern": r"^[^\u0000]*$"}
 
 Email = Annotated[
     StrictStr,
     Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN, examples=["ada@example.com"]),
-    AfterValidator(lambda value: value.strip(_SPACE)),
+    AfterValidator(lambda value: value.strip(" ")),
+    NoControls,
 ]
 NewPassword = Annotated[
     StrictStr,
     Field(
         min_length=MIN_LENGTH,
         max_length=MAX_LENGTH,
-        description="15-128 characters, any characters; common passwords and passwords "
-        "containing the email's local part are refused (NIST SP 800-63B-4)",
+        description="15-128 characters, any characters but NUL; common passwords and "
+        "passwords containing the email's local part are refused (NIST SP 800-63B-4)",
+        json_schema_extra=_NO_NUL,
     ),
+    NoNul,
 ]
 
 
@@ -82,8 +104,12 @@ class Registration(_Body):
 
 class Credentials(_Body):
     # Any string: a malformed email is simply an unknown one (same 401, same time).
-    email: Annotated[StrictStr, Field(min_length=1, max_length=254)]
-    password: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+    email: Annotated[
+        StrictStr, Field(min_length=1, max_length=254, json_schema_extra=_NO_CONTROLS), NoControls
+    ]
+    password: Annotated[
+        StrictStr, Field(min_length=1, max_length=1024, json_schema_extra=_NO_NUL), NoNul
+    ]
 
 
 class ResetRequest(_Body):
@@ -91,7 +117,9 @@ class ResetRequest(_Body):
 
 
 class ResetConfirmation(_Body):
-    token: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+    token: Annotated[
+        StrictStr, Field(min_length=1, max_length=256, json_schema_extra=_NO_CONTROLS), NoControls
+    ]
     password: NewPassword
 
 
@@ -167,6 +195,31 @@ def _refused_refresh(token_presented: bool) -> HTTPError:
     return HTTPError(401, InvalidRefreshToken.public_message, headers=headers)
 
 
+_COOKIE_PREFIX = refresh_tokens.COOKIE_NAME.encode() + b"="
+
+
+def _refuse_cookie_pairs(request: Request) -> None:
+    """Refuse a request carrying more than one ``refresh_token`` cookie (``401``, nothing
+    rotated, nothing cleared).
+
+    A sibling subdomain can plant a second ``refresh_token`` (``Domain=`` the parent, a
+    longer ``Path``); the browser sends both and a parser keeps one of them, so the victim
+    would silently rotate into the attacker's account. Clearing ours would leave only the
+    planted one: the answer clears nothing.
+    """
+    count = 0
+    for name, value in request.scope["headers"]:
+        if name == b"cookie":
+            count += sum(1 for pair in value.split(b";") if pair.strip().startswith(_COOKIE_PREFIX))
+    if count > 1:
+        raise HTTPError(
+            401,
+            InvalidRefreshToken.public_message,
+            headers=[(b"www-authenticate", INVALID_CHALLENGE["WWW-Authenticate"].encode())],
+            detail="more than one refresh_token cookie",
+        )
+
+
 RefreshCookie = Annotated[
     str | None,
     Cookie(
@@ -220,7 +273,10 @@ async def login(body: Credentials, auth: Auth) -> JSONResponse:
     response_model=TokenResponse,
     responses={**_COOKIE_401, **_LIMITED},
 )
-async def refresh(auth: Auth, refresh_token: RefreshCookie = None) -> JSONResponse:
+async def refresh(
+    request: Request, auth: Auth, refresh_token: RefreshCookie = None
+) -> JSONResponse:
+    _refuse_cookie_pairs(request)
     try:
         session = await auth.refresh(refresh_token)
     except InvalidRefreshToken as exc:
@@ -236,8 +292,12 @@ async def refresh(auth: Auth, refresh_token: RefreshCookie = None) -> JSONRespon
     response_class=Response,
     responses=_LIMITED,
 )
-async def logout(auth: Auth, refresh_token: RefreshCookie = None) -> Response:
-    await auth.logout(refresh_token)
+async def logout(request: Request, auth: Auth, refresh_token: RefreshCookie = None) -> Response:
+    _refuse_cookie_pairs(request)
+    user_id = await auth.logout(refresh_token)  # its access tokens are refused from now on
+    oauth = getattr(request.app.state, "oauth", None)
+    if user_id is not None and oauth is not None:  # the OAuth login sessions end too
+        await oauth.end_sessions(user_id)
     response = Response(status_code=204)
     if refresh_token is not None:  # clear only a cookie we were sent (see _refused_refresh)
         response.headers.append("set-cookie", refresh_tokens.clear_cookie_header())
@@ -299,6 +359,14 @@ def key_ring(settings: Settings) -> KeyRing:
     return signing_keys.key_ring(settings, watch=True)
 
 
+def revocations(settings: Settings) -> Revocations:
+    """Access-token revocations shared like the rate limits: Redis when configured."""
+    ttl = settings.access_token_ttl
+    if settings.redis_url:
+        return RedisRevocations(settings.redis_url, ttl=ttl)
+    return MemoryRevocations(ttl=ttl)
+
+
 def prepare_keys(settings: Settings) -> None:
     """Import an on-disk ring into the database on the first start against it, and generate
     the signing key if there is none (run once by the parent before workers)."""
@@ -331,6 +399,7 @@ def install(app: FastAPI, *, password_hasher: PasswordHasher | None = None) -> N
         required_claims=("iat", "jti", "role", "type"),  # what the service's tokens carry
         typ=("JWT",),
     )
+    app.state.revocations = revocations(settings)
     app.state.auth = AuthService(
         SqlAccountStore(app.state.database),
         issuer,
@@ -338,6 +407,7 @@ def install(app: FastAPI, *, password_hasher: PasswordHasher | None = None) -> N
         reset_base_url=settings.issuer,
         hasher=password_hasher,
         refresh_ttl=settings.refresh_token_ttl,
+        revocations=app.state.revocations,
     )
     app.include_router(router)
     app.include_router(me.router)
