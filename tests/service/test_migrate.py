@@ -84,8 +84,19 @@ async def test_previous_release_schema_is_refused_then_upgraded_keeping_its_rows
 ) -> None:
     await _create_all(database, "0001")
     user_id, order_id = uuid.uuid4(), uuid.uuid4()
-    async with database.session() as session, session.begin():
-        session.add(User(id=user_id, email="old@example.com", password_hash="$argon2id$x"))
+    async with database.engine.begin() as conn:  # the 0.1 row: no email_key column yet
+        legacy = migrate.KNOWN_SCHEMAS["0001"]["users"]
+        columns = [sa.column(c.name, c.type) for c in User.__table__.columns if c.name in legacy]
+        users = sa.table("users", *columns)
+        await conn.execute(
+            sa.insert(users).values(
+                id=user_id,
+                email="old@example.com",
+                password_hash="$argon2id$x",
+                role="user",
+                created_at=datetime.now(UTC),
+            )
+        )
     async with database.session() as session, session.begin():
         session.add(
             Order(
