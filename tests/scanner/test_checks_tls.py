@@ -22,9 +22,9 @@ import pytest
 
 import bastion.scanner.checks.tls  # noqa: F401  (registers the controls)
 from bastion.scanner.check import Result
-from bastion.scanner.context import ScanContext, ScanOptions
+from bastion.scanner.context import ScanContext, ScanOptions, TLSEndpoint
 from bastion.scanner.registry import REGISTRY
-from bastion.scanner.tls import TLSFacts, TrustResult, probe_tls
+from bastion.scanner.tls import TLSFacts, TrustResult, collect, probe_tls
 from tests.scanner.tls.tlsfixtures import (
     NOW,
     FakeBehaviour,
@@ -260,14 +260,11 @@ class Judge:
             host = f"[{facts.host}]" if ":" in facts.host else facts.host
             options = ScanOptions(insecure=insecure, ca_file=ca)
 
+            async def provided(endpoint: TLSEndpoint) -> TLSFacts:
+                return facts  # the facts this scan would have gathered
+
             async def build() -> ScanContext:
-                ctx = ScanContext(f"https://{host}:{facts.port}/", options)
-
-                async def provided() -> TLSFacts:
-                    return facts
-
-                await ctx.memo("tls", provided)  # the facts this scan would have gathered
-                return ctx
+                return ScanContext(f"https://{host}:{facts.port}/", options, tls=provided)
 
             self.contexts[key] = (facts, self.loop.run_until_complete(build()))
         return self.contexts[key][1]
@@ -484,7 +481,7 @@ def test_trust_reasons_come_from_openssl(world: World, judge: Judge) -> None:
 
 def test_plain_http_target_skips_every_control() -> None:
     async def run() -> list[Result]:
-        async with ScanContext("http://127.0.0.1:9/") as ctx:
+        async with ScanContext("http://127.0.0.1:9/", tls=collect) as ctx:
             return [await REGISTRY.get(c).probe(ctx) for c in TLS_CONTROLS]
 
     results = asyncio.run(run())
@@ -497,7 +494,9 @@ def test_unreachable_https_target_is_an_error_not_a_pass() -> None:
     port = free_port()
 
     async def run() -> list[Result]:
-        async with ScanContext(f"https://127.0.0.1:{port}/", ScanOptions(timeout=2)) as ctx:
+        async with ScanContext(
+            f"https://127.0.0.1:{port}/", ScanOptions(timeout=2), tls=collect
+        ) as ctx:
             return [await REGISTRY.get(c).probe(ctx) for c in TLS_CONTROLS]
 
     results = asyncio.run(run())
@@ -513,11 +512,11 @@ def test_controls_gather_facts_once_through_the_context(world: World) -> None:
     async def run() -> tuple[list[Result], TLSFacts]:
         with tls_server(config) as port:
             options = ScanOptions(ca_file=str(config.files.ca))
-            async with ScanContext(f"https://localhost:{port}/", options) as ctx:
+            async with ScanContext(f"https://localhost:{port}/", options, tls=collect) as ctx:
                 results = list(
                     await asyncio.gather(*(REGISTRY.get(c).probe(ctx) for c in TLS_CONTROLS))
                 )
-                return results, await ctx.tls_facts()
+                return results, await ctx.tls_facts(TLSFacts)
 
     results, facts = asyncio.run(run())
     statuses = {c: r.status for c, r in zip(TLS_CONTROLS, results, strict=True)}
