@@ -4,7 +4,7 @@ Every control judges the :class:`~bastion.scanner.tls.TLSFacts` gathered once pe
 (``await ctx.tls_facts(TLSFacts)``); none sends an HTTP request (``max_requests=0``). A fact
 the probe could not establish makes the control ``skip`` with the probe's reason, never ``pass``.
 
-One source per control, cited in its references. Where the anchors disagree the choice is
+One source per control, cited in its references. Where these sources disagree the choice is
 written in the docstring: server cipher order follows Mozilla (which does not require it)
 rather than testssl.sh (which rates its absence HIGH); TLS 1.3-only servers follow Mozilla's
 *modern* profile rather than RFC 9325's "MUST support TLS 1.2".
@@ -413,7 +413,7 @@ async def aead(ctx: ScanContext) -> Result:
     max_requests=0,
 )
 async def cipher_order(ctx: ScanContext) -> Result:
-    """Reports whether the server imposes its own cipher order. The anchors disagree:
+    """Reports whether the server imposes its own cipher order. The sources disagree:
     testssl.sh rates "no server order" HIGH, Mozilla's intermediate and modern profiles set
     ``server_preferred_order: false`` because every offered suite is strong. Bastion follows
     Mozilla: this control is informational and passes either way. Probe: the same two
