@@ -17,9 +17,9 @@ from bastion.scanner.tls import _wire
 from bastion.scanner.tls.suites import LEGACY_SUITES, TLS13_SUITES
 from tests.scanner.tls.tlsfixtures import (
     FakeBehaviour,
-    _parse_client_hello,
     fake_answer,
     issue,
+    parse_client_hello,
     write,
 )
 
@@ -29,7 +29,7 @@ def test_client_hello_offers_what_was_asked_and_the_renegotiation_scsv() -> None
     assert hello[0] == 22  # handshake record
     assert struct.unpack_from("!H", hello, 1)[0] == 0x0301  # initial record version
     assert struct.unpack_from("!H", hello, 3)[0] == len(hello) - 5
-    version, suites, methods, extensions = _parse_client_hello(hello)
+    version, suites, methods, extensions = parse_client_hello(hello)
     assert version == 0x0302
     assert suites == [0x002F, 0xC013, 0x00FF]  # RFC 5746 §3.3 SCSV appended
     assert methods == b"\x01\x00"  # DEFLATE offered next to null: the CRIME probe
@@ -42,7 +42,7 @@ def test_client_hello_for_tls13_uses_supported_versions_and_no_compression() -> 
     hello = _wire.build_client_hello(
         0x0304, [s.code for s in TLS13_SUITES], server_name=None, key_share=(29, b"k" * 32)
     )
-    version, suites, methods, extensions = _parse_client_hello(hello)
+    version, suites, methods, extensions = parse_client_hello(hello)
     assert version == 0x0303  # legacy_version (RFC 8446 §4.1.2)
     assert suites == [0x1302, 0x1303, 0x1301, 0x1304, 0x1305]  # no SCSV in a 1.3-only hello
     assert methods == b"\x00"
@@ -53,7 +53,7 @@ def test_client_hello_for_tls13_uses_supported_versions_and_no_compression() -> 
 
 def test_sslv3_hello_has_no_extensions_and_fallback_scsv_is_last() -> None:
     hello = _wire.build_client_hello(0x0300, [0x002F], server_name="x", fallback_scsv=True)
-    version, suites, _methods, extensions = _parse_client_hello(hello)
+    version, suites, _methods, extensions = parse_client_hello(hello)
     assert version == 0x0300
     assert struct.unpack_from("!H", hello, 1)[0] == 0x0300
     assert extensions == set()

@@ -303,7 +303,7 @@ class FakeBehaviour:
     seen: list[int] = field(default_factory=list)  # client versions, for assertions
 
 
-def _parse_client_hello(data: bytes) -> tuple[int, list[int], bytes, set[int]]:
+def parse_client_hello(data: bytes) -> tuple[int, list[int], bytes, set[int]]:
     """(client_version, suites, compression methods, extension codes) of a ClientHello."""
     body = data[5 + 4 :]
     version = struct.unpack_from("!H", body, 0)[0]
@@ -378,7 +378,7 @@ def fake_answer(behaviour: FakeBehaviour, data: bytes) -> bytes:
         return struct.pack("!H", 0x8000 | len(body)) + body
     if len(data) < 9 or data[0] != 22:
         return b""
-    client_version, suites, methods, extensions = _parse_client_hello(data)
+    client_version, suites, methods, extensions = parse_client_hello(data)
     behaviour.seen.append(client_version)
     best = max(behaviour.versions)
     version = min(client_version, best)

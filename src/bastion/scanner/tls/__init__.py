@@ -35,6 +35,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from bastion.scanner.tls._certs import (
+    hostname_matches,
+    parse_certificate,
+    parse_certificate_quietly,
+)
 from bastion.scanner.tls._probe import probe_tls
 from bastion.scanner.tls.facts import (
     PROTOCOLS,
@@ -58,7 +63,10 @@ __all__ = [
     "TrustResult",
     "Untested",
     "collect",
+    "hostname_matches",
     "is_untested",
+    "parse_certificate",
+    "parse_certificate_quietly",
     "plain_http_facts",
     "probe_tls",
 ]
