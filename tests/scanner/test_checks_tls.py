@@ -24,7 +24,7 @@ import bastion.scanner.checks.tls  # noqa: F401  (registers the controls)
 from bastion.scanner.check import Result
 from bastion.scanner.context import ScanContext, ScanOptions, TLSEndpoint
 from bastion.scanner.registry import REGISTRY
-from bastion.scanner.tls import TLSFacts, TrustResult, collect, probe_tls
+from bastion.scanner.tls import TLSFacts, TrustResult, collect, plain_http_facts, probe_tls
 from tests.scanner.tls.tlsfixtures import (
     NOW,
     FakeBehaviour,
@@ -502,6 +502,33 @@ def test_unreachable_https_target_is_an_error_not_a_pass() -> None:
     results = asyncio.run(run())
     assert {r.status for r in results} == {"error"}
     assert all("could not connect" in r.reason for r in results)
+
+
+def test_the_context_asks_its_tls_provider_once_for_the_target_endpoint() -> None:
+    """Concurrent controls share one call of the injected provider, which is given where the
+    target is; facts of another type than the controls expect, or no provider, are errors."""
+    calls: list[TLSEndpoint] = []
+    facts = plain_http_facts("api.test", 8443)
+
+    async def provider(endpoint: TLSEndpoint) -> TLSFacts:
+        calls.append(endpoint)
+        await asyncio.sleep(0)  # let the other callers arrive while this one is running
+        return facts
+
+    async def run() -> list[TLSFacts]:
+        options = ScanOptions(ca_file=None, timeout=4)
+        async with ScanContext("https://api.test:8443/v1", options, tls=provider) as ctx:
+            got = await asyncio.gather(*(ctx.tls_facts(TLSFacts) for _ in range(5)))
+            with pytest.raises(TypeError, match="returned TLSFacts"):
+                await ctx.tls_facts(int)
+        async with ScanContext("https://api.test/") as bare:
+            with pytest.raises(RuntimeError, match="without a TLS-facts provider"):
+                await bare.tls_facts(TLSFacts)
+        return got
+
+    got = asyncio.run(run())
+    assert all(g is facts for g in got)
+    assert calls == [TLSEndpoint(host="api.test", port=8443, https=True, ca_file=None, timeout=4)]
 
 
 def test_controls_gather_facts_once_through_the_context(world: World) -> None:
