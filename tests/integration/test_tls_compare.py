@@ -31,7 +31,7 @@ import bastion.scanner.checks.tls  # noqa: F401  (registers the controls)
 from bastion.scanner.check import Result
 from bastion.scanner.context import ScanContext, ScanOptions
 from bastion.scanner.registry import REGISTRY
-from bastion.scanner.tls import TLSFacts
+from bastion.scanner.tls import TLSFacts, collect
 from bastion.scanner.tls.suites import group_name
 from tests.scanner.tls.tlsfixtures import (
     NOW,
@@ -154,9 +154,11 @@ def bastion_scan(deployment: Deployment) -> BastionView:
 
     async def run() -> BastionView:
         options = ScanOptions(ca_file=ca)
-        async with ScanContext(f"https://localhost:{deployment.port}/", options) as ctx:
+        async with ScanContext(
+            f"https://localhost:{deployment.port}/", options, tls=collect
+        ) as ctx:
             results = await asyncio.gather(*(REGISTRY.get(i).probe(ctx) for i in ids))
-            return BastionView(await ctx.tls_facts(), dict(zip(ids, results, strict=True)))
+            return BastionView(await ctx.tls_facts(TLSFacts), dict(zip(ids, results, strict=True)))
 
     return asyncio.run(run())
 

@@ -22,9 +22,9 @@ import pytest
 
 import bastion.scanner.checks.tls  # noqa: F401  (registers the controls)
 from bastion.scanner.check import Result
-from bastion.scanner.context import ScanContext, ScanOptions
+from bastion.scanner.context import ScanContext, ScanOptions, TLSEndpoint
 from bastion.scanner.registry import REGISTRY
-from bastion.scanner.tls import TLSFacts, TrustResult, probe_tls
+from bastion.scanner.tls import TLSFacts, TrustResult, collect, plain_http_facts, probe_tls
 from tests.scanner.tls.tlsfixtures import (
     NOW,
     FakeBehaviour,
@@ -260,14 +260,11 @@ class Judge:
             host = f"[{facts.host}]" if ":" in facts.host else facts.host
             options = ScanOptions(insecure=insecure, ca_file=ca)
 
+            async def provided(endpoint: TLSEndpoint) -> TLSFacts:
+                return facts  # the facts this scan would have gathered
+
             async def build() -> ScanContext:
-                ctx = ScanContext(f"https://{host}:{facts.port}/", options)
-
-                async def provided() -> TLSFacts:
-                    return facts
-
-                await ctx.memo("tls", provided)  # the facts this scan would have gathered
-                return ctx
+                return ScanContext(f"https://{host}:{facts.port}/", options, tls=provided)
 
             self.contexts[key] = (facts, self.loop.run_until_complete(build()))
         return self.contexts[key][1]
@@ -484,7 +481,7 @@ def test_trust_reasons_come_from_openssl(world: World, judge: Judge) -> None:
 
 def test_plain_http_target_skips_every_control() -> None:
     async def run() -> list[Result]:
-        async with ScanContext("http://127.0.0.1:9/") as ctx:
+        async with ScanContext("http://127.0.0.1:9/", tls=collect) as ctx:
             return [await REGISTRY.get(c).probe(ctx) for c in TLS_CONTROLS]
 
     results = asyncio.run(run())
@@ -497,12 +494,41 @@ def test_unreachable_https_target_is_an_error_not_a_pass() -> None:
     port = free_port()
 
     async def run() -> list[Result]:
-        async with ScanContext(f"https://127.0.0.1:{port}/", ScanOptions(timeout=2)) as ctx:
+        async with ScanContext(
+            f"https://127.0.0.1:{port}/", ScanOptions(timeout=2), tls=collect
+        ) as ctx:
             return [await REGISTRY.get(c).probe(ctx) for c in TLS_CONTROLS]
 
     results = asyncio.run(run())
     assert {r.status for r in results} == {"error"}
     assert all("could not connect" in r.reason for r in results)
+
+
+def test_the_context_asks_its_tls_provider_once_for_the_target_endpoint() -> None:
+    """Concurrent controls share one call of the injected provider, which is given where the
+    target is; facts of another type than the controls expect, or no provider, are errors."""
+    calls: list[TLSEndpoint] = []
+    facts = plain_http_facts("api.test", 8443)
+
+    async def provider(endpoint: TLSEndpoint) -> TLSFacts:
+        calls.append(endpoint)
+        await asyncio.sleep(0)  # let the other callers arrive while this one is running
+        return facts
+
+    async def run() -> list[TLSFacts]:
+        options = ScanOptions(ca_file=None, timeout=4)
+        async with ScanContext("https://api.test:8443/v1", options, tls=provider) as ctx:
+            got = await asyncio.gather(*(ctx.tls_facts(TLSFacts) for _ in range(5)))
+            with pytest.raises(TypeError, match="returned TLSFacts"):
+                await ctx.tls_facts(int)
+        async with ScanContext("https://api.test/") as bare:
+            with pytest.raises(RuntimeError, match="without a TLS-facts provider"):
+                await bare.tls_facts(TLSFacts)
+        return got
+
+    got = asyncio.run(run())
+    assert all(g is facts for g in got)
+    assert calls == [TLSEndpoint(host="api.test", port=8443, https=True, ca_file=None, timeout=4)]
 
 
 def test_controls_gather_facts_once_through_the_context(world: World) -> None:
@@ -513,11 +539,11 @@ def test_controls_gather_facts_once_through_the_context(world: World) -> None:
     async def run() -> tuple[list[Result], TLSFacts]:
         with tls_server(config) as port:
             options = ScanOptions(ca_file=str(config.files.ca))
-            async with ScanContext(f"https://localhost:{port}/", options) as ctx:
+            async with ScanContext(f"https://localhost:{port}/", options, tls=collect) as ctx:
                 results = list(
                     await asyncio.gather(*(REGISTRY.get(c).probe(ctx) for c in TLS_CONTROLS))
                 )
-                return results, await ctx.tls_facts()
+                return results, await ctx.tls_facts(TLSFacts)
 
     results, facts = asyncio.run(run())
     statuses = {c: r.status for c, r in zip(TLS_CONTROLS, results, strict=True)}

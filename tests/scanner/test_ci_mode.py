@@ -17,7 +17,7 @@ import pytest
 
 from tests.scanner.apps import Receive, Response, Scope, Send, custom_app, mint, secure_app
 from tests.scanner.servers import Certs, Running, make_certs, running
-from tests.scanner.test_cli_scan import _bind_capsys, bastion, subprocess_bastion  # noqa: F401
+from tests.scanner.test_cli_scan import bastion, bind_capsys, subprocess_bastion  # noqa: F401
 
 REPORT_SCHEMA = Path(__file__).parents[2] / "src/bastion/scanner/report.schema.json"
 SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"

@@ -13,9 +13,9 @@ import pytest
 from tests.scanner.apps import mint
 from tests.scanner.depth_apps import FRONT_END, KNOWN_EMAIL, orders_api, spec_document
 from tests.scanner.servers import Certs, Running, make_certs, running
-from tests.scanner.test_cli_scan import _bind_capsys, _one_line_error, bastion
+from tests.scanner.test_cli_scan import bastion, bind_capsys, one_line_error
 
-__all__ = ["_bind_capsys"]  # the autouse fixture the in-process CLI helper needs
+__all__ = ["bind_capsys"]  # the autouse fixture the in-process CLI helper needs
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ __all__ = ["_bind_capsys"]  # the autouse fixture the in-process CLI helper need
     ],
 )
 def test_bad_depth_flags_are_one_line_and_exit_2(args: list[str], expected: str) -> None:
-    assert expected in _one_line_error(bastion("https://127.0.0.1:1/", *args))
+    assert expected in one_line_error(bastion("https://127.0.0.1:1/", *args))
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ _capture: pytest.CaptureFixture[str] | None = None
 
 
 @pytest.fixture(autouse=True)
-def _bind_capsys(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+def bind_capsys(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
     global _capture
     _capture = capsys
     yield
@@ -72,7 +72,7 @@ def tls_server(certs: Certs) -> Iterator[Running]:
         yield server
 
 
-def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -82,7 +82,7 @@ def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_unreachable_target_is_one_line_and_exit_2() -> None:
-    line = _one_line_error(subprocess_bastion(f"http://127.0.0.1:{free_port()}/"))
+    line = one_line_error(subprocess_bastion(f"http://127.0.0.1:{free_port()}/"))
     assert line.startswith("bastion scan: cannot reach http://127.0.0.1:")
 
 
@@ -103,25 +103,23 @@ def test_unreachable_target_is_one_line_and_exit_2() -> None:
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], expected: str) -> None:
-    assert expected in _one_line_error(bastion(*args))
+    assert expected in one_line_error(bastion(*args))
 
 
 def test_bad_config_file_is_a_usage_error(tmp_path: Path) -> None:
     config = tmp_path / "scan.toml"
     config.write_text("[ignore\n")
-    assert "invalid TOML" in _one_line_error(
-        bastion("http://127.0.0.1:1/", "--config", str(config))
-    )
+    assert "invalid TOML" in one_line_error(bastion("http://127.0.0.1:1/", "--config", str(config)))
     config.write_text('colour = "blue"\n')
-    assert "unknown setting 'colour'" in _one_line_error(
+    assert "unknown setting 'colour'" in one_line_error(
         bastion("http://127.0.0.1:1/", "--config", str(config))
     )
     config.write_text("max_time = -1\n")
-    assert "--max-time must be a positive number" in _one_line_error(
+    assert "--max-time must be a positive number" in one_line_error(
         bastion("http://127.0.0.1:1/", "--config", str(config))
     )
     config.write_text('allow_errors = "yes"\n')
-    assert "allow_errors must be true or false" in _one_line_error(
+    assert "allow_errors must be true or false" in one_line_error(
         bastion("http://127.0.0.1:1/", "--config", str(config))
     )
 
@@ -129,17 +127,17 @@ def test_bad_config_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_config_file_sets_the_deadlines_and_allow_errors(tmp_path: Path) -> None:
     import argparse
 
-    from bastion.cli.scan import _build, register
+    from bastion.cli.scan import register, resolve_arguments
 
     config = tmp_path / "scan.toml"
     config.write_text("max_time = 30\ntimeout = 2.5\nallow_errors = true\n")
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     args = parser.parse_args(["scan", "https://api.test/", "--config", str(config)])
-    options, _, _, _, allow_errors = _build(args)
+    options, _, _, _, allow_errors = resolve_arguments(args)
     assert (options.max_time, options.timeout, allow_errors) == (30.0, 2.5, True)
     args = parser.parse_args(["scan", "https://api.test/", "--max-time", "9"])
-    options, _, _, _, allow_errors = _build(args)
+    options, _, _, _, allow_errors = resolve_arguments(args)
     assert (options.max_time, options.timeout, allow_errors) == (9.0, 10.0, False)
     # In-process, --max-time counts from the call (the test process is older than the scan).
     assert options.clock_started is not None
@@ -206,9 +204,9 @@ def test_exit_status_with_errors(
     expected: int,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from bastion.cli.scan import _exit_status
+    from bastion.cli.scan import exit_status
 
-    assert _exit_status(_report_with(grade, errors), fail_under, allow_errors) == expected
+    assert exit_status(_report_with(grade, errors), fail_under, allow_errors) == expected
     err = capsys.readouterr().err
     if errors and fail_under and not allow_errors:
         assert err == (
@@ -218,9 +216,9 @@ def test_exit_status_with_errors(
 
 
 def test_stderr_lines_cannot_drive_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
-    from bastion.cli.scan import _say
+    from bastion.cli.scan import say
 
-    _say("cannot reach https://x/: Server said \x1b]52;c;aGk=\x07\x1b[2J\nsecond line")
+    say("cannot reach https://x/: Server said \x1b]52;c;aGk=\x07\x1b[2J\nsecond line")
     err = capsys.readouterr().err
     assert err == (
         "bastion scan: cannot reach https://x/: Server said \\x1b]52;c;aGk=\\x07\\x1b[2J"
@@ -341,12 +339,12 @@ def test_list_controls_prints_every_control() -> None:
 
 
 def test_missing_url_is_a_usage_error() -> None:
-    assert "the URL to scan is required" in _one_line_error(bastion())
+    assert "the URL to scan is required" in one_line_error(bastion())
 
 
 def test_ca_file_that_is_not_pem_is_a_usage_error(tmp_path: Path) -> None:
     bogus = tmp_path / "ca.pem"
     bogus.write_text("not a certificate\n")
-    assert "not a PEM certificate" in _one_line_error(
+    assert "not a PEM certificate" in one_line_error(
         bastion("https://127.0.0.1:1/", "--ca-file", str(bogus))
     )

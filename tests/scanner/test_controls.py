@@ -37,13 +37,20 @@ WEAK_TOKEN = jwt.encode(
 
 
 def _weak_secret_token() -> str:
+    """HS256 signed with "secret" (built by hand: PyJWT warns about so short a key)."""
+    import base64
     import hashlib
     import hmac
+    import json
 
-    from bastion.scanner.checks._util import b64url, encode_segment
+    def b64url(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
-    header = encode_segment({"alg": "HS256", "typ": "JWT"})
-    payload = encode_segment({"sub": "user-1", "iat": int(time.time())})
+    def segment(obj: dict[str, Any]) -> str:
+        return b64url(json.dumps(obj, separators=(",", ":")).encode())
+
+    header = segment({"alg": "HS256", "typ": "JWT"})
+    payload = segment({"sub": "user-1", "iat": int(time.time())})
     sig = hmac.new(b"secret", f"{header}.{payload}".encode(), hashlib.sha256).digest()
     return f"{header}.{payload}.{b64url(sig)}"
 

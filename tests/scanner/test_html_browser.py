@@ -18,9 +18,9 @@ def test_html_report_renders_in_chromium(tmp_path: Path) -> None:
     chromium = require_program("/usr/bin/chromium", "headless browser for the HTML report")
     from playwright.sync_api import sync_playwright
 
-    from tests.scanner.test_reporters import _reports
+    from tests.scanner.test_reporters import sample_reports
 
-    report = _reports()["insecure"]
+    report = sample_reports()["insecure"]
     page_path = tmp_path / "report.html"
     page_path.write_text(render(report, "html"), encoding="utf-8")
     requests: list[str] = []

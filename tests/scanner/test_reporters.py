@@ -22,7 +22,7 @@ SECRET_HEADER_VALUE = "hdr-secret-5f2e9b7c"
 
 
 @functools.cache
-def _reports() -> dict[str, Report]:
+def sample_reports() -> dict[str, Report]:
     """An insecure and a secure report (every non-TLS control, --active, a token)."""
     from tests.scanner.test_controls import WEAK_TOKEN
 
@@ -55,7 +55,7 @@ def _reports() -> dict[str, Report]:
 
 @pytest.fixture(params=["insecure", "secure"])
 def report(request: pytest.FixtureRequest) -> Report:
-    return _reports()[request.param]
+    return sample_reports()[request.param]
 
 
 def test_json_report_matches_the_committed_schema(report: Report) -> None:
@@ -82,7 +82,7 @@ def test_json_report_matches_the_committed_schema(report: Report) -> None:
 def test_schema_and_output_do_not_drift() -> None:
     """Adding a key to the JSON without the schema (or the reverse) fails here."""
     schema = json.loads(REPORT_SCHEMA.read_text())
-    report = _reports()["secure"]
+    report = sample_reports()["secure"]
     assert set(schema["required"]) == set(schema["properties"]) == set(report_dict(report))
     finding_schema = schema["$defs"]["finding"]
     assert (
@@ -106,10 +106,10 @@ def test_suppressed_control_is_skipped_with_its_reason(report: Report) -> None:
 
 
 def test_insecure_report_grades_f_with_caps() -> None:
-    report = _reports()["insecure"]
+    report = sample_reports()["insecure"]
     assert report.grade == "F"
     assert any(cap.startswith("F (") for cap in report.caps)
-    assert _reports()["secure"].grade == "A+"
+    assert sample_reports()["secure"].grade == "A+"
 
 
 def test_sarif_validates_against_the_official_schema(report: Report) -> None:
@@ -128,7 +128,7 @@ def test_sarif_validates_against_the_official_schema(report: Report) -> None:
 
 
 def test_sarif_levels_follow_severity() -> None:
-    sarif = json.loads(render(_reports()["insecure"], "sarif"))
+    sarif = json.loads(render(sample_reports()["insecure"], "sarif"))
     results = {r["ruleId"]: r for r in sarif["runs"][0]["results"]}
     assert results["exposure.env"]["level"] == "error"
     assert results["exposure.env"]["kind"] == "fail"
@@ -141,7 +141,7 @@ def test_sarif_levels_follow_severity() -> None:
 def test_no_secret_reaches_any_report(fmt: str) -> None:
     from tests.scanner.test_controls import WEAK_TOKEN
 
-    for report in _reports().values():
+    for report in sample_reports().values():
         output = render(report, fmt)
         assert WEAK_TOKEN not in output
         assert SECRET_HEADER_VALUE not in output
@@ -196,7 +196,7 @@ def test_html_is_self_contained(report: Report) -> None:
 
 
 def test_text_report_explains_the_grade() -> None:
-    report = _reports()["insecure"]
+    report = sample_reports()["insecure"]
     text = render(report, "text")
     assert f"Grade {report.grade}" in text
     assert "How the grade was computed" in text
@@ -216,7 +216,7 @@ def test_text_names_the_response_each_passing_control_judged() -> None:
         "GET https://a/x -> 404 Not Found"
     )
     assert judged("TLSv1.2 handshake refused") == "TLSv1.2 handshake refused"
-    text = render(_reports()["secure"], "text")
+    text = render(sample_reports()["secure"], "text")
     assert "GET https://api.test/ -> 200 OK" in text
 
 
@@ -298,7 +298,7 @@ def test_an_incomplete_report_says_so_in_every_format() -> None:
 
 
 def test_a_complete_report_has_no_incomplete_line() -> None:
-    report = _reports()["secure"]
+    report = sample_reports()["secure"]
     assert report.complete and report.unfinished == ()
     for fmt in FORMATS:
         assert "INCOMPLETE" not in render(report, fmt)

@@ -16,11 +16,11 @@ from bastion.scanner.transport import (
     FRAMES_PER_REQUEST,
     HEAD_LIMIT,
     MAX_INTERIM,
+    FrameCounter,
     FrameFlood,
     InterimFlood,
     ResponseGuard,
-    _FrameCounter,
-    _GuardedStream,
+    check_frames,
 )
 from tests.scanner.hostile import OK_JSON, Request, Served, http11_handler, serving
 
@@ -63,7 +63,7 @@ def _frame(kind: int, payload: bytes = b"", stream: int = 1) -> bytes:
 
 
 def test_frame_counter_reads_frames_across_boundaries() -> None:
-    counter = _FrameCounter(skip=3)
+    counter = FrameCounter(skip=3)
     data = b"PRI" + _frame(1, b"h" * 5) + _frame(0, b"d" * 70) + _frame(6, b"p" * 8, 0)
     for i in range(len(data)):
         counter.feed(data[i : i + 1])
@@ -71,17 +71,17 @@ def test_frame_counter_reads_frames_across_boundaries() -> None:
 
 
 def test_frames_beyond_what_the_requests_explain_are_a_flood() -> None:
-    sent, received = _FrameCounter(), _FrameCounter()
+    sent, received = FrameCounter(), FrameCounter()
     sent.feed(_frame(1, b"req"))  # one request
     allowed = FRAMES_BASE + FRAMES_PER_REQUEST
-    _GuardedStream._check_frames(sent, received, _frame(6, b"12345678", 0) * allowed)
+    check_frames(sent, received, _frame(6, b"12345678", 0) * allowed)
     with pytest.raises(FrameFlood, match="frames received for 1 requests"):
-        _GuardedStream._check_frames(sent, received, _frame(6, b"12345678", 0))
+        check_frames(sent, received, _frame(6, b"12345678", 0))
     # Data earns room for more frames: large DATA frames are never a flood.
     data = _frame(0, b"x" * 16384) * 20
-    sent2, received2 = _FrameCounter(), _FrameCounter()
+    sent2, received2 = FrameCounter(), FrameCounter()
     sent2.feed(_frame(1, b"req"))
-    _GuardedStream._check_frames(sent2, received2, _frame(6, b"12345678", 0) * allowed + data)
+    check_frames(sent2, received2, _frame(6, b"12345678", 0) * allowed + data)
     assert received2.data_bytes // DATA_BYTES_PER_FRAME > 20
 
 

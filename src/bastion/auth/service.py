@@ -3,7 +3,10 @@
 Framework-free and storage-free: it talks to an :class:`AccountStore` (the reference
 service implements it with SQLAlchemy) and a :class:`~bastion.auth.reset.Mailer`.
 
-What "uniform" means here (OWASP ASVS 6.3.8; pitfall #24 in the research notes):
+What "uniform" means here, so that no flow tells whether an email has an account, by its
+answer or by its time (OWASP ASVS 6.3.8; OWASP Forgot Password cheat sheet, "consistent
+message" and uniform time,
+https://cheatsheetseries.owasp.org/cheatsheets/Forgot_Password_Cheat_Sheet.html):
 
 * register: the same answer whether or not the email has an account, and the same work —
   the password is hashed either way, then an insert is attempted;

@@ -171,7 +171,7 @@ def register(subparsers: Any) -> None:
 
 
 def _add_depth_arguments(p: Any) -> None:
-    """API depth (issue 16, part A): the API's map, a second identity, what is legitimate."""
+    """API depth: the API's map, a second identity, what is legitimate."""
     p.add_argument(
         "--openapi",
         metavar="FILE|URL",
@@ -295,7 +295,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
 
 def build_options(args: argparse.Namespace) -> tuple[str, ScanOptions, str | None, str]:
     """Validate everything before any request: (url, options, fail_under, first format)."""
-    options, url, fail_under, formats, _ = _build(args)
+    options, url, fail_under, formats, _ = resolve_arguments(args)
     return url, options, fail_under, formats[0]
 
 
@@ -339,7 +339,11 @@ def _positive(name: str, value: object, default: float) -> float:
     return float(value)
 
 
-def _build(args: argparse.Namespace) -> tuple[ScanOptions, str, str | None, list[str], bool]:
+def resolve_arguments(
+    args: argparse.Namespace,
+) -> tuple[ScanOptions, str, str | None, list[str], bool]:
+    """Every flag and the ``--config`` file, validated before any request (a
+    :class:`UsageError` otherwise): (options, url, fail_under, formats, allow_errors)."""
     config = _load_config(args.config)
     formats = _formats(args.format)
     if not args.url:
@@ -442,7 +446,7 @@ async def _scan_with_progress(url: str, options: ScanOptions, terminal: bool) ->
             return task.result()
         waiting = list(running)[:3]
         more = f" and {len(running) - 3} more" if len(running) > 3 else ""
-        _say(
+        say(
             f"{len(done)}/{total} controls done after {time.monotonic() - started:.0f} s; "
             f"still running: {', '.join(waiting)}{more}"
         )
@@ -470,7 +474,7 @@ def _write_stdout(text: str) -> None:
 _stderr_redactor = Redactor()
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     """One line on stderr, secrets masked; target-supplied parts (error messages) cannot drive
     the terminal."""
     text = _stderr_redactor.text(message)
@@ -482,29 +486,29 @@ def run(args: argparse.Namespace) -> int:
         return list_controls()
     global _stderr_redactor
     try:
-        options, url, fail_under, formats, allow_errors = _build(args)
+        options, url, fail_under, formats, allow_errors = resolve_arguments(args)
         _stderr_redactor = Redactor(
             command_line_secrets(options.token, options.headers, httpx.URL(url).password or None)
         )
         destinations = _destinations(formats, args.output)
         baseline = None if args.baseline is None else load_baseline(args.baseline)
     except (UsageError, BaselineError) as exc:
-        _say(str(exc))
+        say(str(exc))
         return EXIT_USAGE
     if options.active:
-        _say(
+        say(
             f"--active: sending bounded bursts (up to {options.budget} requests in "
             f"all) and failed-login probes to {url}"
         )
     try:
         report = asyncio.run(_scan_with_progress(url, options, sys.stderr.isatty()))
     except TargetUnreachable as exc:
-        _say(f"cannot reach {url}: {exc}{_unreachable_hint(url, str(exc))}")
+        say(f"cannot reach {url}: {exc}{_unreachable_hint(url, str(exc))}")
         return EXIT_USAGE
     if baseline is not None:
         report = compare_baseline(report, baseline, str(args.baseline))
     for warning in report.warnings:
-        _say(f"warning: {warning}")
+        say(f"warning: {warning}")
     written: list[str] = []
     for fmt, destination in zip(formats, destinations, strict=True):
         if fmt == "text" and destination is None and sys.stdout.isatty():
@@ -521,19 +525,19 @@ def run(args: argparse.Namespace) -> int:
             destination.parent.mkdir(parents=True, exist_ok=True)
             destination.write_text(output, encoding="utf-8")
         except OSError as exc:
-            _say(f"--output {destination}: {exc.strerror or exc}")
+            say(f"--output {destination}: {exc.strerror or exc}")
             return EXIT_USAGE
         written.append(str(destination))
     if not report.complete:
-        _say(
+        say(
             f"incomplete: --max-time {options.max_time:g} s ran out ({len(report.unfinished)} "
             "controls did not finish)"
         )
     summary = summary_line(report)
     if written:
         summary += f"; report{'s' if len(written) > 1 else ''}: {', '.join(written)}"
-    _say(summary)
-    return _exit_status(report, fail_under, allow_errors)
+    say(summary)
+    return exit_status(report, fail_under, allow_errors)
 
 
 def _unreachable_hint(url: str, error: str) -> str:
@@ -554,20 +558,20 @@ def _unreachable_hint(url: str, error: str) -> str:
     )
 
 
-def _exit_status(report: Report, fail_under: str | None, allow_errors: bool) -> int:
+def exit_status(report: Report, fail_under: str | None, allow_errors: bool) -> int:
     """0 at or above ``--fail-under`` (or without it), 1 below it; errored controls count as
     below unless ``--allow-errors``, so making controls fail cannot raise a grade."""
     if fail_under is None:
         return EXIT_OK
     if not allow_errors and any(w.startswith(TOKEN_OPENED_NOTHING) for w in report.warnings):
-        _say(
+        say(
             f"{TOKEN_OPENED_NOTHING}: failing --fail-under {fail_under} (the token controls "
             "did not run; pass --allow-errors to judge only what was measured)"
         )
         return EXIT_BELOW
     errors = len(report.errors)
     if errors and not allow_errors:
-        _say(
+        say(
             f"{errors} controls could not judge the target (errors): failing --fail-under "
             f"{fail_under} (pass --allow-errors to judge only what was measured)"
         )

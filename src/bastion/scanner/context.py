@@ -9,7 +9,8 @@ Every probe talks to the target only through :class:`ScanContext`, which
   ``max_requests`` it declared;
 * caches fetches (:meth:`fetch`) so several checks judging the same response share one request;
 * memoises expensive facts computed once per scan (:meth:`memo`), e.g. the TLS facts
-  (:meth:`tls_facts`, provided by :mod:`bastion.scanner.tls`);
+  (:meth:`tls_facts`, gathered by the :class:`TLSFactsProvider` the runner passes in,
+  :func:`bastion.scanner.tls.collect`);
 * redacts credentials in all evidence it produces (:class:`~bastion.scanner.redaction.Redactor`).
 
 The target may be hostile, so every request goes through one funnel (:meth:`_send_one`) that
@@ -31,14 +32,13 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import importlib
 import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -57,6 +57,7 @@ from bastion.scanner.transport import (
 )
 
 T = TypeVar("T")
+FactsT = TypeVar("FactsT")
 
 USER_AGENT = f"bastion-scan/{__version__} (+https://github.com/bastion; outside-in security scan)"
 MAX_REDIRECTS = 5
@@ -111,7 +112,7 @@ class ScanOptions:
     max_requests: int = 400  # passive budget; --active adds ACTIVE_EXTRA_REQUESTS
     body_limit: int = 256 * 1024
     ignore: Mapping[str, str] = field(default_factory=dict)  # check id -> reason
-    # API depth (issue 16): where the OpenAPI document is (a file or a same-origin URL;
+    # API depth: where the OpenAPI document is (a file or a same-origin URL;
     # None: look for it), a second identity for authorization tests (``--token-b`` or
     # ``--auth-b 'Header: value'``), the front-end origins the API legitimately trusts, a
     # known account for the enumeration control and an expired token for jwt.expired.
@@ -131,6 +132,29 @@ class ScanOptions:
     def budget(self) -> int:
         extra = self.ACTIVE_EXTRA_REQUESTS if self.active else 0
         return self.max_requests + self.operation_budget + extra
+
+
+@dataclass(frozen=True)
+class TLSEndpoint:
+    """Where the scanned TLS endpoint is and how to reach it: all a TLS-facts provider needs."""
+
+    host: str
+    port: int
+    https: bool  # False: a plain-HTTP target, nothing to probe
+    ca_file: str | None  # trusted in addition to the system store (``--ca-file``)
+    timeout: float  # ``--timeout``: no handshake waits longer
+
+
+class TLSFactsProvider(Protocol):
+    """Gathers the facts about the target's TLS endpoint that the ``tls.*`` controls judge.
+
+    The context calls it at most once per scan and shares the result
+    (:meth:`ScanContext.tls_facts`). Handshakes are not HTTP requests and are not charged to
+    the request budget. The real provider is :func:`bastion.scanner.tls.collect`; a test can
+    pass one that returns prepared facts.
+    """
+
+    async def __call__(self, endpoint: TLSEndpoint, /) -> object: ...
 
 
 @dataclass
@@ -211,8 +235,10 @@ class ScanContext:
         options: ScanOptions | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        tls: TLSFactsProvider | None = None,
     ) -> None:
         self.options = options or ScanOptions()
+        self._tls = tls
         self.target = httpx.URL(target)
         if self.target.scheme not in {"http", "https"} or not self.target.host:
             raise ValueError(f"target must be an http(s) URL with a host, got {target!r}")
@@ -699,14 +725,29 @@ class ScanContext:
             return value
         return await asyncio.shield(future)
 
-    async def tls_facts(self) -> Any:
-        """Facts about the target's TLS endpoint, gathered once per scan by
-        ``bastion.scanner.tls.collect(ctx)`` (handshakes are not HTTP requests and are not
-        charged to the request budget)."""
-        # Imported by name: the provider package is written separately (H6) and imported lazily
-        # so a scan of a plain-HTTP target never loads TLS machinery.
-        tls = importlib.import_module("bastion.scanner.tls")
-        return await self.memo("tls", lambda: tls.collect(self))
+    @property
+    def tls_endpoint(self) -> TLSEndpoint:
+        """The target's TLS endpoint, as the TLS-facts provider is given it."""
+        return TLSEndpoint(
+            host=self.host,
+            port=self.target.port or (443 if self.is_https else 80),
+            https=self.is_https,
+            ca_file=self.options.ca_file,
+            timeout=self.options.timeout,
+        )
+
+    async def tls_facts(self, kind: type[FactsT]) -> FactsT:
+        """The facts about the target's TLS endpoint, gathered once per scan by the provider
+        this context was given, as ``kind`` (the type the provider returns: the context does
+        not depend on the TLS package, whose controls say what they expect)."""
+        provider = self._tls
+        if provider is None:
+            raise RuntimeError("this ScanContext was built without a TLS-facts provider (tls=)")
+        endpoint = self.tls_endpoint
+        facts = await self.memo("tls", lambda: provider(endpoint))
+        if not isinstance(facts, kind):
+            raise TypeError(f"the TLS-facts provider returned {type(facts).__name__}, not {kind}")
+        return facts
 
 
 _DROPPED = ("ConnectionTerminated", "StreamReset", "Connection reset", "reset by peer")

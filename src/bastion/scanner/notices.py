@@ -4,8 +4,9 @@ A scan can be "clean" for the wrong reason. These are checked once the controls 
 go into the report (``Report.warnings``, every format) and onto stderr:
 
 * a ``--token`` that opened nothing: no path that refuses anonymous requests accepted it, so
-  every control that needs an accepted token skipped (a garbage token used to give a quiet
-  exit 0); with ``--fail-under`` it fails the gate like an errored control;
+  every control that needs an accepted token skipped, and a scan with a garbage token would
+  otherwise look clean and exit 0; with ``--fail-under`` it fails the gate like an errored
+  control;
 * a target URL that answers 404 with something other than JSON (a web server's page, an empty
   body): the header and disclosure controls judged that page, which is often a mistyped base
   URL. A JSON 404 is the API answering in its own error shape (``bastion serve``'s ``/``): an

@@ -35,6 +35,7 @@ from bastion.scanner.context import (
 from bastion.scanner.model import Finding, Report
 from bastion.scanner.origin import OffOrigin
 from bastion.scanner.registry import load_default_checks
+from bastion.scanner.tls import collect as collect_tls_facts
 
 ProgressCallback = Callable[[Check, Finding], None]
 
@@ -115,7 +116,7 @@ async def scan(
     selected = select_checks(checks)
     started_at = datetime.now(UTC)
     started = time.perf_counter()
-    async with ScanContext(target, options, transport=transport) as ctx:
+    async with ScanContext(target, options, transport=transport, tls=collect_tls_facts) as ctx:
         await ctx.preflight()
 
         async def one(check: Check) -> Finding:

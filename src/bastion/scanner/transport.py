@@ -116,7 +116,7 @@ def guarding(guard: ResponseGuard) -> Iterator[ResponseGuard]:
         _current.reset(token)
 
 
-class _FrameCounter:
+class FrameCounter:
     """Counts HTTP/2 frames in a byte stream, across read boundaries (RFC 9113 §4.1)."""
 
     def __init__(self, skip: int = 0) -> None:
@@ -158,42 +158,44 @@ class _FrameCounter:
                 self.headers += 1
 
 
+def check_frames(sent: FrameCounter, received: FrameCounter, data: bytes) -> None:
+    """Count ``data`` (just read) into ``received`` and raise :class:`FrameFlood` when the
+    frames received exceed what the requests sent and the data received explain."""
+    received.feed(data)
+    allowed = (
+        FRAMES_BASE
+        + FRAMES_PER_REQUEST * sent.headers
+        + received.data_bytes // DATA_BYTES_PER_FRAME
+    )
+    if received.frames > allowed:
+        raise FrameFlood(
+            f"{received.frames} HTTP/2 frames received for {sent.headers} requests and "
+            f"{received.data_bytes} bytes of data (a frame flood)"
+        )
+
+
 class _GuardedStream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
-        self._h2: tuple[_FrameCounter, _FrameCounter] | None = None  # (sent, received)
+        self._h2: tuple[FrameCounter, FrameCounter] | None = None  # (sent, received)
         self._protocol_known = False
 
     # httpcore's stream interface takes ``timeout``; the request deadline is kept above.
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         data = await self._inner.read(max_bytes, timeout)
         if self._h2 is not None:
-            self._check_frames(*self._h2, data)
+            check_frames(*self._h2, data)
         else:
             guard = _current.get()
             if guard is not None:
                 guard.received(data)  # before h11 parses a single byte of it
         return data
 
-    @staticmethod
-    def _check_frames(sent: _FrameCounter, received: _FrameCounter, data: bytes) -> None:
-        received.feed(data)
-        allowed = (
-            FRAMES_BASE
-            + FRAMES_PER_REQUEST * sent.headers
-            + received.data_bytes // DATA_BYTES_PER_FRAME
-        )
-        if received.frames > allowed:
-            raise FrameFlood(
-                f"{received.frames} HTTP/2 frames received for {sent.headers} requests and "
-                f"{received.data_bytes} bytes of data (a frame flood)"
-            )
-
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
         if not self._protocol_known and buffer:
             self._protocol_known = True
             if buffer.startswith(_H2_PREFACE):
-                self._h2 = (_FrameCounter(skip=len(_H2_PREFACE)), _FrameCounter())
+                self._h2 = (FrameCounter(skip=len(_H2_PREFACE)), FrameCounter())
         if self._h2 is not None:
             self._h2[0].feed(buffer)
         await self._inner.write(buffer, timeout)

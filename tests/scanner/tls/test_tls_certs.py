@@ -8,8 +8,7 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from bastion.scanner.tls import CertificateInfo
-from bastion.scanner.tls._certs import hostname_matches, parse_certificate
+from bastion.scanner.tls import CertificateInfo, hostname_matches, parse_certificate
 from tests.scanner.tls.tlsfixtures import ec_key, issue, make_ca, rsa_key
 
 
@@ -91,7 +90,7 @@ def test_an_odd_certificate_is_a_note_not_a_warning_on_stderr() -> None:
     """A negative serial number (RFC 5280 §4.1.2.2 forbids it) makes cryptography warn on
     stderr; the scanner keeps the warning as a note of the report instead (this test runs
     with warnings as errors, so a leaked warning fails it)."""
-    from bastion.scanner.tls._certs import parse_certificate_quietly
+    from bastion.scanner.tls import parse_certificate_quietly
 
     der = _der(issue(issuer=make_ca(), key=ec_key()).cert)
     info = parse_certificate(der)

@@ -3,7 +3,8 @@
 Probes send ``Origin`` headers an attacker could send (an unrelated site, ``null``, look-alikes
 of the target's host, the target's host over plain HTTP) and judge the
 ``Access-Control-Allow-*`` answer. An API that sends no CORS headers at all passes: absence
-of CORS is not a vulnerability (nuclei-templates #7265).
+of CORS is not a vulnerability (the browser then refuses every cross-origin read;
+https://github.com/projectdiscovery/nuclei-templates/issues/7265).
 """
 
 from __future__ import annotations

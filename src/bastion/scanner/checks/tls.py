@@ -1,10 +1,10 @@
 """TLS and certificate controls (category ``tls``).
 
 Every control judges the :class:`~bastion.scanner.tls.TLSFacts` gathered once per scan
-(``await ctx.tls_facts()``); none sends an HTTP request (``max_requests=0``). A fact the probe
-could not establish makes the control ``skip`` with the probe's reason, never ``pass``.
+(``await ctx.tls_facts(TLSFacts)``); none sends an HTTP request (``max_requests=0``). A fact
+the probe could not establish makes the control ``skip`` with the probe's reason, never ``pass``.
 
-One source per control, cited in its references. Where the anchors disagree the choice is
+One source per control, cited in its references. Where these sources disagree the choice is
 written in the docstring: server cipher order follows Mozilla (which does not require it)
 rather than testssl.sh (which rates its absence HIGH); TLS 1.3-only servers follow Mozilla's
 *modern* profile rather than RFC 9325's "MUST support TLS 1.2".
@@ -41,7 +41,7 @@ async def _facts(ctx: ScanContext) -> TLSFacts | Result:
     """The scan's TLS facts, or the Result every control returns when there are none."""
     if not ctx.is_https:
         return Result.skipped("the target is plain HTTP: no TLS to judge")
-    facts: TLSFacts = await ctx.tls_facts()
+    facts = await ctx.tls_facts(TLSFacts)
     if facts.failure:
         return Result.errored(f"TLS probe failed: {facts.failure}")
     return facts
@@ -413,7 +413,7 @@ async def aead(ctx: ScanContext) -> Result:
     max_requests=0,
 )
 async def cipher_order(ctx: ScanContext) -> Result:
-    """Reports whether the server imposes its own cipher order. The anchors disagree:
+    """Reports whether the server imposes its own cipher order. The sources disagree:
     testssl.sh rates "no server order" HIGH, Mozilla's intermediate and modern profiles set
     ``server_preferred_order: false`` because every offered suite is strong. Bastion follows
     Mozilla: this control is informational and passes either way. Probe: the same two

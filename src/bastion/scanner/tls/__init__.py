@@ -33,8 +33,13 @@ stapling over TLS 1.3 (inside the encrypted handshake).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from bastion.scanner.tls._certs import (
+    hostname_matches,
+    parse_certificate,
+    parse_certificate_quietly,
+)
 from bastion.scanner.tls._probe import probe_tls
 from bastion.scanner.tls.facts import (
     PROTOCOLS,
@@ -48,19 +53,20 @@ from bastion.scanner.tls.facts import (
     unprobed_facts,
 )
 
-if TYPE_CHECKING:
-    from bastion.scanner.context import ScanContext
-
 __all__ = [
     "PROTOCOLS",
     "AcceptedSuite",
     "CertificateInfo",
+    "Endpoint",
     "TLSFacts",
     "Tri",
     "TrustResult",
     "Untested",
     "collect",
+    "hostname_matches",
     "is_untested",
+    "parse_certificate",
+    "parse_certificate_quietly",
     "plain_http_facts",
     "probe_tls",
 ]
@@ -68,16 +74,32 @@ __all__ = [
 HANDSHAKE_TIMEOUT = 3.0  # per connection; loopback answers in milliseconds
 
 
-async def collect(ctx: ScanContext) -> TLSFacts:
-    """The scan context's TLS facts provider (``ctx.tls_facts()`` calls it once per scan)."""
-    port = ctx.target.port or (443 if ctx.is_https else 80)
-    if not ctx.is_https:
-        return plain_http_facts(ctx.host, port)
+class Endpoint(Protocol):
+    """What :func:`collect` reads of the endpoint it is given
+    (:class:`bastion.scanner.context.TLSEndpoint` is one)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def https(self) -> bool: ...
+    @property
+    def ca_file(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+
+
+async def collect(endpoint: Endpoint, /) -> TLSFacts:
+    """The scanner's TLS-facts provider (a :class:`bastion.scanner.context.TLSFactsProvider`,
+    which the runner gives the scan context; ``ctx.tls_facts(TLSFacts)`` calls it once)."""
+    if not endpoint.https:
+        return plain_http_facts(endpoint.host, endpoint.port)
     return await probe_tls(
-        ctx.host,
-        port,
-        ca_file=ctx.options.ca_file,
-        handshake_timeout=min(ctx.options.timeout, HANDSHAKE_TIMEOUT),
+        endpoint.host,
+        endpoint.port,
+        ca_file=endpoint.ca_file,
+        handshake_timeout=min(endpoint.timeout, HANDSHAKE_TIMEOUT),
     )
 
 

@@ -190,7 +190,8 @@ def _refused_refresh(token_presented: bool) -> HTTPError:
         # Drop the dead cookie too, so the browser stops sending it. Only a cookie we were
         # sent: a cross-site form POST arrives without it (SameSite=Strict), and a clearing
         # Set-Cookie in the answer to that top-level navigation would still be applied —
-        # any site could log the user out (forced-logout CSRF, found by H4's browser test).
+        # any site could log the user out (a forced-logout CSRF; see
+        # test_logout_without_a_cookie_is_204_and_sets_no_cookie).
         headers.append((b"set-cookie", refresh_tokens.clear_cookie_header().encode()))
     return HTTPError(401, InvalidRefreshToken.public_message, headers=headers)
 
@@ -322,8 +323,9 @@ async def password_reset(
     body: ResetRequest, auth: Auth, background: BackgroundTasks
 ) -> dict[str, str]:
     # The account lookup and the mail happen after the answer: same status, body and
-    # time for every address (pitfall #24: fastapi-users' forgot-password does more work
-    # for existing accounts before answering).
+    # time for every address, so the answer does not tell which addresses have an account
+    # (OWASP Forgot Password cheat sheet: consistent message, uniform time,
+    # https://cheatsheetseries.owasp.org/cheatsheets/Forgot_Password_Cheat_Sheet.html).
     background.add_task(_send_reset, auth, body.email)
     return {"status": "accepted"}
 

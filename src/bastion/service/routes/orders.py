@@ -266,9 +266,12 @@ async def delete_by_header(
 # --- routing table ---------------------------------------------------------------------------
 
 # Route specifications, added to the app one by one by ``install``: plain ``APIRoute`` entries
-# in ``app.routes``, which the method-policy layer reads directly (its 405 ``Allow`` is the
-# union of every route of a path, research pitfall #23). An ``include_router`` would add one
-# lazy ``_IncludedRouter`` entry (FastAPI 0.16x) that the layer can only probe method by method.
+# in ``app.routes``, which the method-policy layer reads directly: its 405 ``Allow`` is the
+# union of every route of a path (RFC 9110 §15.5.6,
+# https://www.rfc-editor.org/rfc/rfc9110#section-15.5.6; Starlette's own 405 lists only the
+# first matching route's methods, https://github.com/Kludex/starlette/pull/1434). An
+# ``include_router`` would add one lazy ``_IncludedRouter`` entry (FastAPI 0.16x) that the
+# layer can only probe method by method.
 ROUTES: list[dict[str, Any]] = []
 
 
