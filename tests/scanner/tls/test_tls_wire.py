@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bastion.scanner.tls import _wire
+from bastion.scanner.tls import wire
 from bastion.scanner.tls.suites import LEGACY_SUITES, TLS13_SUITES
 from tests.scanner.tls.tlsfixtures import (
     FakeBehaviour,
@@ -25,7 +25,7 @@ from tests.scanner.tls.tlsfixtures import (
 
 
 def test_client_hello_offers_what_was_asked_and_the_renegotiation_scsv() -> None:
-    hello = _wire.build_client_hello(0x0302, [0x002F, 0xC013], server_name="api.example")
+    hello = wire.build_client_hello(0x0302, [0x002F, 0xC013], server_name="api.example")
     assert hello[0] == 22  # handshake record
     assert struct.unpack_from("!H", hello, 1)[0] == 0x0301  # initial record version
     assert struct.unpack_from("!H", hello, 3)[0] == len(hello) - 5
@@ -39,7 +39,7 @@ def test_client_hello_offers_what_was_asked_and_the_renegotiation_scsv() -> None
 
 
 def test_client_hello_for_tls13_uses_supported_versions_and_no_compression() -> None:
-    hello = _wire.build_client_hello(
+    hello = wire.build_client_hello(
         0x0304, [s.code for s in TLS13_SUITES], server_name=None, key_share=(29, b"k" * 32)
     )
     version, suites, methods, extensions = parse_client_hello(hello)
@@ -52,7 +52,7 @@ def test_client_hello_for_tls13_uses_supported_versions_and_no_compression() -> 
 
 
 def test_sslv3_hello_has_no_extensions_and_fallback_scsv_is_last() -> None:
-    hello = _wire.build_client_hello(0x0300, [0x002F], server_name="x", fallback_scsv=True)
+    hello = wire.build_client_hello(0x0300, [0x002F], server_name="x", fallback_scsv=True)
     version, suites, _methods, extensions = parse_client_hello(hello)
     assert version == 0x0300
     assert struct.unpack_from("!H", hello, 1)[0] == 0x0300
@@ -61,7 +61,7 @@ def test_sslv3_hello_has_no_extensions_and_fallback_scsv_is_last() -> None:
 
 
 def test_sslv2_client_hello_layout() -> None:
-    hello = _wire.build_sslv2_client_hello()
+    hello = wire.build_sslv2_client_hello()
     length = struct.unpack_from("!H", hello, 0)[0]
     assert length & 0x8000 and (length & 0x7FFF) == len(hello) - 2
     assert hello[2] == 1  # MSG-CLIENT-HELLO
@@ -81,7 +81,7 @@ def _server_hello_body(
 
 def test_server_hello_parse_reads_supported_versions_and_key_share() -> None:
     ext = struct.pack("!HHH", 43, 2, 0x0304) + struct.pack("!HHHH", 51, 4, 23, 0)
-    hello = _wire.parse_server_hello(_server_hello_body(0x0303, 0x1301, extensions=ext))
+    hello = wire.parse_server_hello(_server_hello_body(0x0303, 0x1301, extensions=ext))
     assert hello.version == 0x0304  # the selected version, not the legacy field
     assert hello.cipher == 0x1301
     assert hello.key_share_group == 23
@@ -89,34 +89,34 @@ def test_server_hello_parse_reads_supported_versions_and_key_share() -> None:
 
 
 def test_hello_retry_request_is_recognised_by_its_random() -> None:
-    assert hashlib.sha256(b"HelloRetryRequest").digest() == _wire.HELLO_RETRY_RANDOM
+    assert hashlib.sha256(b"HelloRetryRequest").digest() == wire.HELLO_RETRY_RANDOM
     ext = struct.pack("!HHH", 43, 2, 0x0304) + struct.pack("!HHH", 51, 2, 24)
-    body = _server_hello_body(0x0303, 0x1302, random=_wire.HELLO_RETRY_RANDOM, extensions=ext)
-    hello = _wire.parse_server_hello(body)
+    body = _server_hello_body(0x0303, 0x1302, random=wire.HELLO_RETRY_RANDOM, extensions=ext)
+    hello = wire.parse_server_hello(body)
     assert hello.hello_retry and hello.key_share_group == 24
 
 
 def test_malformed_server_hello_raises_value_error() -> None:
     with pytest.raises(ValueError, match="malformed ServerHello"):
-        _wire.parse_server_hello(b"\x03\x03short")
+        wire.parse_server_hello(b"\x03\x03short")
 
 
 def test_certificate_message_and_server_key_exchange_parsing() -> None:
     a, b = b"\x30" + b"a" * 10, b"\x30" + b"b" * 20
     entries = b"".join(struct.pack("!I", len(c))[1:] + c for c in (a, b))
     body = struct.pack("!I", len(entries))[1:] + entries
-    assert _wire.parse_certificates(body) == [a, b]
-    assert _wire.parse_server_key_exchange(b"\x03\x00\x1d\x20" + b"k" * 32, "ECDHE") == ("ecdh", 29)
+    assert wire.parse_certificates(body) == [a, b]
+    assert wire.parse_server_key_exchange(b"\x03\x00\x1d\x20" + b"k" * 32, "ECDHE") == ("ecdh", 29)
     prime = b"\x00" + b"\xff" * 128  # a leading zero byte is not part of the prime's size
     dhe = struct.pack("!H", len(prime)) + prime + b"\x00\x01\x02"
-    assert _wire.parse_server_key_exchange(dhe, "DHE") == ("dh", 1024)
-    assert _wire.parse_server_key_exchange(b"\x01", "ECDHE") is None  # explicit curve: unknown
+    assert wire.parse_server_key_exchange(dhe, "DHE") == ("dh", 1024)
+    assert wire.parse_server_key_exchange(b"\x01", "ECDHE") is None  # explicit curve: unknown
 
 
 async def test_exchange_reports_refused_and_timeout_as_answers() -> None:
     from tests.support import free_port
 
-    refused = await _wire.exchange("127.0.0.1", free_port(), b"x", deadline_s=1)
+    refused = await wire.exchange("127.0.0.1", free_port(), b"x", deadline_s=1)
     assert refused.kind == "refused"
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -126,7 +126,7 @@ async def test_exchange_reports_refused_and_timeout_as_answers() -> None:
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        answer = await _wire.exchange("127.0.0.1", port, b"\x16\x03\x01\x00\x00", deadline_s=0.2)
+        answer = await wire.exchange("127.0.0.1", port, b"\x16\x03\x01\x00\x00", deadline_s=0.2)
     assert answer.kind == "timeout"
     assert answer.describe() == "timeout (no answer within 0.2s)"
 
@@ -142,10 +142,10 @@ async def test_exchange_reads_an_alert_and_garbage() -> None:
 
     server = await asyncio.start_server(reply, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    hello = _wire.build_client_hello(0x0301, [0x002F], server_name=None)
+    hello = wire.build_client_hello(0x0301, [0x002F], server_name=None)
     async with server:
-        alert = await _wire.exchange("127.0.0.1", port, hello, deadline_s=2)
-        garbage = await _wire.exchange("127.0.0.1", port, hello, deadline_s=2)
+        alert = await wire.exchange("127.0.0.1", port, hello, deadline_s=2)
+        garbage = await wire.exchange("127.0.0.1", port, hello, deadline_s=2)
     assert (alert.kind, alert.alert, alert.describe()) == ("alert", 70, "alert protocol_version")
     assert garbage.kind == "garbage"
 
@@ -155,8 +155,8 @@ def test_fake_server_and_probe_agree_on_the_wire_format() -> None:
     fake accepts: the two halves of the test agree on the format."""
     behaviour = FakeBehaviour(versions=(0x0303,), suites=(0x000A,))
     codes = [s.code for s in LEGACY_SUITES]
-    answer = fake_answer(behaviour, _wire.build_client_hello(0x0303, codes, server_name="x"))
-    hello = _wire.parse_server_hello(answer[9:])
+    answer = fake_answer(behaviour, wire.build_client_hello(0x0303, codes, server_name="x"))
+    hello = wire.parse_server_hello(answer[9:])
     assert (hello.version, hello.cipher) == (0x0303, 0x000A)
 
 
@@ -168,17 +168,17 @@ async def test_real_openssl_server_answers_the_hand_built_hellos(tmp_path: Path)
     files = write(tmp_path, "leaf", [issue()])
     with tls_server(ServerConfig(files)) as port:
         codes = [s.code for s in LEGACY_SUITES]
-        hello = _wire.build_client_hello(0x0303, codes, server_name="localhost")
-        answer = await _wire.exchange("127.0.0.1", port, hello, deadline_s=3, want_flight=True)
+        hello = wire.build_client_hello(0x0303, codes, server_name="localhost")
+        answer = await wire.exchange("127.0.0.1", port, hello, deadline_s=3, want_flight=True)
         assert answer.kind == "hello" and answer.hello is not None
         assert answer.hello.cipher == 0xC030  # ECDHE-RSA-AES256-GCM-SHA384: server order
         assert len(answer.certificates) == 1
         assert answer.server_key_exchange is not None
-        assert _wire.EXT_RENEGOTIATION_INFO in answer.hello.extensions
-        assert _wire.EXT_EXTENDED_MASTER_SECRET in answer.hello.extensions
-        tls13 = _wire.build_client_hello(
+        assert wire.EXT_RENEGOTIATION_INFO in answer.hello.extensions
+        assert wire.EXT_EXTENDED_MASTER_SECRET in answer.hello.extensions
+        tls13 = wire.build_client_hello(
             0x0304, [s.code for s in TLS13_SUITES], server_name="localhost"
         )
-        retry = await _wire.exchange("127.0.0.1", port, tls13, deadline_s=3)
+        retry = await wire.exchange("127.0.0.1", port, tls13, deadline_s=3)
         assert retry.hello is not None and retry.hello.hello_retry  # empty key_share -> HRR
         assert retry.hello.version == 0x0304

@@ -5,7 +5,7 @@ Mechanism, and why
 * **Capabilities** (protocol versions, cipher suites, ECDH groups, DH size, compression,
   secure renegotiation, extended master secret, OCSP stapling, downgrade SCSV, cipher order)
   come from hand-built ClientHellos whose ServerHello is read and the connection dropped
-  (:mod:`._wire`). A capability is the server's *choice* among what was offered, so the hello
+  (:mod:`.wire`). A capability is the server's *choice* among what was offered, so the hello
   says it all; no handshake is completed and no key material is needed.
   Measured on this machine: the ``ssl`` module over the local OpenSSL 3.0 can still
   negotiate TLS 1.0 and 1.1 (with ``@SECLEVEL=0`` and ``minimum_version``), but has no SSLv2,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from bastion.scanner.tls import _wire
+from bastion.scanner.tls import wire
 from bastion.scanner.tls._certs import (
     hostname_matches,
     parse_certificate_quietly,
@@ -36,7 +36,6 @@ from bastion.scanner.tls._certs import (
     strict_validation,
     system_anchors,
 )
-from bastion.scanner.tls._wire import VERSIONS, Answer
 from bastion.scanner.tls.facts import (
     PROTOCOLS,
     AcceptedSuite,
@@ -48,6 +47,7 @@ from bastion.scanner.tls.facts import (
     unprobed_facts,
 )
 from bastion.scanner.tls.suites import GROUPS, LEGACY_SUITES, TLS13_SUITES, CipherSuite
+from bastion.scanner.tls.wire import VERSIONS, Answer
 
 __all__ = ["probe_tls"]
 
@@ -86,12 +86,12 @@ class _Run:
         suites: Sequence[int],
         *,
         want_flight: bool = False,
-        groups: Sequence[int] = _wire.DEFAULT_GROUPS,
+        groups: Sequence[int] = wire.DEFAULT_GROUPS,
         key_share: bool = True,
         fallback_scsv: bool = False,
     ) -> Answer:
         share = self.share if key_share and self.share[0] in groups else None
-        message = _wire.build_client_hello(
+        message = wire.build_client_hello(
             version,
             suites,
             server_name=self.sni,
@@ -101,17 +101,17 @@ class _Run:
         )
         async with self.semaphore:
             self.handshakes += 1
-            return await _wire.exchange(
+            return await wire.exchange(
                 self.host, self.port, message, deadline_s=self.timeout, want_flight=want_flight
             )
 
     async def sslv2(self) -> Answer:
         async with self.semaphore:
             self.handshakes += 1
-            return await _wire.exchange(
+            return await wire.exchange(
                 self.host,
                 self.port,
-                _wire.build_sslv2_client_hello(),
+                wire.build_sslv2_client_hello(),
                 deadline_s=self.timeout,
                 sslv2=True,
             )
@@ -185,7 +185,7 @@ async def _groups_tls12(run: _Run, version: int, suites: Sequence[CipherSuite]) 
             break
         if answer.kind != "hello" or answer.server_key_exchange is None:
             return f"group probe got {answer.describe()}"
-        parsed = _wire.parse_server_key_exchange(answer.server_key_exchange, "ECDHE")
+        parsed = wire.parse_server_key_exchange(answer.server_key_exchange, "ECDHE")
         if parsed is None or parsed[1] not in remaining:
             return f"server chose an ECDH group it was not offered ({parsed})"
         accepted.add(parsed[1])
@@ -679,15 +679,15 @@ def _legacy_observations(reach: _Reach, offer: _Offer) -> _Legacy:
         return all(code in a.hello.extensions for a in ext_answers if a.hello is not None)
 
     stapling: Tri = (
-        any(_wire.EXT_STATUS_REQUEST in a.hello.extensions for a in ext_answers if a.hello)
+        any(wire.EXT_STATUS_REQUEST in a.hello.extensions for a in ext_answers if a.hello)
         if ext_answers
         else Untested("TLS 1.3 staples inside the encrypted handshake; not observed")
     )
     return _Legacy(
         answers=tuple(answers),
         compression=any(a.hello is not None and a.hello.compression != 0 for a in answers),
-        secure_renegotiation=extension_seen(_wire.EXT_RENEGOTIATION_INFO),
-        extended_master_secret=extension_seen(_wire.EXT_EXTENDED_MASTER_SECRET),
+        secure_renegotiation=extension_seen(wire.EXT_RENEGOTIATION_INFO),
+        extended_master_secret=extension_seen(wire.EXT_EXTENDED_MASTER_SECRET),
         ocsp_stapling=stapling,
     )
 
@@ -723,7 +723,7 @@ def _key_exchange(
             continue
         picked = LEGACY_BY_CODE.get(answer.hello.cipher)
         if picked is not None and picked.kex == "DHE":
-            parsed = _wire.parse_server_key_exchange(answer.server_key_exchange, "DHE")
+            parsed = wire.parse_server_key_exchange(answer.server_key_exchange, "DHE")
             if parsed is not None:
                 dh_sizes.append(parsed[1])
     dhe_accepted = any(a.suite.kex == "DHE" for a in accepted)
