@@ -62,6 +62,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bastion.auth.key_encryption import generate
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PEERS = BENCH / "peers"
@@ -306,6 +308,7 @@ def _bastion_cases(db: str) -> list[Case]:
 def _bastion(db: str, data_dir: Path, database_url: str | None) -> Server:
     email = f"bench-{db}@bench.invalid"
     state: dict[str, str] = {}
+    kek = generate()  # one per database: every round's server opens the keys the first sealed
 
     def command(port: int) -> tuple[list[str], dict[str, str]]:
         env = {
@@ -320,6 +323,7 @@ def _bastion(db: str, data_dir: Path, database_url: str | None) -> Server:
         }
         if database_url is not None:
             env["BASTION_DATABASE_URL"] = database_url
+            env["BASTION_KEY_ENCRYPTION_KEY"] = kek  # PostgreSQL keeps the keys, sealed
         args = [sys.executable, "-m", "bastion", "serve", "--insecure-http", "--port", str(port)]
         return [*args, "--http-port", "0", "--workers", "1"], env
 
