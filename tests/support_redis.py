@@ -47,9 +47,10 @@ class PrivateRedis:
         log.close()
         wait_until(self.answers, timeout=15, what=f"redis-server on {self.port}")
         if cluster:
-            self.client().execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            # redis-py leaves execute_command unannotated.
+            self.client().execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)  # type: ignore[no-untyped-call]
             wait_until(
-                lambda: b"cluster_state:ok" in self.client().execute_command("CLUSTER", "INFO"),
+                lambda: b"cluster_state:ok" in self.client().execute_command("CLUSTER", "INFO"),  # type: ignore[no-untyped-call]
                 timeout=15,
                 what="the one-node cluster to be ok",
             )

@@ -44,7 +44,8 @@ class Reply:
 
     def error(self) -> str | None:
         try:
-            return json.loads(self.body).get("error")
+            error: str | None = json.loads(self.body).get("error")
+            return error
         except ValueError:
             return None
 

@@ -348,7 +348,7 @@ def test_testssl_agrees_on_the_weak_deployment(deployment: Deployment, tmp_path:
          "--jsonfile", str(out), "-p", "-s", "-f", "-S", f"https://localhost:{deployment.port}"],
         check=False, capture_output=True, timeout=540,
     )  # fmt: skip
-    findings = {e["id"]: e["finding"] for e in json.loads(out.read_text())}
+    findings: dict[str, str] = {e["id"]: e["finding"] for e in json.loads(out.read_text())}
     ours = bastion_scan(deployment)
 
     def offered(key: str) -> bool:
