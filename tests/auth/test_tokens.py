@@ -96,7 +96,7 @@ def test_issued_tokens_carry_the_contract_claims_and_kid(tmp_path: Path, alg: st
     assert header == {"alg": alg, "kid": setup.key.kid, "typ": "JWT"}
     body = jwt.decode(
         issued.token,
-        setup.key.public_key,  # type: ignore[arg-type]
+        setup.key.public_key,
         algorithms=[alg],
         audience=AUDIENCE,
         issuer=ISSUER,
