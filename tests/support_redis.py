@@ -11,6 +11,7 @@ import secrets
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import redis
@@ -61,10 +62,10 @@ class PrivateRedis:
         query = f"?ssl_ca_certs={quote(str(self.cert))}" if self.tls else ""
         return f"{scheme}://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0{query}"
 
-    def client(self, **kwargs: object) -> redis.Redis:
+    def client(self, **kwargs: Any) -> redis.Redis:
         if self.tls:
             kwargs.update(ssl=True, ssl_ca_certs=str(self.cert))
-        return redis.Redis(port=self.port, password=self.password, socket_timeout=2, **kwargs)  # type: ignore[arg-type]
+        return redis.Redis(port=self.port, password=self.password, socket_timeout=2, **kwargs)
 
     def answers(self) -> bool:
         if self.process.poll() is not None:
