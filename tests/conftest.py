@@ -7,7 +7,7 @@ import signal
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,12 +132,12 @@ def start_server(
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[object]:
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Factory: ``serve(env={...}, args=[...])`` starts a real server; all stop at teardown."""
     started: list[Server] = []
 
-    def factory(**kwargs: object) -> Server:
-        server = start_server(tmp_path, **kwargs)  # type: ignore[arg-type]
+    def factory(**kwargs: Any) -> Server:
+        server = start_server(tmp_path, **kwargs)
         started.append(server)
         return server
 

@@ -7,8 +7,11 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -44,8 +47,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_until(
-    condition: Callable[[], object], timeout: float = 15.0, interval: float = 0.02, what: str = ""
-) -> object:
+    condition: Callable[[], T], timeout: float = 15.0, interval: float = 0.02, what: str = ""
+) -> T:
     """Poll *condition* until it returns a truthy value; fail the test after *timeout* s."""
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None

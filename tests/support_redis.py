@@ -11,6 +11,7 @@ import secrets
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import redis
@@ -47,9 +48,10 @@ class PrivateRedis:
         log.close()
         wait_until(self.answers, timeout=15, what=f"redis-server on {self.port}")
         if cluster:
-            self.client().execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            # redis-py leaves execute_command unannotated.
+            self.client().execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)  # type: ignore[no-untyped-call]
             wait_until(
-                lambda: b"cluster_state:ok" in self.client().execute_command("CLUSTER", "INFO"),
+                lambda: b"cluster_state:ok" in self.client().execute_command("CLUSTER", "INFO"),  # type: ignore[no-untyped-call]
                 timeout=15,
                 what="the one-node cluster to be ok",
             )
@@ -60,10 +62,10 @@ class PrivateRedis:
         query = f"?ssl_ca_certs={quote(str(self.cert))}" if self.tls else ""
         return f"{scheme}://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0{query}"
 
-    def client(self, **kwargs: object) -> redis.Redis:
+    def client(self, **kwargs: Any) -> redis.Redis:
         if self.tls:
             kwargs.update(ssl=True, ssl_ca_certs=str(self.cert))
-        return redis.Redis(port=self.port, password=self.password, socket_timeout=2, **kwargs)  # type: ignore[arg-type]
+        return redis.Redis(port=self.port, password=self.password, socket_timeout=2, **kwargs)
 
     def answers(self) -> bool:
         if self.process.poll() is not None:

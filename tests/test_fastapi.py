@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion import HTTPError, secure
+from bastion.asgi import ASGIApp
 from bastion.fastapi import install_error_handlers
 
 
@@ -44,10 +47,10 @@ def make_app() -> FastAPI:
     return app
 
 
-async def get(app: object, method: str, path: str, **kwargs: object) -> httpx.Response:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+async def get(app: ASGIApp, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
-        return await client.request(method, path, **kwargs)  # type: ignore[arg-type]
+        return await client.request(method, path, **kwargs)
 
 
 async def test_validation_errors_become_the_contract_400() -> None:

@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -178,7 +179,7 @@ def access_for(process: Process, rid: str) -> list[dict[str, object]]:
 def test_plain_uvicorn_without_logging_configuration(tmp_path: Path) -> None:
     with running("examples.starlette_ratelimits:app", tmp_path, ready_path="/search") as server:
         rid = requested(server, "/search")
-        (entry,) = wait_until(lambda: access_for(server, rid), timeout=5, what="access line")  # type: ignore[misc]
+        (entry,) = wait_until(lambda: access_for(server, rid), timeout=5, what="access line")
     assert RFC3339.fullmatch(str(entry["timestamp"])) and entry["level"] == "info"
     assert {"method", "path", "status", "duration_ms"} <= set(entry)
 
@@ -209,7 +210,7 @@ def test_gunicorn_with_uvicorn_workers(tmp_path: Path) -> None:
     with running(target, tmp_path, gunicorn=True, args=["-w", "2"], ready_path="/search") as server:
         rids = [requested(server, "/search") for _ in range(4)]
         for rid in rids:
-            wait_until(lambda rid=rid: access_for(server, rid), timeout=5, what="access line")  # type: ignore[misc]
+            wait_until(partial(access_for, server, rid), timeout=5, what="access line")
         counts = [len(access_for(server, rid)) for rid in rids]
     assert counts == [1, 1, 1, 1]
     for rid in rids:

@@ -236,7 +236,7 @@ async def test_https_refuse_and_off() -> None:
 
 async def test_https_requests_pass_whatever_the_policy() -> None:
     for policy in ("auto", "redirect", "refuse", "off"):
-        asgi = secure(starlette_app(), https=policy)  # type: ignore[arg-type]
+        asgi = secure(starlette_app(), https=policy)
         result = await call(asgi, "GET", "/api/hello", client=("203.0.113.9", 1))
         assert result.status == 200, policy
 

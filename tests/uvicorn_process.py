@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,8 +37,8 @@ class Process:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, **kwargs)  # type: ignore[arg-type]
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10, **kwargs)
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:

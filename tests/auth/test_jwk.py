@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from bastion.auth import jwk as J
-from bastion.auth.keys import b64url, public_jwk
+from bastion.auth.keys import PrivateKey, b64url, public_jwk
 from bastion.errors import ConfigError
 from tests.auth import forge
 
@@ -44,7 +45,9 @@ def ec_jwk(private: ec.EllipticCurvePrivateKey, **members: Any) -> dict[str, Any
     return jwk
 
 
-def okp_jwk(private: ed448.Ed448PrivateKey | ed25519.Ed25519PrivateKey, **members: Any) -> dict:
+def okp_jwk(
+    private: ed448.Ed448PrivateKey | ed25519.Ed25519PrivateKey, **members: Any
+) -> dict[str, Any]:
     raw = private.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
@@ -216,7 +219,11 @@ SIGNERS: list[tuple[str, Any, dict[str, Any]]] = [
     ("Ed448", ED448, okp_jwk(ED448, alg="Ed448")),
 ]
 
-_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
 
 
 def sign(alg: str, private: Any, data: bytes) -> bytes:
@@ -232,12 +239,15 @@ def sign(alg: str, private: Any, data: bytes) -> bytes:
 
         digest = _HASHES[alg[2:]]()
         pss = padding.PSS(mgf=padding.MGF1(_HASHES[alg[2:]]()), salt_length=digest.digest_size)
-        return private.sign(data, pss, digest)
+        signature: bytes = private.sign(data, pss, digest)
+        return signature
     if alg.startswith("RS"):
         from cryptography.hazmat.primitives.asymmetric import padding
 
-        return private.sign(data, padding.PKCS1v15(), _HASHES[alg[2:]]())
-    return private.sign(data)
+        signature = private.sign(data, padding.PKCS1v15(), _HASHES[alg[2:]]())
+        return signature
+    signature = private.sign(data)
+    return signature
 
 
 @pytest.mark.parametrize(
@@ -321,7 +331,12 @@ def test_signature_check_refuses_a_key_of_the_wrong_type() -> None:
 
 def test_forge_tokens_of_each_algorithm_verify() -> None:
     # The attacker toolbox signs the way real issuers do: a sanity check for the other tests.
-    for alg, private in [("ES256", EC256), ("RS256", RSA2048), ("EdDSA", ED25519)]:
+    signers: list[tuple[str, PrivateKey]] = [
+        ("ES256", EC256),
+        ("RS256", RSA2048),
+        ("EdDSA", ED25519),
+    ]
+    for alg, private in signers:
         data = b"a.b"
         signature = forge.sign_raw(private, alg, data)
         key = J.VerificationKey.build("k", alg, private.public_key(), low_s=False)

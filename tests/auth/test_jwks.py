@@ -157,7 +157,7 @@ def test_a_discovered_plain_http_jwks_uri_on_another_host_is_refused(
     ],
 )
 def test_plain_http_to_another_host_is_refused_at_construction(
-    option: str, kwargs: dict[str, str]
+    option: str, kwargs: dict[str, Any]
 ) -> None:
     with pytest.raises(ConfigError) as caught:
         BearerAuth(audience=AUDIENCE, **{"issuer": "https://idp.example.com", **kwargs})
@@ -661,7 +661,8 @@ def test_https_keys_need_a_trusted_certificate(tmp_path: Path, clock: Clock) -> 
         trusted = RemoteKeys(
             jwks_url=url, algorithms=["ES256"], ssl_context=server.trusting(), clock=clock
         )
-        assert trusted.refetch().result() is True  # type: ignore[union-attr]
+        fetched = trusted.refetch()
+        assert fetched is not None and fetched.result() is True
         assert trusted.get("k", "ES256") is not None
         with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
             fetch_json(url)  # the system's CAs do not know this certificate
@@ -682,7 +683,8 @@ def test_https_keys_go_through_the_configured_proxy(
         keys = RemoteKeys(
             jwks_url=url, algorithms=["ES256"], ssl_context=server.trusting(), clock=clock
         )
-        assert keys.refetch().result() is True  # type: ignore[union-attr]
+        fetched = keys.refetch()
+        assert fetched is not None and fetched.result() is True
         assert [r.rsplit(" ", 1)[0] for r in proxy.requests] == [f"CONNECT idp.test:{server.port}"]
         monkeypatch.setenv("no_proxy", "idp.test")  # now direct: the name does not resolve
         with pytest.raises(FetchError):

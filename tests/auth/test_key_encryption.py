@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
 
 import pytest
 
@@ -43,9 +44,9 @@ def test_generate_gives_43_base64url_characters_of_32_random_bytes() -> None:
         lambda raw: "  " + base64.b64encode(raw).decode().rstrip("=") + "\r\n",
     ],
 )
-def test_base64url_and_base64_spellings_name_the_same_key(spell: object) -> None:
+def test_base64url_and_base64_spellings_name_the_same_key(spell: Callable[[bytes], str]) -> None:
     raw = secrets.token_bytes(KEY_BYTES)
-    parsed = KeyEncryptionKey.parse(spell(raw))  # type: ignore[operator]
+    parsed = KeyEncryptionKey.parse(spell(raw))
     assert parsed.key_id == KeyEncryptionKey(raw).key_id
 
 

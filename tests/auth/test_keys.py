@@ -6,12 +6,13 @@ import json
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from bastion.auth.keys import KeyRing, public_jwk, thumbprint
+from bastion.auth.keys import Algorithm, KeyRing, public_jwk, thumbprint
 from bastion.errors import ConfigError
 
 ALGS = ["ES256", "RS256", "EdDSA"]
@@ -26,8 +27,8 @@ class Clock:
         return self.now
 
 
-def ring_at(path: Path, alg: str = "ES256", **kwargs: object) -> KeyRing:
-    return KeyRing(path / "keys", alg=alg, rsa_bits=2048, **kwargs)  # type: ignore[arg-type]
+def ring_at(path: Path, alg: Algorithm = "ES256", **kwargs: Any) -> KeyRing:
+    return KeyRing(path / "keys", alg=alg, rsa_bits=2048, **kwargs)
 
 
 # --- RFC 7638 thumbprints -------------------------------------------------------------------
@@ -64,7 +65,7 @@ def test_ec_coordinates_keep_their_leading_zero_bytes() -> None:
 
 @pytest.mark.parametrize("alg", ALGS)
 def test_ensure_generates_a_private_key_file_readable_only_by_the_owner(
-    tmp_path: Path, alg: str
+    tmp_path: Path, alg: Algorithm
 ) -> None:
     ring = ring_at(tmp_path, alg)
     key = ring.ensure()
@@ -147,7 +148,9 @@ def test_keys_of_another_algorithm_are_not_used(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("alg", ALGS)
-def test_jwks_lists_public_members_only_with_kid_alg_and_use(tmp_path: Path, alg: str) -> None:
+def test_jwks_lists_public_members_only_with_kid_alg_and_use(
+    tmp_path: Path, alg: Algorithm
+) -> None:
     ring = ring_at(tmp_path, alg)
     key = ring.ensure()
     (entry,) = ring.jwks()["keys"]

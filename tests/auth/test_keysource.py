@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,7 +25,7 @@ def test_a_static_set_gives_its_keys_and_never_refetches() -> None:
 
 
 @pytest.mark.parametrize("jwks", [{"keys": []}, {"keys": "x"}, {}, {"keys": [{"kty": "oct"}]}])
-def test_a_static_set_without_a_usable_key_is_a_config_error(jwks: dict) -> None:
+def test_a_static_set_without_a_usable_key_is_a_config_error(jwks: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as caught:
         StaticKeys(jwks, ["ES256"])
     assert caught.value.name == "jwks"

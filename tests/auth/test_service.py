@@ -75,7 +75,8 @@ class World:
         self.service = service
         self.verifier = verifier
         self.outbox = outbox
-        self.hasher: CountingHasher = service.hasher  # type: ignore[assignment]
+        assert isinstance(service.hasher, CountingHasher)
+        self.hasher = service.hasher
 
 
 @pytest.fixture

@@ -22,22 +22,24 @@ from hypothesis import strategies as st
 
 from bastion.auth import errors as E
 from bastion.auth.jwk import curve_order, half_order
-from bastion.auth.keys import KeyRing
+from bastion.auth.keys import Algorithm, KeyRing
 from bastion.auth.keysource import RingKeys
 from bastion.auth.tokens import TokenIssuer, TokenVerifier, b64decode
 from bastion.errors import ConfigError
 from tests.auth import forge
 from tests.auth.forge import AUDIENCE, ISSUER, claims, token
 
-ALGS = ["ES256", "RS256", "EdDSA"]
+ALGS: list[Algorithm] = ["ES256", "RS256", "EdDSA"]
 SERVICE_CLAIMS = ("iat", "sub", "jti", "type", "role")  # what bastion's own tokens carry
 
 
 class Setup:
-    def __init__(self, tmp_path: Path, alg: str = "ES256", reload_interval: float = 1.0) -> None:
+    def __init__(
+        self, tmp_path: Path, alg: Algorithm = "ES256", reload_interval: float = 1.0
+    ) -> None:
         self.ring = KeyRing(
             tmp_path / "keys",
-            alg=alg,  # type: ignore[arg-type]
+            alg=alg,
             rsa_bits=2048,
             reload_interval=reload_interval,
         )
@@ -78,7 +80,7 @@ def refused(setup: Setup, value: str, error: type[E.TokenError]) -> E.TokenError
 
 
 @pytest.mark.parametrize("alg", ALGS)
-def test_an_issued_token_verifies_to_its_claims(tmp_path: Path, alg: str) -> None:
+def test_an_issued_token_verifies_to_its_claims(tmp_path: Path, alg: Algorithm) -> None:
     setup = Setup(tmp_path, alg)
     user_id = uuid.uuid4()
     issued = setup.issuer.issue(user_id, "user")
@@ -89,14 +91,14 @@ def test_an_issued_token_verifies_to_its_claims(tmp_path: Path, alg: str) -> Non
 
 
 @pytest.mark.parametrize("alg", ALGS)
-def test_issued_tokens_carry_the_contract_claims_and_kid(tmp_path: Path, alg: str) -> None:
+def test_issued_tokens_carry_the_contract_claims_and_kid(tmp_path: Path, alg: Algorithm) -> None:
     setup = Setup(tmp_path, alg)
     issued = setup.issuer.issue(uuid.uuid4(), "admin")
     header = jwt.get_unverified_header(issued.token)
     assert header == {"alg": alg, "kid": setup.key.kid, "typ": "JWT"}
     body = jwt.decode(
         issued.token,
-        setup.key.public_key,  # type: ignore[arg-type]
+        setup.key.public_key,
         algorithms=[alg],
         audience=AUDIENCE,
         issuer=ISSUER,
@@ -149,7 +151,7 @@ def test_alg_none_with_a_real_signature_segment_is_refused_by_the_algorithm_pin(
     ["pem", "pem-crlf", "pem-no-newline", "der", "jwk-json", "jwks-json", "jwk-x-raw", "openssh"],
 )
 def test_hmac_signed_with_the_public_key_is_refused(
-    tmp_path: Path, alg: str, hmac_alg: str, encoding: str
+    tmp_path: Path, alg: Algorithm, hmac_alg: str, encoding: str
 ) -> None:
     setup = Setup(tmp_path, alg)
     secret = forge.public_key_encodings(setup.key.public_key, setup.key.kid, alg)[encoding]
@@ -590,7 +592,7 @@ def spare_bit_variants(segment: str) -> list[str]:
 
 
 @pytest.mark.parametrize("alg", ALGS)
-def test_segments_with_spare_bits_set_are_refused(tmp_path: Path, alg: str) -> None:
+def test_segments_with_spare_bits_set_are_refused(tmp_path: Path, alg: Algorithm) -> None:
     setup = Setup(tmp_path, alg)
     tried = 0
     for _ in range(8):  # payload lengths vary with the subject: cover both 4n+2 and 4n+3
@@ -633,7 +635,7 @@ def test_whatever_decodes_is_the_canonical_encoding_of_its_bytes(text: str) -> N
 _ring_cache: dict[str, Setup] = {}
 
 
-def ring_setup(alg: str, tmp_path_factory: pytest.TempPathFactory) -> Setup:
+def ring_setup(alg: Algorithm, tmp_path_factory: pytest.TempPathFactory) -> Setup:
     if alg not in _ring_cache:
         _ring_cache[alg] = Setup(tmp_path_factory.mktemp(f"ring-{alg}"), alg)
     return _ring_cache[alg]
@@ -659,7 +661,7 @@ CLAIM_VALUES = st.recursive(
 )
 def test_one_set_of_claims_has_exactly_one_valid_token_string(
     tmp_path_factory: pytest.TempPathFactory,
-    alg: str,
+    alg: Algorithm,
     subject: str,
     role: str,
     extra: dict[str, Any],

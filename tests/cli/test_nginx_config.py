@@ -7,6 +7,7 @@ import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,14 +32,14 @@ from tests.support import free_port, require_program, wait_until
         ({"https_port": 0}, "--https-port"),
     ],
 )
-def test_unsafe_values_are_refused_naming_the_flag(kwargs: dict[str, object], flag: str) -> None:
-    args: dict[str, object] = {
+def test_unsafe_values_are_refused_naming_the_flag(kwargs: dict[str, Any], flag: str) -> None:
+    args: dict[str, Any] = {
         "server_name": "api.example.com",
         "upstream": "http://127.0.0.1:8000",
     }
     args.update(kwargs)
     with pytest.raises(ConfigError) as info:
-        render(**args)  # type: ignore[arg-type]
+        render(**args)
     assert info.value.name == flag
 
 

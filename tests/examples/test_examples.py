@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,9 @@ def access_lines(server: Process) -> list[dict[str, object]]:
 
 # --- examples/starlette_ratelimits.py -------------------------------------------------------
 @pytest.fixture
-def starlette_example(tmp_path: Path) -> Process:
+def starlette_example(tmp_path: Path) -> Iterator[Process]:
     with running("examples.starlette_ratelimits:app", tmp_path, ready_path="/search") as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def test_starlette_search_rule_headers(starlette_example: Process) -> None:
@@ -108,9 +109,9 @@ def test_starlette_access_lines_reach_stderr_as_json(starlette_example: Process)
 
 # --- examples/fastapi_app.py ---------------------------------------------------------------
 @pytest.fixture
-def fastapi_example(tmp_path: Path) -> Process:
+def fastapi_example(tmp_path: Path) -> Iterator[Process]:
     with running("examples.fastapi_app:app", tmp_path, ready_path="/openapi.json") as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def test_fastapi_validation_error_is_the_contract_400(fastapi_example: Process) -> None:
@@ -183,7 +184,7 @@ UVICORN_ARGS = ["--no-proxy-headers", "--no-server-header"]
 
 
 @pytest.fixture
-def production_pair(tmp_path: Path) -> tuple[Process, Process]:
+def production_pair(tmp_path: Path) -> Iterator[tuple[Process, Process]]:
     """Two processes of the production example sharing one Redis, as two hosts would."""
     require_tcp("127.0.0.1", 6379, "Redis")
     env = _production_env(redis_db=9)
@@ -191,7 +192,7 @@ def production_pair(tmp_path: Path) -> tuple[Process, Process]:
         running(TARGET, tmp_path, env=env, args=UVICORN_ARGS, ready_path="/healthz") as one,
         running(TARGET, tmp_path, env=env, args=UVICORN_ARGS, ready_path="/healthz") as two,
     ):
-        yield one, two  # type: ignore[misc]
+        yield one, two
 
 
 def test_production_believes_the_proxy_and_enforces_https(

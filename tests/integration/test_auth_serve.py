@@ -170,7 +170,9 @@ def test_keys_rotate_while_serving(serve: ServeFactory) -> None:
             check=False,
         )
         assert rotated.returncode == 0, rotated.stderr
-        new_kid = re.search(r"new signing key (\S+)", rotated.stdout).group(1)  # type: ignore[union-attr]
+        announced = re.search(r"new signing key (\S+)", rotated.stdout)
+        assert announced is not None, rotated.stdout
+        new_kid = announced.group(1)
 
         def signed_with_new_key() -> bool:
             value = login(client, email, password).json()["access_token"]

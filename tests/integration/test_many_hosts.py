@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import quote
@@ -84,7 +85,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 first.hosts.append(first.start_host(name))
             try:
                 for host in first.hosts:
-                    wait_until(lambda h=host: healthy(h), timeout=60, what=f"host :{host.port}")
+                    wait_until(partial(healthy, host), timeout=60, what=f"host :{host.port}")
                 yield first
             finally:
                 for host in first.hosts:

@@ -113,10 +113,10 @@ def test_requests_and_security_events_are_counted_across_workers(server: Server)
     # The successful login and the refused passwords reached the route; the 429s were
     # answered by the rate-limit layer before routing.
     logins = 1 + statuses.count(401)
-    login = "/api/v1/auth/login"
-    assert _value(families, "bastion_http_request_duration_seconds_count", route=login) == logins
+    route = "/api/v1/auth/login"
+    assert _value(families, "bastion_http_request_duration_seconds_count", route=route) == logins
     assert (
-        _value(families, "bastion_http_request_duration_seconds_bucket", route=login, le="+Inf")
+        _value(families, "bastion_http_request_duration_seconds_bucket", route=route, le="+Inf")
         == logins
     )
     assert _value(
@@ -139,7 +139,7 @@ def test_backends_and_pools_are_reported(server: Server) -> None:
 def test_the_metrics_listener_is_loopback_only(server: Server) -> None:
     port = int(server.env["metrics_port"])
     addresses = {
-        info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+        str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
     }
     for address in addresses - {"127.0.0.1"}:
         with pytest.raises(OSError):

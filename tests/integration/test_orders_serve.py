@@ -19,7 +19,7 @@ from tests.support import require_tcp
 
 pytestmark = pytest.mark.integration
 
-ORDER = {
+ORDER: dict[str, Any] = {
     "productId": "0b8e7a52-6f1c-4d8e-9a3b-2f6c1d0e9a77",
     "quantity": 2,
     "address": {"street": "1 Rue de Rivoli", "city": "Paris", "country": "fr"},

@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,7 +40,7 @@ from tests.support import free_port, require_program, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 PASSWORD = "correct horse battery staple"
-ORDER = {
+ORDER: dict[str, Any] = {
     "productId": "0b6a3f4e-52a5-4c3e-9d1c-3b2f8e6a7c10",
     "quantity": 2,
     "address": {"street": "1 Main St", "city": "Springfield", "country": "us"},
@@ -328,7 +329,7 @@ def test_postgres_stopped_under_load(tmp_path: Path, postgres_server: OwnPostgre
         assert len(extra) <= 2 + 1  # two load threads + the recovery probe's 201
         for order_id in extra:
             assert stored[order_id]["quantity"] == 2
-            assert stored[order_id]["address"] == {**ORDER["address"], "country": "US"}  # type: ignore[dict-item]
+            assert stored[order_id]["address"] == {**ORDER["address"], "country": "US"}
     finally:
         assert server.stop() == 0
 

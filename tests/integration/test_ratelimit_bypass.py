@@ -23,6 +23,7 @@ import ssl
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,8 @@ class Reply:
 
     def error(self) -> str | None:
         try:
-            return json.loads(self.body).get("error")
+            error: str | None = json.loads(self.body).get("error")
+            return error
         except ValueError:
             return None
 
@@ -100,9 +102,9 @@ def send(
         conn.close()
 
 
-def fail_login(server: Server, path: str = LOGIN, **kwargs: object) -> Reply:
+def fail_login(server: Server, path: str = LOGIN, **kwargs: Any) -> Reply:
     """A failed login attempt (404 before the login endpoint exists, 401 after: both fail)."""
-    reply = send(server, "POST", path, **kwargs)  # type: ignore[arg-type]
+    reply = send(server, "POST", path, **kwargs)
     assert reply.status < 500, f"{path}: {reply.status} {reply.body!r}"
     return reply
 

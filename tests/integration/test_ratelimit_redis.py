@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -44,11 +44,10 @@ def env_for(redis_server: RedisServer, **extra: str) -> dict[str, str]:
 
 
 async def test_four_processes_sharing_redis_admit_exactly_the_limit(
-    serve: object, redis_server: RedisServer
+    serve: Callable[..., Server], redis_server: RedisServer
 ) -> None:
     servers: list[Server] = [
-        serve(env=env_for(redis_server, api_limit="100/15m"), wait=False)  # type: ignore[operator]
-        for _ in range(4)
+        serve(env=env_for(redis_server, api_limit="100/15m"), wait=False) for _ in range(4)
     ]
     for server in servers:  # started together, then each awaited: faster than one by one
         wait_until(partial(healthy, server), timeout=60, what=f"bastion serve :{server.port}")
@@ -106,15 +105,13 @@ def assert_limits_enforced(server: Server) -> None:
     [("auto", 404, 503), ("fail-open", 404, None), ("fail-closed", 503, 503)],
 )
 def test_redis_outage_follows_the_policy_and_recovers(
-    serve: object,
+    serve: Callable[..., Server],
     redis_server: RedisServer,
     mode: str,
     api_status: int,
     auth_status: int | None,
 ) -> None:
-    server: Server = serve(  # type: ignore[operator]
-        env=env_for(redis_server, ratelimit_store_failure=mode)
-    )
+    server: Server = serve(env=env_for(redis_server, ratelimit_store_failure=mode))
     assert store_state(server) == "ok"
     assert_limits_enforced(server)
 

@@ -348,7 +348,7 @@ def test_testssl_agrees_on_the_weak_deployment(deployment: Deployment, tmp_path:
          "--jsonfile", str(out), "-p", "-s", "-f", "-S", f"https://localhost:{deployment.port}"],
         check=False, capture_output=True, timeout=540,
     )  # fmt: skip
-    findings = {e["id"]: e["finding"] for e in json.loads(out.read_text())}
+    findings: dict[str, str] = {e["id"]: e["finding"] for e in json.loads(out.read_text())}
     ours = bastion_scan(deployment)
 
     def offered(key: str) -> bool:
@@ -365,7 +365,9 @@ def test_testssl_agrees_on_the_weak_deployment(deployment: Deployment, tmp_path:
                          ("cipherlist_AVERAGE", "tls.cipher-cbc")):  # fmt: skip
         assert offered(key) == (ours.results[control].status == "fail"), key
     assert offered("PFS") == (ours.results["tls.forward-secrecy"].status == "pass")
-    assert findings["cert_keySize"] == f"RSA {ours.facts.leaf.key_bits} bits"  # type: ignore[union-attr]
+    leaf = ours.facts.leaf
+    assert leaf is not None
+    assert findings["cert_keySize"] == f"RSA {leaf.key_bits} bits"
     assert (findings["cert_expirationStatus"] == "expired") == (
         ours.results["tls.cert-expired"].status == "fail"
     )

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -76,7 +77,9 @@ def listener(request: pytest.FixtureRequest, server: Server) -> Listener:
     return listeners(server)[request.param]
 
 
-def assert_refusal(server: Server, listener: Listener, data: bytes, status: int, error: str):
+def assert_refusal(
+    server: Server, listener: Listener, data: bytes, status: int, error: str
+) -> tuple[Response, dict[str, Any]]:
     """The contract's shape: status, every header, the body, the close, a log line."""
     response, rest = parse_response(data)
     assert response.status == status, data[:300]

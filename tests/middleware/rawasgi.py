@@ -15,9 +15,9 @@ from urllib.parse import unquote
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-App = Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
-]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass
@@ -133,6 +133,16 @@ async def call(
     )
 
 
+async def never_receive() -> Message:
+    """For a scope the app must pass through without reading (lifespan, websocket)."""
+    raise AssertionError("receive() called")
+
+
+async def never_send(message: Message) -> None:
+    """For a scope the app must pass through without answering."""
+    raise AssertionError(f"send() called with {message!r}")
+
+
 def recorder(
     status: int = 200,
     body: bytes = b"ok",
@@ -141,7 +151,7 @@ def recorder(
     """An app answering *status*/*body* that records each scope it saw (a copy) and read body."""
     seen: list[Scope] = []
 
-    async def app(scope: Scope, receive: Any, send: Any) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         data = b""
         if scope["type"] == "http":
             more = True

@@ -26,7 +26,7 @@ from bastion.middleware.access_log import (
     redact,
 )
 from bastion.middleware.request_id import RequestIDMiddleware
-from tests.middleware.rawasgi import call, recorder
+from tests.middleware.rawasgi import Receive, Scope, Send, call, recorder
 
 JWT = (
     "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0"
@@ -134,7 +134,7 @@ async def test_client_and_request_id_read_after_inner_layers(
     """The proxy and request-id layers rewrite the scope in place; the log sees their result."""
     inner, _ = recorder()
 
-    async def resolver(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def resolver(scope: Scope, receive: Receive, send: Send) -> None:
         scope["client"] = ("198.51.100.4", 0)
         scope[REQUEST_ID_KEY] = "rid-1"
         await inner(scope, receive, send)
@@ -148,7 +148,7 @@ async def test_client_and_request_id_read_after_inner_layers(
 async def test_unhandled_exception_logged_as_500_and_reraised(
     access: pytest.LogCaptureFixture,
 ) -> None:
-    async def boom(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def boom(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError(f"db said password={PASSWORD}")
 
     with pytest.raises(RuntimeError):

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from bastion.errors import ConfigError
 from bastion.middleware.body import BodyRulesMiddleware, json_depth_exceeds
-from tests.middleware.rawasgi import call, recorder
+from tests.middleware.rawasgi import Result, Scope, call, recorder
 
 JSON = ("content-type", "application/json")
 LIMIT = 65536
@@ -28,7 +28,7 @@ async def post(
     path: str = "/api/v1/orders",
     content_length: bool = True,
     **options: Any,
-) -> tuple[Any, list[dict[str, Any]]]:
+) -> tuple[Result, list[Scope]]:
     inner, seen = recorder(status=201, body=b"created")
     hdrs = list(headers if headers is not None else [JSON])
     total = len(body) if isinstance(body, bytes) else sum(map(len, body))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bastion.asgi import Message, Receive, Scope, Send, send_error
+from bastion.asgi import ASGIApp, Message, Receive, Scope, Send, send_error
 from bastion.errors import ConfigError
 from bastion.middleware.cors import CORSMiddleware, Origin, parse_origin, parse_origins
 
@@ -52,7 +52,7 @@ def make_app(
     status: int = 200,
     headers: Sequence[tuple[bytes, bytes]] = (),
     body: bytes = b'{"ok":true}',
-) -> tuple[object, list[Scope]]:
+) -> tuple[ASGIApp, list[Scope]]:
     """The smallest inner app: records that it ran, answers *status* with *headers*."""
     seen: list[Scope] = []
 
@@ -71,13 +71,13 @@ def make_app(
 
 
 async def call(
-    mw: object,
+    mw: ASGIApp,
     method: str = "GET",
     path: str = "/api/v1/orders",
     headers: Sequence[tuple[str, str]] = (),
     seen: list[Scope] | None = None,
 ) -> Response:
-    scope = {
+    scope: Scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -100,7 +100,7 @@ async def call(
         messages.append(message)
 
     before = len(seen) if seen is not None else 0
-    await mw(scope, receive, send)  # type: ignore[operator]
+    await mw(scope, receive, send)
     start = messages[0]
     assert start["type"] == "http.response.start"
     body = b"".join(m.get("body", b"") for m in messages[1:])
@@ -108,8 +108,8 @@ async def call(
     return Response(start["status"], list(start["headers"]), body, called)
 
 
-def cors(app: object, origins: Sequence[str] = (ALLOWED,), **options: object) -> CORSMiddleware:
-    return CORSMiddleware(app, origins=origins, **options)  # type: ignore[arg-type]
+def cors(app: ASGIApp, origins: Sequence[str] = (ALLOWED,), **options: Any) -> CORSMiddleware:
+    return CORSMiddleware(app, origins=origins, **options)
 
 
 def preflight_headers(
@@ -623,7 +623,7 @@ def test_parse_origins_deduplicates_equivalent_entries() -> None:
         ({"exclude_paths": "/oauth/authorize"}, "give a list, not one string"),
     ],
 )
-def test_bad_options_stop_construction(options: dict[str, object], message: str) -> None:
+def test_bad_options_stop_construction(options: dict[str, Any], message: str) -> None:
     app, _ = make_app()
     with pytest.raises(ConfigError) as info:
         cors(app, **options)

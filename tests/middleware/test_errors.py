@@ -16,14 +16,24 @@ from starlette.routing import Route
 from bastion.asgi import REQUEST_ID_KEY
 from bastion.errors import HTTPError
 from bastion.middleware.errors import ERROR_LOGGER, SafeErrorsMiddleware
-from tests.middleware.rawasgi import call, recorder
+from tests.middleware.rawasgi import (
+    App,
+    Receive,
+    Result,
+    Scope,
+    Send,
+    call,
+    never_receive,
+    never_send,
+    recorder,
+)
 
 SECRET = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
 INTERNAL = b'{"error":"An internal error occurred","requestId":"rid-1"}'
 
 
-def raising(exc: BaseException) -> Any:
-    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+def raising(exc: BaseException) -> App:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         raise exc
 
     return app
@@ -33,8 +43,9 @@ def error_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [json.loads(r.getMessage()) for r in caplog.records if r.name == ERROR_LOGGER]
 
 
-async def run(app: Any, **kwargs: Any) -> Any:
-    return await call(SafeErrorsMiddleware(app), **{REQUEST_ID_KEY: "rid-1"}, **kwargs)
+async def run(app: App, **kwargs: Any) -> Result:
+    request_id: dict[str, Any] = {REQUEST_ID_KEY: "rid-1"}
+    return await call(SafeErrorsMiddleware(app), **request_id, **kwargs)
 
 
 async def test_unhandled_exception_becomes_contract_500_and_logged_redacted(
@@ -114,7 +125,7 @@ async def test_inner_500_body_is_replaced() -> None:
 async def test_inner_500_then_http_error_uses_the_error() -> None:
     """Starlette's ServerErrorMiddleware sends its 500 first and re-raises afterwards."""
 
-    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 500, "headers": []})
         await send({"type": "http.response.body", "body": b"Internal Server Error"})
         raise HTTPError(413, "Payload too large")
@@ -134,7 +145,7 @@ async def test_other_responses_pass_unchanged(status: int) -> None:
 async def test_exception_after_start_sends_no_second_start(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
         raise RuntimeError(f"stream broke, password={SECRET}")
@@ -148,7 +159,7 @@ async def test_exception_after_start_sends_no_second_start(
 
 
 async def test_app_that_never_answers_gets_500(caplog: pytest.LogCaptureFixture) -> None:
-    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return None
 
     result = await run(app)
@@ -178,7 +189,9 @@ async def test_starlette_route_exception_through_httpx() -> None:
 
 async def test_non_http_exceptions_propagate() -> None:
     with pytest.raises(RuntimeError):
-        await SafeErrorsMiddleware(raising(RuntimeError("x")))({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+        await SafeErrorsMiddleware(raising(RuntimeError("x")))(
+            {"type": "lifespan"}, never_receive, never_send
+        )
 
 
 async def test_custom_logger_name(caplog: pytest.LogCaptureFixture) -> None:

@@ -13,7 +13,16 @@ from starlette.routing import Route
 
 from bastion.errors import ConfigError
 from bastion.middleware.headers import SecurityHeadersMiddleware
-from tests.middleware.rawasgi import Result, call, recorder
+from tests.middleware.rawasgi import (
+    Message,
+    Receive,
+    Result,
+    Scope,
+    Send,
+    call,
+    never_receive,
+    recorder,
+)
 
 CONTRACT = {
     "x-content-type-options": "nosniff",
@@ -54,7 +63,7 @@ async def test_scheme_read_when_response_starts() -> None:
     """The proxy layer (inside) may resolve the scheme to https after this layer was called."""
     inner, _ = recorder()
 
-    async def proxy(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def proxy(scope: Scope, receive: Receive, send: Send) -> None:
         scope["scheme"] = "https"
         await inner(scope, receive, send)
 
@@ -126,15 +135,15 @@ async def test_starlette_404_and_500_get_headers() -> None:
 
 
 async def test_non_http_scope_untouched() -> None:
-    messages: list[dict[str, Any]] = []
+    messages: list[Message] = []
 
-    async def inner(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "websocket.accept", "headers": []})
 
-    async def send(message):  # type: ignore[no-untyped-def]
+    async def send(message: Message) -> None:
         messages.append(message)
 
-    await SecurityHeadersMiddleware(inner)({"type": "websocket"}, None, send)  # type: ignore[arg-type]
+    await SecurityHeadersMiddleware(inner)({"type": "websocket"}, never_receive, send)
     assert messages == [{"type": "websocket.accept", "headers": []}]
 
 
@@ -205,7 +214,7 @@ async def test_path_is_read_when_the_response_starts() -> None:
     by another spelling is matched on its canonical form."""
     inner, _ = recorder(headers=[(b"content-security-policy", PAGE_CSP)])
 
-    async def canonicalise(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def canonicalise(scope: Scope, receive: Receive, send: Send) -> None:
         scope["path"] = "/oauth/authorize"
         await inner(scope, receive, send)
 

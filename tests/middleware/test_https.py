@@ -9,7 +9,7 @@ import pytest
 
 from bastion.errors import ConfigError
 from bastion.middleware.https import HTTPSOnlyMiddleware, redirect_app
-from tests.middleware.rawasgi import call, recorder
+from tests.middleware.rawasgi import Message, call, recorder
 
 
 async def plain(
@@ -146,13 +146,13 @@ async def test_redirect_app_over_httpx() -> None:
 
 async def test_redirect_app_lifespan_and_websocket() -> None:
     app = redirect_app()
-    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
-    sent: list[dict[str, Any]] = []
+    incoming: list[Message] = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return incoming.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await app({"type": "lifespan"}, receive, send)

@@ -443,7 +443,8 @@ async def test_user_rule_keyed_by_authenticated_principal() -> None:
     app, _ = recorder()
 
     def user(scope: Any) -> str | None:
-        return scope.get("state", {}).get("user")
+        name: str | None = scope.get("state", {}).get("user")
+        return name
 
     per_user = Rule("per-user", "2/1m", paths="/api/", key=user)
     mw = limited(app, per_user)

@@ -13,7 +13,15 @@ from starlette.routing import Route
 
 from bastion.asgi import REQUEST_ID_KEY, request_id
 from bastion.middleware.request_id import RequestIDMiddleware, new_request_id, valid_request_id
-from tests.middleware.rawasgi import call, recorder
+from tests.middleware.rawasgi import (
+    Receive,
+    Scope,
+    Send,
+    call,
+    never_receive,
+    never_send,
+    recorder,
+)
 
 FRESH = re.compile(r"^[0-9a-f]{32}$")
 
@@ -102,10 +110,10 @@ async def test_starlette_app_through_httpx_sees_same_id_as_response() -> None:
 async def test_non_http_scope_passes_untouched() -> None:
     seen: list[dict[str, object]] = []
 
-    async def inner(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
         seen.append(dict(scope))
 
-    await RequestIDMiddleware(inner)({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    await RequestIDMiddleware(inner)({"type": "lifespan"}, never_receive, never_send)
     assert seen == [{"type": "lifespan"}]
 
 

@@ -12,7 +12,7 @@ import json
 import re
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,9 +20,9 @@ from urllib.parse import parse_qs
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
 KID = "fixture-key-1"
@@ -408,7 +408,7 @@ def insecure_app() -> App:
             claims = _unverified(bearer(request))
             return Response(200, {"id": (claims or {}).get("sub", "anonymous")})
         if path == "/api/me":
-            token = bearer(request) or (request.query.get("access_token") or [None])[0]
+            token = bearer(request) or next(iter(request.query.get("access_token", [])), None)
             claims = _unverified(token)
             if claims is None:
                 return Response(401, {"error": "unauthorized"})

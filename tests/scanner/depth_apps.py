@@ -67,7 +67,7 @@ ORDER_SCHEMA = {
 
 def spec_document(extra_paths: int = 0) -> dict[str, Any]:
     """The API's OpenAPI 3.1 document, without ``servers`` (it does not know its mount)."""
-    bearer_only = [{"bearer": []}]
+    bearer_only: list[dict[str, list[str]]] = [{"bearer": []}]
     paths: dict[str, Any] = {
         "/api/v1/me": {"get": {"responses": {"200": {"description": "me"}}}},
         "/api/v1/orders": {

@@ -28,9 +28,10 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import h2.config
 import h2.connection
@@ -43,6 +44,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support import free_port
 from tests.support_tls import private_key_pem
+
+T = TypeVar("T")
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -106,8 +109,8 @@ class _LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 
-    def run(self, coro: Awaitable[object], timeout: float = 10) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
 
 _LOOP: _LoopThread | None = None
@@ -139,7 +142,7 @@ def serving(
         writers.add(writer)
         task = asyncio.current_task()
         if task is not None:
-            tasks.add(task)  # type: ignore[arg-type]
+            tasks.add(task)
         try:
             await handler(served, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
@@ -154,7 +157,7 @@ def serving(
         return await asyncio.start_server(on_connect, host, port, ssl=tls, backlog=512)
 
     loop = _loop()
-    server: asyncio.Server = loop.run(start())  # type: ignore[assignment]
+    server = loop.run(start())
 
     async def stop() -> None:
         server.close()

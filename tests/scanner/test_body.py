@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import tracemalloc
 import zlib
+from collections.abc import Callable
 
 import pytest
 
@@ -58,9 +59,11 @@ def test_identity_body_under_at_and_over_the_cap() -> None:
         ("deflate", _raw_deflate),  # raw deflate, as many servers send
     ],
 )
-def test_codings_decode_whatever_the_chunking(encoding: str, encode: object, chunking: str) -> None:
+def test_codings_decode_whatever_the_chunking(
+    encoding: str, encode: Callable[[bytes], bytes], chunking: str
+) -> None:
     plain = b"the quick brown fox " * 20
-    encoded = encode(plain)  # type: ignore[operator]
+    encoded = encode(plain)
     chunks = [encoded] if chunking == "whole" else _bytewise(encoded)
     decoder = _decode(chunks, encoding)
     assert decoder.result() == plain

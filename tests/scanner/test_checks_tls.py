@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,8 +89,8 @@ class World:
             key=rsa_key(2048, 2),
         )  # fmt: skip
 
-    def leaf_files(self, name: str, **leaf: object) -> Files:
-        cert = issue(issuer=self.intermediate, **leaf)  # type: ignore[arg-type]
+    def leaf_files(self, name: str, **leaf: Any) -> Files:
+        cert = issue(issuer=self.intermediate, **leaf)
         return write(self.dir, name, [cert, self.intermediate], ca=self.root)
 
     def get(self, name: str) -> Scenario:
@@ -404,9 +405,9 @@ def test_control(
     check_id: str,
     scenario: str,
     expected: str,
-    options: dict[str, object],
+    options: dict[str, Any],
 ) -> None:
-    result = judge(check_id, world.get(scenario), **options)  # type: ignore[arg-type]
+    result = judge(check_id, world.get(scenario), **options)
     assert result.status == expected, f"{check_id} on {scenario}: {result}"
     if expected in ("fail", "warn"):
         assert result.reason and result.evidence

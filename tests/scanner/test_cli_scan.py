@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -307,8 +308,9 @@ def test_tls_target_with_a_private_ca(tls_server: Running, certs: Certs) -> None
     insecure = json.loads(bastion(tls_server.url, "--format", "json", "--insecure").stdout)
     untrusted = json.loads(bastion(tls_server.url, "--format", "json").stdout)
 
-    def status(report: dict[str, object], check_id: str) -> str:
-        return {f["id"]: f["status"] for f in report["findings"]}[check_id]  # type: ignore[attr-defined, index]
+    def status(report: dict[str, Any], check_id: str) -> str:
+        found: str = {f["id"]: f["status"] for f in report["findings"]}[check_id]
+        return found
 
     assert status(trusted, "tls.cert-trust") == "pass"
     assert status(insecure, "tls.cert-trust") == "warn"

@@ -50,7 +50,7 @@ def _reasons(report: Report) -> dict[str, str]:
     return {f.id: f.reason for f in report.findings}
 
 
-FULL = {
+FULL: dict[str, Any] = {
     "token": token_a(),
     "token_b": token_b(),
     "active": True,
@@ -78,7 +78,7 @@ PREFIX_GROUND_TRUTH_CLEAN = {
     "ratelimit.operation-headers": "pass",
     "cors.trusted-origin-variants": "pass",
 }
-PLANTED = {
+PLANTED: dict[str, Any] = {
     "bola": True,
     "legacy_v0": True,
     "cors": "suffix",

@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from bastion.scanner.model import Finding, Report
+from bastion.scanner.model import Finding, Report, Status
 from bastion.scanner.reporters import FORMATS, render
 from bastion.scanner.reporters.json import finding_dict, report_dict
 from tests.scanner.apps import insecure_app, mint, secure_app
@@ -224,13 +224,13 @@ def _incomplete_report() -> Report:
     """A scan stopped by --max-time: one control measured, two errored (one of them cut by
     the deadline), with control characters in what the target supplied."""
 
-    def finding(check_id: str, status: str, reason: str, evidence: str = "") -> Finding:
+    def finding(check_id: str, status: Status, reason: str, evidence: str = "") -> Finding:
         return Finding(
             id=check_id,
             title=f"title of {check_id}",
             category="headers",
             severity="medium",
-            status=status,  # type: ignore[arg-type]
+            status=status,
             evidence=evidence,
             remediation="fix it",
             references=("https://example.org/ref",),

@@ -3,8 +3,11 @@ errors deduct (once per cause). Each fixture's ground truth is asserted control 
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
+from bastion.asgi import ASGIApp
 from bastion.scanner.context import ScanOptions
 from bastion.scanner.grading import grade, settle
 from bastion.scanner.model import Finding, Report
@@ -14,12 +17,12 @@ from tests.scanner.apps import insecure_app, mint, run_checks, secure_app
 from tests.scanner.riskapps import plain_api, quota_api, reflecting_api, spa_login_api
 
 
-async def _scan(app: object, target: str, **options: object) -> Report:
+async def _scan(app: ASGIApp, target: str, **options: Any) -> Report:
     return await scan(
         target,
-        ScanOptions(**options),  # type: ignore[arg-type]
+        ScanOptions(**options),
         checks=[c for c in load_default_checks() if c.category != "tls"],
-        transport=httpx.ASGITransport(app),  # type: ignore[arg-type]
+        transport=httpx.ASGITransport(app),
     )
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 
+from bastion.asgi import ASGIApp, Receive, Scope, Send
 from bastion.scanner.check import Check, Probe, Result, check
 from bastion.scanner.context import ScanContext, ScanOptions, TargetUnreachable
 from bastion.scanner.model import Report, Severity
@@ -92,10 +94,8 @@ def test_duplicate_ids_are_refused() -> None:
         ({"cap": "E"}, "unknown cap"),
     ],
 )
-def test_malformed_checks_are_refused_at_declaration(
-    kwargs: dict[str, object], message: str
-) -> None:
-    fields: dict[str, object] = {
+def test_malformed_checks_are_refused_at_declaration(kwargs: dict[str, Any], message: str) -> None:
+    fields: dict[str, Any] = {
         "id": "headers.x",
         "title": "t",
         "category": "headers",
@@ -108,7 +108,7 @@ def test_malformed_checks_are_refused_at_declaration(
         return Result.passed()
 
     with pytest.raises(ValueError, match=message):
-        Check(probe=probe, **fields)  # type: ignore[arg-type]
+        Check(probe=probe, **fields)
 
 
 def test_default_registry_is_complete_and_documented() -> None:
@@ -203,16 +203,16 @@ async def test_progress_is_reported_per_check() -> None:
     assert sorted(seen) == ["headers.csp", "headers.xcto"]
 
 
-def _slow_app(delay: float) -> Callable[..., object]:
+def _slow_app(delay: float) -> ASGIApp:
     """An ASGI app that answers / at once and every other path after ``delay`` seconds."""
 
-    async def app(scope: dict[str, object], receive: object, send: Callable[..., object]) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] != "/":
             await asyncio.sleep(delay)
-        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[misc]
-        await send({"type": "http.response.body", "body": b"{}"})  # type: ignore[misc]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
 
     return app
 
@@ -275,7 +275,7 @@ async def test_a_request_deadline_is_an_error_not_unfinished() -> None:
 
 
 async def test_a_baseline_that_never_answers_is_unreachable_within_its_deadline() -> None:
-    async def never(scope: dict[str, object], receive: object, send: object) -> None:
+    async def never(scope: Scope, receive: Receive, send: Send) -> None:
         await asyncio.sleep(60)
 
     started = time.monotonic()

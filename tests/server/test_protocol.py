@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
@@ -145,7 +146,9 @@ async def test_an_oversized_pipelined_head_is_refused_after_the_pending_response
     protocol.connection_lost(None)
 
 
-async def test_a_busy_keep_alive_connection_does_not_arm_a_timer_per_request() -> None:
+async def test_a_busy_keep_alive_connection_does_not_arm_a_timer_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     protocol, transport = _protocol(ok_app)
     timers = []
     original = protocol.loop.call_at
@@ -154,13 +157,13 @@ async def test_a_busy_keep_alive_connection_does_not_arm_a_timer_per_request() -
         timers.append(when)
         return original(when, callback, *args)
 
-    protocol.loop.call_at = counting_call_at  # type: ignore[method-assign]
+    monkeypatch.setattr(protocol.loop, "call_at", counting_call_at)
     try:
         for n in range(50):
             protocol.data_received(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % n)
             await _settle(lambda n=n: transport.written.count(b"HTTP/1.1 200") == n + 1)
     finally:
-        del protocol.loop.call_at
+        monkeypatch.undo()
     assert len(timers) <= 2  # the head timer from connect, at most one keep-alive re-arm
     protocol.connection_lost(None)
 

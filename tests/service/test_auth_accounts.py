@@ -207,7 +207,8 @@ async def test_a_reset_token_is_single_use_and_revokes_every_refresh_token(
     await store.add_reset(token_hash="u" * 64, user_id=user.id, expires_at=now + 1800)
     assert await store.reset_account("t" * 64, now) == user
     assert await store.complete_reset(token_hash="t" * 64, now=now, password_hash="$argon2id$new")
-    assert (await store.get(user.id)).password_hash == "$argon2id$new"  # type: ignore[union-attr]
+    stored = await store.get(user.id)
+    assert stored is not None and stored.password_hash == "$argon2id$new"
     assert all(row.revoked for row in await refresh_rows(store, user.id))
     # used: never again; the user's other outstanding link died with the old password
     assert await store.reset_account("t" * 64, now) is None

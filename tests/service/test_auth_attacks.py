@@ -37,7 +37,8 @@ class Target:
 
     @property
     def key(self) -> SigningKey:
-        return self.app.state.key_ring.active  # type: ignore[no-any-return]
+        key: SigningKey = self.app.state.key_ring.active
+        return key
 
     def genuine(self) -> str:
         return token_for(self.app, self.user_id)

@@ -16,9 +16,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy import bindparam, select
+from sqlalchemy import update as sa_update
 
 from bastion.errors import ConfigError
-from bastion.service.db import Database, Query
+from bastion.service.db import Database, Query, _SqliteDirect
 from bastion.service.models import User
 from tests.service.auth_db import postgres_database, sqlite_url
 from tests.support import free_port
@@ -44,7 +45,7 @@ async def test_sqlite_waits_for_a_held_lock_off_the_event_loop(tmp_path: Path) -
         assert await database.direct.one(_EMAIL, id=user_id) == ("a@example.test",)
         holder = sqlite3.connect(tmp_path / "accounts.db", isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")  # the write lock, as another writer would hold it
-        update = Query(User.__table__.update().where(User.id == bindparam("id")).values(role="x"))
+        update = Query(sa_update(User).where(User.id == bindparam("id")).values(role="x"))
         write = asyncio.create_task(database.direct.run(update, id=user_id))
         longest_tick = 0.0
         started = time.monotonic()
@@ -119,11 +120,11 @@ async def test_sqlite_checkpoints_run_in_the_thread_not_on_the_loop(
     writes the thread does, and it moves the WAL's frames into the database."""
     from bastion.service import db as db_module
 
-    ran: list[tuple[str, object]] = []
+    ran: list[tuple[str, tuple[int, int, int]]] = []
     original = db_module._checkpoint
 
-    def recorded(conn: sqlite3.Connection) -> object:
-        result = original(conn)
+    def recorded(conn: sqlite3.Connection) -> tuple[int, int, int]:
+        result: tuple[int, int, int] = original(conn)
         ran.append((threading.current_thread().name, result))
         return result
 
@@ -132,10 +133,12 @@ async def test_sqlite_checkpoints_run_in_the_thread_not_on_the_loop(
     database = Database(sqlite_url(tmp_path))
     try:
         user_id = await _with_user(database)
-        update = Query(User.__table__.update().where(User.id == bindparam("id")).values(role="y"))
+        update = Query(sa_update(User).where(User.id == bindparam("id")).values(role="y"))
         for _ in range(19):
             await database.direct.run(update, id=user_id)
-        loop_conn = database.direct._loop_conn  # type: ignore[attr-defined]
+        assert isinstance(database.direct, _SqliteDirect)
+        loop_conn = database.direct._loop_conn
+        assert loop_conn is not None
         assert loop_conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
         assert ran == []
         await database.direct.run(update, id=user_id)  # the 20th write

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -376,9 +377,9 @@ async def test_token_errors_are_rfc6749_json(client: httpx.AsyncClient) -> None:
     ids=["json", "text-plain", "too-large", "not-utf8", "too-many-fields"],
 )
 async def test_token_endpoint_takes_only_small_forms(
-    client: httpx.AsyncClient, kwargs: dict[str, object], status: int
+    client: httpx.AsyncClient, kwargs: dict[str, Any], status: int
 ) -> None:
-    response = await client.post("/oauth/token", **kwargs)  # type: ignore[arg-type]
+    response = await client.post("/oauth/token", **kwargs)
     assert response.status_code == status
     assert response.json()["error"] == "invalid_request"
 

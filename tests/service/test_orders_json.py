@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from fastapi.responses import JSONResponse
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from bastion.service.orders import OrderRecord
 from bastion.service.routes.orders import as_v1, as_v2
@@ -23,6 +24,8 @@ from bastion.service.schemas import (
     OrderV1,
     OrderV2,
 )
+
+M = TypeVar("M", bound=BaseModel)
 
 # Any text SQLite or PostgreSQL could hand back (lone surrogates cannot be stored as UTF-8).
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=60)
@@ -48,7 +51,7 @@ def orders(draw: st.DrawFn) -> OrderRecord:
     )
 
 
-def _model_fields(order: OrderRecord) -> dict[str, object]:
+def _model_fields(order: OrderRecord) -> dict[str, Any]:
     return {
         "id": order.id,
         "product_id": order.product_id,
@@ -60,7 +63,7 @@ def _model_fields(order: OrderRecord) -> dict[str, object]:
     }
 
 
-def pydantic_bytes(model: type, value: object) -> bytes:
+def pydantic_bytes(model: type[M], value: M) -> bytes:
     """What FastAPI writes for a response model (its dump_json fast path, aliases on)."""
     return bytes(TypeAdapter(model).dump_json(value, by_alias=True))
 

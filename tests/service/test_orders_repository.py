@@ -60,8 +60,8 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
                 yield database
 
 
-def new_order(**changes: object) -> repo.NewOrder:
-    values: dict[str, object] = {
+def new_order(**changes: Any) -> repo.NewOrder:
+    values: dict[str, Any] = {
         "product_id": uuid.UUID("0b8e7a52-6f1c-4d8e-9a3b-2f6c1d0e9a77"),
         "quantity": 2,
         "street": "1 Rue de Rivoli",
@@ -69,7 +69,7 @@ def new_order(**changes: object) -> repo.NewOrder:
         "country": "FR",
     }
     values.update(changes)
-    return repo.NewOrder(**values)  # type: ignore[arg-type]
+    return repo.NewOrder(**values)
 
 
 async def test_create_and_get_round_trip(db: Database) -> None:

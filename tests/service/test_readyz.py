@@ -5,9 +5,11 @@ Real SQLite; the rate-limit store's reachability is what the test switches."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from bastion.config import Settings
 from bastion.service.main import create_app
@@ -27,15 +29,16 @@ class Store:
         return None
 
 
-async def _get(app: object, path: str) -> httpx.Response:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+async def _get(app: FastAPI, path: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
         return await client.get(path)
 
 
-def _app(tmp_path: Path, store: Store, **settings: object) -> object:
-    config = Settings(data_dir=tmp_path, **settings)  # type: ignore[arg-type]
+def _app(tmp_path: Path, store: Store, **settings: Any) -> FastAPI:
+    config = Settings(data_dir=tmp_path, **settings)
     prepare_keys(config)
+    # Store is the part of a rate-limit store /readyz reads, not a whole one.
     return create_app(config, ratelimit_store=store)  # type: ignore[arg-type]
 
 

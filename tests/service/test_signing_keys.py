@@ -350,7 +350,8 @@ def test_a_second_hosts_disk_ring_is_imported_retired(
     import_directory_ring(ring, DirectoryKeyStore(tmp_path / "a"))
     import_directory_ring(ring, DirectoryKeyStore(tmp_path / "b"))
     assert ring.ensure().kid == first_key.kid  # one signing key for the deployment
-    assert ring.get(second_key.kid) is not None and ring.get(second_key.kid).retired  # type: ignore[union-attr]
+    second = ring.get(second_key.kid)
+    assert second is not None and second.retired
     TokenVerifier(ring, issuer=ISSUER, audience=AUDIENCE).decode(second_token.token)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import socket
 import threading
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,8 +27,8 @@ CREDENTIALS = ("bastion", "s3cret-relay-password")
 TEXT = "Open https://localhost:8443/password-reset?token=abc\n"
 
 
-def transport(server: MailServer, **overrides: object) -> SmtpTransport:
-    options: dict[str, object] = {
+def transport(server: MailServer, **overrides: Any) -> SmtpTransport:
+    options: dict[str, Any] = {
         "host": server.host,
         "port": server.port,
         "security": server.security,
@@ -35,10 +37,10 @@ def transport(server: MailServer, **overrides: object) -> SmtpTransport:
         "timeout": 5.0,
     }
     options.update(overrides)
-    return SmtpTransport(SmtpOptions(**options))  # type: ignore[arg-type]
+    return SmtpTransport(SmtpOptions(**options))
 
 
-def message(to: str = "ada@example.test") -> object:
+def message(to: str = "ada@example.test") -> EmailMessage:
     return build_message(SENDER, to, "Reset your password", TEXT)
 
 
@@ -46,7 +48,7 @@ def message(to: str = "ada@example.test") -> object:
 def test_delivers_over_tls_with_credentials(tmp_path: Path, security: Security) -> None:
     with MailServer(tmp_path, security=security, credentials=CREDENTIALS) as server:
         user, password = CREDENTIALS
-        transport(server, username=user, password=password).deliver(message())  # type: ignore[arg-type]
+        transport(server, username=user, password=password).deliver(message())
         (mail,) = server.messages
     assert server.authenticator is not None and server.authenticator.attempts == 1
     assert mail["To"] == "ada@example.test"
@@ -63,7 +65,7 @@ def test_delivers_over_tls_with_credentials(tmp_path: Path, security: Security) 
 
 def test_plain_relay_without_credentials(tmp_path: Path) -> None:
     with MailServer(tmp_path, security="none") as server:
-        transport(server, ca_file=None).deliver(message())  # type: ignore[arg-type]
+        transport(server, ca_file=None).deliver(message())
         assert len(server.messages) == 1
 
 
@@ -71,7 +73,7 @@ def test_stripped_starttls_offer_sends_nothing(tmp_path: Path) -> None:
     """STARTTLS stripping: the server does not offer the upgrade; nothing goes in clear."""
     with MailServer(tmp_path, security="starttls", offer_starttls=False) as server:
         with pytest.raises(DeliveryError) as caught:
-            transport(server).deliver(message())  # type: ignore[arg-type]
+            transport(server).deliver(message())
         assert server.messages == [] and server.handler.data_commands == 0
     assert caught.value.permanent
     assert caught.value.reason == "the server did not offer STARTTLS"
@@ -83,7 +85,7 @@ def test_untrusted_certificate_is_refused(tmp_path: Path, security: Security) ->
         user, password = CREDENTIALS
         with pytest.raises(DeliveryError) as caught:
             # the system CAs do not know the test certificate
-            transport(server, ca_file=None, username=user, password=password).deliver(message())  # type: ignore[arg-type]
+            transport(server, ca_file=None, username=user, password=password).deliver(message())
         assert server.messages == []
         assert server.authenticator is not None and server.authenticator.attempts == 0
     assert caught.value.permanent and caught.value.reason.startswith("certificate refused")
@@ -94,7 +96,7 @@ def test_wrong_host_name_in_certificate_is_refused(tmp_path: Path) -> None:
     trusted certificate for another name) must not pass."""
     with MailServer(tmp_path, security="tls", host="127.0.0.2") as server:
         with pytest.raises(DeliveryError) as caught:
-            transport(server).deliver(message())  # type: ignore[arg-type]
+            transport(server).deliver(message())
         assert server.messages == []
     assert caught.value.permanent and "certificate refused" in caught.value.reason
 
@@ -102,7 +104,7 @@ def test_wrong_host_name_in_certificate_is_refused(tmp_path: Path) -> None:
 def test_wrong_password_is_permanent(tmp_path: Path) -> None:
     with MailServer(tmp_path, security="starttls", credentials=CREDENTIALS) as server:
         with pytest.raises(DeliveryError) as caught:
-            transport(server, username="bastion", password="wrong").deliver(message())  # type: ignore[arg-type]
+            transport(server, username="bastion", password="wrong").deliver(message())
         assert server.messages == []
     assert caught.value.permanent and caught.value.reason == "SMTPAuthenticationError 535"
 
@@ -110,12 +112,12 @@ def test_wrong_password_is_permanent(tmp_path: Path) -> None:
 def test_4xx_is_transient_and_5xx_permanent(tmp_path: Path) -> None:
     with MailServer(tmp_path, fail_first=1) as server:
         with pytest.raises(DeliveryError) as transient:
-            transport(server).deliver(message())  # type: ignore[arg-type]
-        transport(server).deliver(message())  # type: ignore[arg-type]
+            transport(server).deliver(message())
+        transport(server).deliver(message())
         assert len(server.messages) == 1
     assert not transient.value.permanent and transient.value.reason == "SMTPDataError 451"
     with MailServer(tmp_path, refuse=True) as server, pytest.raises(DeliveryError) as permanent:
-        transport(server).deliver(message())  # type: ignore[arg-type]
+        transport(server).deliver(message())
     assert permanent.value.permanent and permanent.value.reason == "recipient refused [550]"
     # the server's text (which often quotes the address) is not in the reason
     assert "ada" not in permanent.value.reason
@@ -124,7 +126,7 @@ def test_4xx_is_transient_and_5xx_permanent(tmp_path: Path) -> None:
 def test_unreachable_server_is_transient() -> None:
     options = SmtpOptions("127.0.0.1", free_port(), "starttls", SENDER, timeout=2.0)
     with pytest.raises(DeliveryError) as caught:
-        SmtpTransport(options).deliver(message())  # type: ignore[arg-type]
+        SmtpTransport(options).deliver(message())
     assert not caught.value.permanent and caught.value.reason == "ConnectionRefusedError"
 
 
@@ -171,7 +173,7 @@ def test_abort_frees_a_delivery_stuck_on_a_silent_relay() -> None:
 
         def deliver() -> None:
             try:
-                smtp.deliver(message())  # type: ignore[arg-type]
+                smtp.deliver(message())
             except BaseException as exc:
                 outcome.append(exc)
 
@@ -189,4 +191,4 @@ def test_abort_frees_a_delivery_stuck_on_a_silent_relay() -> None:
     (error,) = outcome
     assert isinstance(error, DeliveryError) and not error.permanent
     with pytest.raises(DeliveryError, match="the worker is stopping"):  # abort() is final
-        smtp.deliver(message())  # type: ignore[arg-type]
+        smtp.deliver(message())

@@ -15,7 +15,16 @@ from bastion.service.versioning import (
     requested_version,
     version_of,
 )
-from tests.middleware.rawasgi import call, make_scope, recorder
+from tests.middleware.rawasgi import (
+    Receive,
+    Scope,
+    Send,
+    call,
+    make_scope,
+    never_receive,
+    never_send,
+    recorder,
+)
 
 
 @pytest.mark.parametrize(
@@ -183,10 +192,11 @@ async def test_vary_is_merged_into_an_existing_vary() -> None:
 async def test_non_http_scopes_pass_through_untouched() -> None:
     seen: list[str] = []
 
-    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         seen.append(scope["type"])
 
-    await VersionHeaders(app, lifecycle={1: V1_HEADERS})({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    versioned = VersionHeaders(app, lifecycle={1: V1_HEADERS})
+    await versioned({"type": "lifespan"}, never_receive, never_send)
     assert seen == ["lifespan"]
 
 

@@ -6,14 +6,15 @@ import dataclasses
 import datetime as dt
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from bastion.scanner.tls import CertificateInfo, hostname_matches, parse_certificate
 from tests.scanner.tls.tlsfixtures import ec_key, issue, make_ca, rsa_key
 
 
-def _der(cert: object) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)  # type: ignore[attr-defined]
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def test_leaf_facts() -> None:

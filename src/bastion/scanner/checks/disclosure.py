@@ -9,6 +9,7 @@ for stack traces, framework debug pages, default error pages and internal detail
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 import httpx
 
@@ -39,7 +40,7 @@ async def error_probes(ctx: ScanContext) -> list[Exchange]:
     answers by closing the connection is simply absent)."""
 
     async def send() -> list[Exchange]:
-        probes = [
+        probes: list[Callable[[], Awaitable[Exchange]]] = [
             lambda: ctx.not_found(),
             lambda: ctx.fetch("PUT", "/", extra_headers=ANONYMOUS),
             lambda: ctx.fetch(
@@ -61,7 +62,7 @@ async def error_probes(ctx: ScanContext) -> list[Exchange]:
             ),
             lambda: ctx.request("GET", raw_target=b"/bastion-scan/%", extra_headers=ANONYMOUS),
         ]
-        exchanges = []
+        exchanges: list[Exchange] = []
         for probe in probes:
             try:
                 exchanges.append(await probe())
