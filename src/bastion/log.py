@@ -31,6 +31,8 @@ import time
 import traceback
 from typing import Any, TextIO
 
+from bastion.redaction import log_line, redact
+
 __all__ = [
     "BASTION_LOGGER",
     "JSON_RECORD",
@@ -92,9 +94,6 @@ class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if getattr(record, JSON_RECORD, False):
             return str(record.msg)
-        # Imported here: access_log imports this module for timestamp().
-        from bastion.middleware.access_log import log_line, redact
-
         fields: dict[str, object] = {
             "timestamp": timestamp(record.created),
             "level": level_name(record.levelno),

@@ -54,7 +54,7 @@ from bastion.asgi import (
 )
 from bastion.errors import HTTPError
 from bastion.log import JSON_RECORD, timestamp
-from bastion.middleware.access_log import log_line, redact
+from bastion.redaction import log_line, redact
 
 __all__ = ["ERROR_LOGGER", "INTERNAL_ERROR", "SafeErrorsMiddleware"]
 
