@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from bastion.service import email_keys
 from bastion.service.accounts import SqlAccountStore
 from bastion.service.db import Database
 from tests.service.auth_db import postgres_database, sqlite_url
@@ -66,6 +67,12 @@ async def insert(database: Database, email: str, age_days: int) -> uuid.UUID:
     return user_id
 
 
+async def upgrade(database: Database) -> None:
+    """The data step, as revision 0003 runs it."""
+    async with database.engine.begin() as conn:
+        await email_keys.upgrade(conn)
+
+
 async def test_legacy_rows_get_keys_once_and_collisions_stay_unreachable(
     legacy: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -73,7 +80,7 @@ async def test_legacy_rows_get_keys_once_and_collisions_stay_unreachable(
     older = await insert(legacy, "ada@example.com", 20)
     younger = await insert(legacy, "Ada@Example.com", 10)  # written outside the service
     caplog.set_level(logging.WARNING, "bastion.db")
-    await legacy.create_schema()
+    await upgrade(legacy)
     store = SqlAccountStore(legacy)
     found = await store.find_by_email("owner@strasse.de")
     assert found is not None and found.id == folded
@@ -85,7 +92,7 @@ async def test_legacy_rows_get_keys_once_and_collisions_stay_unreachable(
     assert "ada@example.com" not in collisions[0].lower()  # ids, never addresses
 
     caplog.clear()
-    await legacy.create_schema()  # idempotent: nothing to add, the collision reported again
+    await upgrade(legacy)  # idempotent: nothing to add, the collision reported again
     assert [r for r in caplog.records if "email_key added" in r.getMessage()] == []
     found = await store.find_by_email("ada@example.com")
     assert found is not None and found.id == older
@@ -93,7 +100,7 @@ async def test_legacy_rows_get_keys_once_and_collisions_stay_unreachable(
 
 async def test_the_key_is_unique_after_the_upgrade(legacy: Database) -> None:
     await insert(legacy, "grace@example.com", 1)
-    await legacy.create_schema()
+    await upgrade(legacy)
     store = SqlAccountStore(legacy)
     from bastion.auth.service import Account
 

@@ -474,13 +474,11 @@ class Database:
         return _PostgresDirect(dialect, connect)
 
     async def create_schema(self) -> None:
-        """Create missing tables (idempotent; run once by `bastion serve` before workers start)."""
-        from bastion.service import email_keys
-
+        """Create missing tables from the models (idempotent): for tests and benchmarks.
+        `bastion serve` runs the migrations instead (:mod:`bastion.service.migrate`)."""
         async with self.engine.begin() as conn:
             await lock_schema(conn)
             await conn.run_sync(Base.metadata.create_all)
-            await email_keys.upgrade(conn)  # the data step of the email lookup key
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
