@@ -2,8 +2,8 @@
 
 Accounts created before keys existed were stored with ``str.casefold()`` applied, so their
 address is already what ASCII-only folding yields for it, and :func:`upgrade` gives each its
-key. Idempotent and safe on every start: it adds the column and its unique index only when
-missing, and computes keys only for rows that have none.
+key. Alembic revision 0003 runs it (:func:`upgrade_sync`); it is idempotent: it adds the column
+and its unique index only when missing, and computes keys only for rows that have none.
 
 Two rows collide when their addresses differ only in ASCII case (rows written outside the
 service, or by an older version that kept the typed case). The oldest account (``created_at``,
