@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -62,3 +64,25 @@ def wait_until(
                 return result
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what or condition}: {last_error!r}")
+
+
+def start_nginx(prefix: Path, port: int, conf: Path, reason: str) -> subprocess.Popen[bytes]:
+    """A real nginx with *conf*, its prefix and logs under *prefix*, once it listens on *port*
+    (skips with *reason* where nginx is absent; a start that fails shows nginx's stderr)."""
+    nginx = require_program("nginx", reason)
+    log = prefix / "stderr.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"nginx exited with {process.returncode}: {log.read_text()}")
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, timeout=20, what="nginx listening")
+    return process

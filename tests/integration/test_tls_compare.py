@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from tests.scanner.tls.tlsfixtures import (
     rsa_key,
     write,
 )
-from tests.support import IN_CI, free_port, require_program, wait_until
+from tests.support import IN_CI, free_port, require_program, start_nginx
 from tests.support_tls import MOZILLA_TO_BASTION, write_nginx_tls_conf
 
 pytestmark = [
@@ -81,26 +80,6 @@ class Deployment:
     old_protocols: bool
 
 
-def _start_nginx(tmp: Path, port: int, conf: Path) -> subprocess.Popen[bytes]:
-    nginx = require_program("nginx", "the TLS comparison needs a real nginx")
-    log = tmp / "stderr.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [nginx, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-
-    def listening() -> bool:
-        if process.poll() is not None:
-            pytest.fail(f"nginx exited with {process.returncode}: {log.read_text()}")
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_until(listening, timeout=20, what="nginx listening")
-    return process
-
-
 @pytest.fixture(scope="module", params=["weak", "hardened"])
 def deployment(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -130,7 +109,7 @@ def deployment(
         ssl_ecdh_curve X25519:prime256v1:secp384r1;
         ssl_prefer_server_ciphers off;"""
     conf = write_nginx_tls_conf(tmp, port, files.cert, files.key, tls)
-    process = _start_nginx(tmp, port, conf)
+    process = start_nginx(tmp, port, conf, "the TLS comparison needs a real nginx")
     try:
         yield Deployment(request.param, port, ca_file, old)
     finally:

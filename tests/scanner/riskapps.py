@@ -17,18 +17,14 @@ error pages for what it refuses itself (TRACE, a malformed request target).
 
 from __future__ import annotations
 
-import socket
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.scanner.apps import Receive, Scope, Send, secure_app
 from tests.scanner.servers import Certs
-from tests.support import free_port, require_program, wait_until
+from tests.support import free_port, start_nginx
 
 ASGI = Any
 
@@ -181,7 +177,6 @@ def nginx_front(
     """Real nginx on a free loopback port terminating TLS with ``certs`` and proxying to
     ``upstream``; yields its https:// URL. Over HTTP/2 nginx ends a connection after
     ``keepalive`` requests with a GOAWAY: streams already sent above its last id fail."""
-    nginx = require_program("nginx", "the proxy fixture needs a real nginx")
     (tmp / "temp").mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = tmp / "nginx.conf"
@@ -196,22 +191,8 @@ def nginx_front(
             keepalive=keepalive,
         )
     )
-    log = tmp / "stderr.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [nginx, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-
-    def listening() -> bool:
-        if process.poll() is not None:
-            pytest.fail(f"nginx exited with {process.returncode}: {log.read_text()}")
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-
+    process = start_nginx(tmp, port, conf, "the proxy fixture needs a real nginx")
     try:
-        wait_until(listening, timeout=20, what="nginx listening")
         yield f"https://127.0.0.1:{port}/"
     finally:
         process.terminate()
