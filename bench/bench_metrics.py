@@ -12,7 +12,6 @@ of the rounds (noise only adds time): the difference is the metrics' cost.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import resource
 import sys
@@ -24,24 +23,16 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bastion.config import load_settings
 from bastion.log import configure
 from bastion.service import metrics
 from bastion.service.main import build, prepare
-from bench.bench_service_inprocess import CONCURRENCY, call
-from bench.compare import OUT_OF_REACH, PASSWORD
+from bench.bench_service_inprocess import call, cpu_per_request, service_settings
+from bench.compare import PASSWORD
 
 
 async def measure(args: argparse.Namespace, tmp: Path) -> None:
-    settings = load_settings(
-        data_dir=tmp,
-        insecure_http=True,
-        api_limit=f"{OUT_OF_REACH}/15m",
-        api_slowdown_after=OUT_OF_REACH,
-        auth_limit=f"{OUT_OF_REACH}/15m",
-        log_level="warning",
-        metrics_port=9,  # any port: no listener is opened here, only the counting
-    )
+    # metrics_port: any port; no listener is opened here, only the counting
+    settings = service_settings(tmp, metrics_port=9)
     configure(settings.log_level)
     await prepare(settings)
     without = build(settings)  # before the variable is set: metrics.enabled() is False
@@ -63,25 +54,8 @@ async def measure(args: argparse.Namespace, tmp: Path) -> None:
     for _ in range(args.repeats):
         for name, (method, target, headers, body, expected) in cases.items():
             for label, app in apps.items():
-                left = args.requests
-
-                async def worker(
-                    app: Any = app,
-                    case: tuple[Any, ...] = (method, target, headers, body),
-                    expected: int = expected,
-                ) -> None:
-                    nonlocal left
-                    while left > 0:
-                        left -= 1
-                        status, _ = await call(app, *case)
-                        if status != expected:
-                            raise SystemExit(f"{case}: {status}")
-
-                before = resource.getrusage(resource.RUSAGE_SELF)
-                await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-                after = resource.getrusage(resource.RUSAGE_SELF)
-                cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-                per = cpu / args.requests * 1e6
+                case = (method, target, headers, body)
+                per = sum(await cpu_per_request(app, case, expected, args.requests))
                 best[(name, label)] = min(best.get((name, label), float("inf")), per)
     print(f"CPU µs per request, best of {args.repeats} rounds of {args.requests}")
     print(f"  {'':<22}{'without':>10}{'with':>10}{'cost':>10}")

@@ -20,9 +20,7 @@ The goal (issue 13): ``/me`` within 5% of its throughput without revocation.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -34,13 +32,11 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bastion.auth.key_encryption import generate
-from bastion.config import load_settings
 from bastion.log import configure
 from bastion.service import deps
 from bastion.service.main import build, prepare
-from bench.bench_service_inprocess import CONCURRENCY, _database, call
-from bench.compare import OUT_OF_REACH, PASSWORD
+from bench.bench_service_inprocess import bench_database, call, cpu_per_request, service_settings
+from bench.compare import PASSWORD
 
 
 async def _unchecked(request: Any) -> Any:
@@ -49,22 +45,12 @@ async def _unchecked(request: Any) -> Any:
 
 
 def main(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp, _database(args.database, Path(tmp)) as url:
+    with tempfile.TemporaryDirectory() as tmp, bench_database(args.database, Path(tmp)) as url:
         uvloop.run(measure(args, Path(tmp), url))
 
 
 async def measure(args: argparse.Namespace, tmp: Path, url: str | None) -> None:
-    settings = load_settings(
-        data_dir=tmp,
-        database_url=url,
-        insecure_http=True,
-        api_limit=f"{OUT_OF_REACH}/15m",
-        api_slowdown_after=OUT_OF_REACH,
-        auth_limit=f"{OUT_OF_REACH}/15m",
-        log_level="warning",
-        # PostgreSQL keeps the signing keys in the database, sealed with this key
-        key_encryption_key=None if url is None else generate(),
-    )
+    settings = service_settings(tmp, url)
     configure(settings.log_level)
     await prepare(settings)
     app = build(settings)
@@ -107,21 +93,9 @@ async def measure(args: argparse.Namespace, tmp: Path, url: str | None) -> None:
         for name in names[shift:] + names[:shift]:
             setup = variants[name]
             setup()
-            left = args.requests
-
-            async def worker() -> None:
-                nonlocal left
-                while left > 0:
-                    left -= 1
-                    status, _ = await call(app, "GET", "/api/v1/me", auth, b"")
-                    if status != 200:
-                        raise SystemExit(f"/me answered {status}")
-
-            before = resource.getrusage(resource.RUSAGE_SELF)
-            await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            spent = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-            best[name] = min(best[name], spent / args.requests * 1e6)
+            me = ("GET", "/api/v1/me", auth, b"")
+            spent = sum(await cpu_per_request(app, me, 200, args.requests))
+            best[name] = min(best[name], spent)
     deps.require_principal.__code__ = checked
     # The check alone (what "with" adds to a request), timed in a tight loop: on a shared
     # machine the whole-request figures above spread more than the check costs.

@@ -30,7 +30,8 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bastion.config import load_settings
+from bastion.auth.key_encryption import generate
+from bastion.config import Settings, load_settings
 from bastion.log import configure
 from bastion.service.main import build, prepare
 from bench.compare import ORDER, OUT_OF_REACH, PASSWORD, postgres_database
@@ -83,7 +84,7 @@ async def call(
 
 
 @contextlib.contextmanager
-def _database(kind: str, tmp: Path) -> Iterator[str | None]:
+def bench_database(kind: str, tmp: Path) -> Iterator[str | None]:
     if kind == "postgres":
         with postgres_database() as url:
             yield url
@@ -92,12 +93,14 @@ def _database(kind: str, tmp: Path) -> Iterator[str | None]:
 
 
 def main(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp, _database(args.database, Path(tmp)) as url:
+    with tempfile.TemporaryDirectory() as tmp, bench_database(args.database, Path(tmp)) as url:
         uvloop.run(measure(args, Path(tmp), url))
 
 
-async def measure(args: argparse.Namespace, tmp: Path, url: str | None) -> None:
-    settings = load_settings(
+def service_settings(tmp: Path, url: str | None = None, **overrides: Any) -> Settings:
+    """The service's settings for an in-process bench: limits out of reach, access log off
+    (``warning``), and on PostgreSQL a key-encryption key (the signing keys live there)."""
+    return load_settings(
         data_dir=tmp,
         database_url=url,
         insecure_http=True,
@@ -105,7 +108,35 @@ async def measure(args: argparse.Namespace, tmp: Path, url: str | None) -> None:
         api_slowdown_after=OUT_OF_REACH,
         auth_limit=f"{OUT_OF_REACH}/15m",
         log_level="warning",
+        key_encryption_key=None if url is None else generate(),
+        **overrides,
     )
+
+
+async def cpu_per_request(
+    app: Any, case: tuple[str, str, dict[str, str], bytes], expected: int, requests: int
+) -> tuple[float, float]:
+    """User and system CPU µs per request for *requests* calls of *case*, CONCURRENCY in
+    flight on this loop; any answer but *expected* stops the bench."""
+    left = requests
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            status, _ = await call(app, *case)
+            if status != expected:
+                raise SystemExit(f"{case[0]} {case[1]}: {status}")
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    user = (after.ru_utime - before.ru_utime) / requests * 1e6
+    return user, (after.ru_stime - before.ru_stime) / requests * 1e6
+
+
+async def measure(args: argparse.Namespace, tmp: Path, url: str | None) -> None:
+    settings = service_settings(tmp, url)
     configure(settings.log_level)  # as bastion serve does: the access log off at "warning"
     await prepare(settings)
     app = build(settings)
@@ -135,25 +166,8 @@ async def measure(args: argparse.Namespace, tmp: Path, url: str | None) -> None:
     best = {name: (float("inf"), 0.0) for name in cases}
     for _ in range(args.repeats):
         for name, (method, target, headers, body, expected) in cases.items():
-            left = args.requests
-
-            async def worker(
-                case: tuple[Any, ...] = (method, target, headers, body),
-                expected: int = expected,
-                name: str = name,
-            ) -> None:
-                nonlocal left
-                while left > 0:
-                    left -= 1
-                    status, _ = await call(app, *case)
-                    if status != expected:
-                        raise SystemExit(f"{name}: {status}")
-
-            before = resource.getrusage(resource.RUSAGE_SELF)
-            await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            user = (after.ru_utime - before.ru_utime) / args.requests * 1e6
-            system = (after.ru_stime - before.ru_stime) / args.requests * 1e6
+            case = (method, target, headers, body)
+            user, system = await cpu_per_request(app, case, expected, args.requests)
             if user + system < sum(best[name]):
                 best[name] = (user, system)
     print(f"{args.database}: CPU µs per request (best of {args.repeats} rounds)")
