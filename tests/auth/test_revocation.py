@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -51,46 +51,49 @@ async def wait_for(condition: Callable[[], object], timeout: float = 1.0) -> flo
     return time.monotonic() - start
 
 
-async def test_a_revocation_reaches_another_process_within_a_second(
-    redis_server: PrivateRedis,
-) -> None:
+Pair = tuple[str, RedisRevocations, RedisRevocations]
+
+
+@pytest.fixture
+async def pair(redis_server: PrivateRedis) -> AsyncIterator[Pair]:
+    """Two processes' worth of revocations sharing one fresh key: (key, here, there)."""
     key = f"test:revoked:{uuid.uuid4().hex}"
     here, there = (RedisRevocations(redis_server.url, ttl=900, key=key) for _ in range(2))
     await here.start()
     await there.start()
     try:
-        user = uuid.uuid4()
-        moment = time.time()
-        await here.revoke(user, moment)
-        assert here.not_before(user) == int(moment)  # at once in the revoking process
-        await wait_for(lambda: there.not_before(user) == int(moment))
-        late = RedisRevocations(redis_server.url, ttl=900, key=key)  # started afterwards
-        await late.start()
-        try:
-            assert late.not_before(user) == int(moment)
-        finally:
-            await late.aclose()
+        yield key, here, there
     finally:
         await here.aclose()
         await there.aclose()
+
+
+async def test_a_revocation_reaches_another_process_within_a_second(
+    redis_server: PrivateRedis, pair: Pair
+) -> None:
+    key, here, there = pair
+    user = uuid.uuid4()
+    moment = time.time()
+    await here.revoke(user, moment)
+    assert here.not_before(user) == int(moment)  # at once in the revoking process
+    await wait_for(lambda: there.not_before(user) == int(moment))
+    late = RedisRevocations(redis_server.url, ttl=900, key=key)  # started afterwards
+    await late.start()
+    try:
+        assert late.not_before(user) == int(moment)
+    finally:
+        await late.aclose()
 
 
 async def test_a_cut_subscription_resubscribes_and_reloads_what_it_missed(
-    redis_server: PrivateRedis,
+    redis_server: PrivateRedis, pair: Pair
 ) -> None:
-    key = f"test:revoked:{uuid.uuid4().hex}"
-    here, there = (RedisRevocations(redis_server.url, ttl=900, key=key) for _ in range(2))
-    await here.start()
-    await there.start()
-    try:
-        admin = redis_server.client()
-        assert admin.client_kill_filter(_type="pubsub") >= 1  # every subscriber's connection
-        user = uuid.uuid4()
-        await here.revoke(user, time.time())  # published while "there" is not listening
-        await wait_for(lambda: there.not_before(user) != -1, timeout=5.0)
-    finally:
-        await here.aclose()
-        await there.aclose()
+    _key, here, there = pair
+    admin = redis_server.client()
+    assert admin.client_kill_filter(_type="pubsub") >= 1  # every subscriber's connection
+    user = uuid.uuid4()
+    await here.revoke(user, time.time())  # published while "there" is not listening
+    await wait_for(lambda: there.not_before(user) != -1, timeout=5.0)
 
 
 async def test_stale_entries_leave_the_shared_set(redis_server: PrivateRedis) -> None:
