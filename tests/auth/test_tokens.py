@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bastion.auth import errors as E
-from bastion.auth.jwk import curve_order, half_order
+from bastion.auth.jwk import VerificationKey, curve_order, half_order
 from bastion.auth.keys import Algorithm, KeyRing
 from bastion.auth.keysource import RingKeys
-from bastion.auth.tokens import TokenIssuer, TokenVerifier, b64decode
+from bastion.auth.tokens import VERIFIED_CACHE_SIZE, TokenIssuer, TokenVerifier, b64decode
 from bastion.errors import ConfigError
 from tests.auth import forge
 from tests.auth.forge import AUDIENCE, ISSUER, claims, token
@@ -801,3 +801,113 @@ def test_a_header_checked_while_the_key_set_changes_is_not_cached(es: Setup) -> 
     stable = TokenVerifier(es.ring, issuer=ISSUER, audience=AUDIENCE)
     stable.decode(es.signed(claims()))
     assert len(stable._headers) == 1
+
+
+# --- the memory of verified signatures ---------------------------------------------------
+
+
+class SwitchableKeys:
+    """A key source whose key set the test replaces (a rotation, a withdrawn key), counting
+    the public-key operations its keys perform."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring_keys = RingKeys(ring)
+        self.algorithms = self.ring_keys.algorithms
+        self.withdrawn: set[str] = set()
+        self.verifications = 0
+        self._listeners: list[Any] = []
+
+    def get(self, kid: str | None, alg: str) -> VerificationKey | None:
+        if kid in self.withdrawn:
+            return None
+        key = self.ring_keys.get(kid, alg)
+        if key is None:
+            return None
+
+        def counting(signature: bytes, data: bytes) -> None:
+            self.verifications += 1
+            key.verify(signature, data)
+
+        return VerificationKey(key.kid, key.alg, key.public_key, counting)
+
+    def withdraw(self, kid: str) -> None:
+        self.withdrawn.add(kid)
+        for listener in self._listeners:
+            listener()
+
+    def poll(self) -> None: ...
+
+    def refetch(self) -> None:
+        return None
+
+    def on_change(self, listener: Any) -> None:
+        self._listeners.append(listener)
+
+
+@pytest.fixture
+def counted(es: Setup) -> tuple[SwitchableKeys, TokenVerifier]:
+    keys = SwitchableKeys(es.ring)
+    return keys, TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE)
+
+
+def test_a_token_presented_again_skips_only_the_public_key_operation(
+    es: Setup, counted: tuple[SwitchableKeys, TokenVerifier]
+) -> None:
+    keys, verifier = counted
+    value = es.issuer.issue(uuid.uuid4(), "user").token
+    first = verifier.decode(value)
+    first["role"] = "admin"  # a caller scribbling on its claims changes no one else's
+    second = verifier.decode(value)
+    assert keys.verifications == 1
+    assert second["role"] == "user" and second is not first
+
+
+def test_a_remembered_token_altered_anywhere_is_refused(
+    es: Setup, counted: tuple[SwitchableKeys, TokenVerifier]
+) -> None:
+    keys, verifier = counted
+    value = es.signed(claims())
+    verifier.decode(value)
+    header, payload, signature = value.split(".")
+    raised = forge.segment({**claims(), "role": "admin"})
+    # The remembered signature on another payload, and another signature on the same payload.
+    with pytest.raises(E.BadSignature):
+        verifier.decode(f"{header}.{raised}.{signature}")
+    other = es.signed(claims()).rsplit(".", 1)[1]
+    with pytest.raises(E.BadSignature):
+        verifier.decode(f"{header}.{payload}.{other}")
+    assert keys.verifications == 3  # each variant paid for its own verification
+
+
+def test_a_remembered_token_still_expires_on_time(es: Setup) -> None:
+    now = [time.time()]
+    verifier = TokenVerifier(es.ring, issuer=ISSUER, audience=AUDIENCE, clock=lambda: now[0])
+    value = es.signed(claims(exp=int(now[0]) + 60))
+    verifier.decode(value)
+    now[0] += 60 + 30  # exp plus the leeway
+    with pytest.raises(E.Expired):
+        verifier.decode(value)
+
+
+def test_a_remembered_token_of_a_withdrawn_key_is_refused(
+    es: Setup, counted: tuple[SwitchableKeys, TokenVerifier]
+) -> None:
+    keys, verifier = counted
+    value = es.signed(claims())
+    verifier.decode(value)
+    keys.withdraw(es.key.kid)
+    with pytest.raises(E.UnknownKey):
+        verifier.decode(value)
+
+
+def test_forged_tokens_are_never_remembered_and_genuine_ones_are_bounded(es: Setup) -> None:
+    genuine = es.signed(claims())
+    header, payload, _ = genuine.split(".")
+    for n in range(300):
+        forged = f"{header}.{payload}.{forge.b64(n.to_bytes(64, 'big'))}"
+        with pytest.raises((E.BadSignature, E.MalformedToken)):
+            es.verifier.decode(forged)
+    assert len(es.verifier._verified) == 0
+    for _ in range(VERIFIED_CACHE_SIZE + 10):
+        es.verifier.decode(es.signed(claims()))
+    assert 0 < len(es.verifier._verified) <= VERIFIED_CACHE_SIZE

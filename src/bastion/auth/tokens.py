@@ -19,7 +19,15 @@ resource server needs, in this order, each check refusing with its own class:
    any other member and duplicate members refused. A header that passes is cached
    (bounded), so tokens of one key pay for this once;
 3. the signature, with the key's ready check, BEFORE the payload is parsed (ASVS 9.1.1);
-   ECDSA signatures must be low-S (s <= n/2), so ``(r, n - s)`` is not a second token;
+   ECDSA signatures must be low-S (s <= n/2), so ``(r, n - s)`` is not a second token.
+   A token whose signature verified is remembered by its exact bytes (bounded, and forgotten
+   when the key set changes), so the same token presented again skips only the public-key
+   operation: the same key, signing input and signature give the same answer every time.
+   A client uses one access token for up to 15 minutes, and ES256 verification is most of
+   the CPU a protected request costs (``bench/bench_jwt.py``: 63 µs); Envoy's JWT filter
+   keeps the same kind of memory (``jwt_cache_config``). Only tokens that verified are
+   remembered, so forged ones cannot fill it, and every claim check below still runs on
+   every request;
 4. the claims: ``exp``, ``iss`` (exact), ``aud`` (string or list naming us; or the claim
    configured instead, such as Cognito's ``client_id``) required;
    ``nbf`` and ``iat`` honoured when present; further required claims as configured;
@@ -79,6 +87,9 @@ ACCESS = "access"
 DEFAULT_LEEWAY = 30
 DEFAULT_MAX_LENGTH = 8192  # bastion's are ~300-700 characters, an IdP's with groups a few KB
 HEADER_CACHE_SIZE = 64
+# Tokens whose signature verified, remembered by their exact bytes (see TokenVerifier.decode):
+# at most 1,024 x 8 KiB = 8 MiB in the worst case, about 0.5 MiB for bastion's own tokens.
+VERIFIED_CACHE_SIZE = 1024
 DEFAULT_TYPES = ("JWT", "at+jwt")  # RFC 7519 §5.1; RFC 9068 §2.1 (JWT access tokens)
 ALWAYS_REQUIRED = ("iss", "aud", "exp")  # "aud": or the audience_claim configured
 
@@ -347,13 +358,17 @@ class TokenVerifier:
         self.clock = clock
         # bounded: forged header variants cannot grow memory
         self._headers: BoundedDict[bytes, VerificationKey] = BoundedDict(HEADER_CACHE_SIZE)
+        # token bytes -> the key its signature verified with (module doc, step 3)
+        self._verified: BoundedDict[bytes, VerificationKey] = BoundedDict(VERIFIED_CACHE_SIZE)
         self._generation = 0  # bumped on every new key set
         self.keys.on_change(self._keys_changed)
 
     def _keys_changed(self) -> None:
-        """A new key set (rotation, refresh): headers checked against the old one are dropped."""
+        """A new key set (rotation, refresh): headers checked and signatures verified against
+        the old one are dropped (a key removed from the set verifies nothing any more)."""
         self._generation += 1
         self._headers.clear()
+        self._verified.clear()
 
     # --- the hot path -------------------------------------------------------------------
 
@@ -377,16 +392,20 @@ class TokenVerifier:
             or _NOT_CANONICAL[len(payload_b64) & 3][payload_b64[-1]]
         ):
             raise MalformedToken("a segment is not canonical base64url (spare bits set)")
-        try:
-            key.verify(_decode(signature_b64), signing_input)
-        except ValueError:
-            raise MalformedToken("signature is not base64url") from None
-        except InvalidSignature:
-            # The failure path may be slow: say whether the token was even well formed
-            # (a '.' in the payload means four or five segments, e.g. a JWE).
-            if raw.translate(None, _BASE64URL) != b"..":
-                raise MalformedToken("not a compact JWS") from None
-            raise BadSignature("signature does not verify") from None
+        if self._verified.get(raw) is not key:  # verified before with this very key?
+            generation = self._generation
+            try:
+                key.verify(_decode(signature_b64), signing_input)
+            except ValueError:
+                raise MalformedToken("signature is not base64url") from None
+            except InvalidSignature:
+                # The failure path may be slow: say whether the token was even well formed
+                # (a '.' in the payload means four or five segments, e.g. a JWE).
+                if raw.translate(None, _BASE64URL) != b"..":
+                    raise MalformedToken("not a compact JWS") from None
+                raise BadSignature("signature does not verify") from None
+            if generation == self._generation:
+                self._verified.put(raw, key)
         # Only now, with the signature verified, is the payload parsed (ASVS 9.1.1), by
         # pydantic-core's Rust parser: twice as fast as the json module, strict UTF-8, no
         # NaN/Infinity, trailing data and deep nesting refused (as ValueError).
