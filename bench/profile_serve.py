@@ -73,6 +73,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=60)
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw (collapsed) output here")
+    parser.add_argument(
+        "--gil", action="store_true",
+        help="sample only while the server holds the GIL (its Python CPU, not its waits)",
+    )  # fmt: skip
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
@@ -101,7 +105,8 @@ def main() -> None:
             raw = args.raw or workdir / "profile.txt"
             subprocess.run(
                 [spy, "record", "-p", str(running.process.pid), "-d", str(args.seconds),
-                 "-r", "200", "--format", "raw", "--nonblocking", "-o", str(raw)],
+                 "-r", "200", "--format", "raw", "--nonblocking", "-o", str(raw),
+                 *(["--gil"] if args.gil else [])],
                 check=True, capture_output=True,
             )  # fmt: skip
             load.join()
