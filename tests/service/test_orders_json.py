@@ -8,12 +8,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from fastapi.responses import JSONResponse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter
 
 from bastion.service.orders import OrderRecord
+from bastion.service.responses import JSONBody
 from bastion.service.routes.orders import as_v1, as_v2
 from bastion.service.schemas import (
     Address,
@@ -40,9 +40,8 @@ def orders(draw: st.DrawFn) -> OrderRecord:
     if draw(st.booleans()):
         moment = moment.replace(microsecond=0)  # pydantic drops ".000000"; so must we
     return OrderRecord(
-        id=uuid.UUID(int=draw(st.integers(0, 2**128 - 1))),
-        user_id=uuid.uuid4(),
-        product_id=uuid.UUID(int=draw(st.integers(0, 2**128 - 1))),
+        id=str(uuid.UUID(int=draw(st.integers(0, 2**128 - 1)))),
+        product_id=str(uuid.UUID(int=draw(st.integers(0, 2**128 - 1)))),
         quantity=draw(st.integers(1, 100)),
         street=draw(TEXT),
         city=draw(TEXT),
@@ -53,8 +52,8 @@ def orders(draw: st.DrawFn) -> OrderRecord:
 
 def _model_fields(order: OrderRecord) -> dict[str, Any]:
     return {
-        "id": order.id,
-        "product_id": order.product_id,
+        "id": uuid.UUID(order.id),
+        "product_id": uuid.UUID(order.product_id),
         "quantity": order.quantity,
         "address": Address.model_construct(
             street=order.street, city=order.city, country=order.country
@@ -69,7 +68,7 @@ def pydantic_bytes(model: type[M], value: M) -> bytes:
 
 
 def ours(content: object) -> bytes:
-    return bytes(JSONResponse(content).body)
+    return bytes(JSONBody(content).body)
 
 
 @settings(max_examples=300, deadline=None)

@@ -83,11 +83,12 @@ import asyncio
 import concurrent.futures
 import logging
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Uuid, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, IntegrityError, InvalidRequestError
 from sqlalchemy.ext.asyncio import (
@@ -131,7 +132,7 @@ class _Compiled:
 
     __slots__ = ("bind", "convert", "fixed", "names", "sql")
 
-    def __init__(self, statement: Any, dialect: Dialect) -> None:
+    def __init__(self, statement: Any, dialect: Dialect, uuids_as_text: bool = False) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql: str = compiled.string
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
@@ -149,7 +150,10 @@ class _Compiled:
         if columns is None:  # INSERT/UPDATE/DELETE ... RETURNING
             columns = getattr(statement, "_returning", ()) or ()
         processors = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+            _uuid_text(dialect)
+            if uuids_as_text and isinstance(column.type, Uuid)
+            else column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in columns
         ]
         # Only the columns that need converting (on PostgreSQL, most need nothing).
         self.convert: tuple[tuple[int, Callable[[Any], Any]], ...] = tuple(
@@ -174,19 +178,41 @@ class _Compiled:
         return tuple(values)
 
 
+def _dashed(stored: str) -> str:
+    """SQLite's stored form of a UUID (32 hex digits, as SQLAlchemy writes it) in canonical
+    text; anything else (a row written by other means) through :class:`uuid.UUID`."""
+    if len(stored) != 32:
+        return str(uuid.UUID(stored))
+    stored = stored.lower()
+    return f"{stored[:8]}-{stored[8:12]}-{stored[12:16]}-{stored[16:20]}-{stored[20:]}"
+
+
+def _uuid_text(dialect: Dialect) -> Callable[[Any], str]:
+    """A UUID column's value as canonical text (lowercase, dashed), straight from what the
+    driver returns: asyncpg's own UUID type formats itself in C; SQLite's hex is sliced."""
+    return _dashed if dialect.name == "sqlite" else str
+
+
 class Query:
-    """A Core statement (with named ``bindparam`` parameters), compiled once per dialect."""
+    """A Core statement (with named ``bindparam`` parameters), compiled once per dialect.
 
-    __slots__ = ("_compiled", "statement")
+    *uuids_as_text*: the UUID columns of the result come back as canonical text rather than
+    :class:`uuid.UUID` objects, for rows that go straight into JSON: building the object and
+    formatting it again costs 2.4 µs per value, a page of 20 orders 100 µs of its request.
+    """
 
-    def __init__(self, statement: Executable) -> None:
+    __slots__ = ("_compiled", "statement", "uuids_as_text")
+
+    def __init__(self, statement: Executable, *, uuids_as_text: bool = False) -> None:
         self.statement = statement
+        self.uuids_as_text = uuids_as_text
         self._compiled: dict[str, _Compiled] = {}
 
     def compiled(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
-            found = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
+            found = _Compiled(self.statement, dialect, self.uuids_as_text)
+            self._compiled[dialect.name] = found
         return found
 
 
