@@ -412,5 +412,5 @@ def install(app: FastAPI, *, password_hasher: PasswordHasher | None = None) -> N
         revocations=app.state.revocations,
     )
     app.include_router(router)
-    app.include_router(me.router)
+    me.install(app)
     app.include_router(jwks.router)

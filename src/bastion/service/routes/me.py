@@ -11,7 +11,7 @@ that makes ``/me`` 370 µs, the price of a networked database.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 from sqlalchemy import bindparam, select
 
@@ -65,4 +65,10 @@ async def me(principal: CurrentPrincipal, request: Request) -> dict[str, str]:
     return {"id": str(principal.user_id), "email": email, "role": role}
 
 
-__all__ = ["router"]
+def install(app: FastAPI) -> None:
+    """Add ``/me`` to *app* as a plain route, not an included router: the app's router tries
+    its entries in order, and :func:`bastion.service.main.build` puts this one first."""
+    app.router.routes.extend(router.routes)
+
+
+__all__ = ["install", "router"]
