@@ -20,6 +20,7 @@ from bastion.service.db import Database, Query
 from bastion.service.deps import CurrentPrincipal
 from bastion.service.errors import BEARER_SCHEME
 from bastion.service.models import User
+from bastion.service.responses import JSONBody
 from bastion.service.schemas import ErrorBody
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
@@ -54,7 +55,7 @@ class Me(BaseModel):
     },
     openapi_extra={"security": [{BEARER_SCHEME: []}]},
 )
-async def me(principal: CurrentPrincipal, request: Request) -> dict[str, str]:
+async def me(principal: CurrentPrincipal, request: Request) -> JSONBody:
     # The database from the request, not from a dependency: FastAPI solves each dependency
     # on every request, and this one cost 5% of the route (10 µs, in process).
     database: Database = request.app.state.database
@@ -62,7 +63,9 @@ async def me(principal: CurrentPrincipal, request: Request) -> dict[str, str]:
     if account is None:  # a valid token for a deleted account is no longer valid
         raise RefusedToken("subject has no account")
     email, role = account
-    return {"id": str(principal.user_id), "email": email, "role": role}
+    # Written here, as the orders are (routes/orders.py): FastAPI would validate the dict
+    # against ``Me`` and serialise it again, 12 µs of a 125 µs request; ``Me`` documents it.
+    return JSONBody({"id": str(principal.user_id), "email": email, "role": role})
 
 
 def install(app: FastAPI) -> None:
