@@ -7,21 +7,26 @@ import re
 import struct
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import pytest
+from fastapi import FastAPI, Query
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import HTTPError
+from bastion.fastapi import install_error_handlers
 from bastion.service.pagination import (
     CURSOR_PATTERN,
+    LIMIT_DEFAULT,
+    PAGE_PARAMETERS,
     InvalidCursor,
     Keyset,
     PageRequest,
     decode_cursor,
     encode_cursor,
-    page_request,
+    page_of,
 )
 
 MOMENT = datetime(2026, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)
@@ -96,18 +101,71 @@ def test_extreme_timestamps_are_clamped(micros: int, expected: datetime) -> None
     assert decode_cursor(cursor) == Keyset(expected, ID)
 
 
-async def test_page_request_defaults_to_the_first_page_of_20() -> None:
-    assert await page_request() == PageRequest(20, None)
+def test_a_page_defaults_to_the_first_page_of_20() -> None:
+    assert page_of({}) == PageRequest(20, None)
 
 
-async def test_page_request_decodes_the_cursor() -> None:
+def test_a_page_decodes_the_cursor() -> None:
     cursor = encode_cursor(Keyset(MOMENT, ID))
-    assert await page_request(limit=5, cursor=cursor) == PageRequest(5, Keyset(MOMENT, ID))
+    assert page_of({"limit": "5", "cursor": cursor}) == PageRequest(5, Keyset(MOMENT, ID))
 
 
-async def test_page_request_answers_400_with_the_field_for_a_bad_cursor() -> None:
+def test_a_bad_cursor_is_a_400_naming_the_field() -> None:
     with pytest.raises(HTTPError) as info:
-        await page_request(cursor="not-a-cursor")
+        page_of({"cursor": "not-a-cursor"})
     assert info.value.status == 400
     assert info.value.public_message == "Invalid query parameters"
     assert info.value.details == {"cursor": ["Invalid cursor"]}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("0", "Input should be greater than or equal to 1"),
+        ("-1", "Input should be greater than or equal to 1"),
+        ("101", "Input should be less than or equal to 100"),
+        ("9" * 30, "Input should be less than or equal to 100"),
+        ("abc", "Input should be a valid integer, unable to parse string as an integer"),
+        ("1.5", "Input should be a valid integer, unable to parse string as an integer"),
+        ("1e1", "Input should be a valid integer, unable to parse string as an integer"),
+        ("", "Input should be a valid integer, unable to parse string as an integer"),
+        ("\uff15", "Input should be a valid integer, unable to parse string as an integer"),
+    ],
+)
+def test_a_bad_limit_is_a_400_with_pydantic_s_message(raw: str, message: str) -> None:
+    """The messages FastAPI gave when ``limit`` was a declared query parameter."""
+    with pytest.raises(HTTPError) as info:
+        page_of({"limit": raw})
+    assert info.value.status == 400
+    assert info.value.details == {"limit": [message]}
+
+
+@pytest.mark.parametrize(("raw", "limit"), [(" 1", 1), ("+5", 5), ("05", 5), ("100", 100)])
+def test_a_limit_is_parsed_as_fastapi_parsed_it(raw: str, limit: int) -> None:
+    assert page_of({"limit": raw}).limit == limit
+
+
+def test_the_documented_parameters_are_what_fastapi_writes_for_declared_ones() -> None:
+    """The list routes read ``limit`` and ``cursor`` themselves; their OpenAPI entries must
+    be the ones FastAPI generates for the same parameters declared the usual way (with the
+    contract's touches to the document, as the service's app has them)."""
+    declared = FastAPI()
+    install_error_handlers(declared)
+
+    @declared.get("/orders")
+    async def orders(
+        limit: Annotated[
+            int, Query(ge=1, le=100, description="Items per page, 1..100")
+        ] = LIMIT_DEFAULT,
+        cursor: Annotated[
+            str | None,
+            Query(
+                description="Opaque cursor from the previous page's next_cursor",
+                json_schema_extra={"pattern": r"^[A-Za-z0-9_-]{32}$", "minLength": 32,
+                                   "maxLength": 32},
+            ),
+        ] = None,
+    ) -> None: ...  # fmt: skip
+
+    generated = declared.openapi()["paths"]["/orders"]["get"]["parameters"]
+    assert generated == PAGE_PARAMETERS

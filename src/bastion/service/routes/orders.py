@@ -18,16 +18,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, Path, Request, Response
+from fastapi import FastAPI, Request, Response
 
 from bastion.errors import HTTPError
 from bastion.service import orders as repo
 from bastion.service.db import Database
 from bastion.service.deps import CurrentPrincipal
 from bastion.service.errors import BEARER_SCHEME
-from bastion.service.pagination import Page, encode_cursor
+from bastion.service.pagination import PAGE_PARAMETERS, encode_cursor, page_of
 from bastion.service.responses import JSONBody
 from bastion.service.schemas import (
     ErrorBody,
@@ -45,13 +45,19 @@ _ORDER_ID = re.compile(
     r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
 )
 
-OrderId = Annotated[
-    str,
-    Path(
-        description="The order's id (a random UUID). Malformed ids give 404, like unknown ones.",
-        json_schema_extra={"format": "uuid"},
-    ),
-]
+# The path parameter, for the OpenAPI document. The handlers read it from
+# ``request.path_params`` instead of declaring it: FastAPI 0.165 spends 15 µs per request on
+# a declared parameter, a twentieth of a GET (measured in process), for a string it does not
+# check (the handlers do, answering 404 like an unknown id).
+_ORDER_ID_TEXT = "The order's id (a random UUID). Malformed ids give 404, like unknown ones."
+ORDER_ID_PARAMETER: dict[str, Any] = {
+    "name": "order_id",
+    "in": "path",
+    "required": True,
+    "description": _ORDER_ID_TEXT,
+    "schema": {"type": "string", "format": "uuid", "title": "Order Id",
+               "description": _ORDER_ID_TEXT},
+}  # fmt: skip
 
 # --- OpenAPI: every error the stack or the handlers can send, with its real body ----------
 
@@ -167,8 +173,9 @@ def _order_id(raw: str) -> uuid.UUID:
     return uuid.UUID(raw)
 
 
-async def _owned(request: Request, principal: CurrentPrincipal, raw_id: str) -> repo.OrderRecord:
-    order = await repo.get_order(_database(request), principal.user_id, _order_id(raw_id))
+async def _owned(request: Request, principal: CurrentPrincipal) -> repo.OrderRecord:
+    order_id = _order_id(request.path_params["order_id"])
+    order = await repo.get_order(_database(request), principal.user_id, order_id)
     if order is None:
         raise HTTPError(404, NOT_FOUND)
     return order
@@ -189,8 +196,9 @@ async def create_v1(principal: CurrentPrincipal, request: Request, body: OrderCr
     return JSONBody(as_v1(await repo.create_order(_database(request), principal.user_id, new)), 201)
 
 
-async def list_v1(principal: CurrentPrincipal, request: Request, page: Page) -> JSONBody:
+async def list_v1(principal: CurrentPrincipal, request: Request) -> JSONBody:
     """The caller's orders, newest first; pass ``next_cursor`` back as ``cursor``."""
+    page = page_of(request.query_params)
     rows, after = await repo.list_orders(
         _database(request), principal.user_id, limit=page.limit, after=page.after
     )
@@ -198,8 +206,9 @@ async def list_v1(principal: CurrentPrincipal, request: Request, page: Page) -> 
     return JSONBody({"items": [as_v1(row) for row in rows], "next_cursor": cursor})
 
 
-async def list_v2(principal: CurrentPrincipal, request: Request, page: Page) -> JSONBody:
+async def list_v2(principal: CurrentPrincipal, request: Request) -> JSONBody:
     """The caller's orders, newest first, in the version-2 envelope."""
+    page = page_of(request.query_params)
     rows, after = await repo.list_orders(
         _database(request), principal.user_id, limit=page.limit, after=page.after
     )
@@ -207,19 +216,20 @@ async def list_v2(principal: CurrentPrincipal, request: Request, page: Page) -> 
     return JSONBody({"data": [as_v2(row) for row in rows], "meta": meta})
 
 
-async def get_v1(principal: CurrentPrincipal, request: Request, order_id: OrderId) -> JSONBody:
+async def get_v1(principal: CurrentPrincipal, request: Request) -> JSONBody:
     """One of the caller's orders."""
-    return JSONBody(as_v1(await _owned(request, principal, order_id)))
+    return JSONBody(as_v1(await _owned(request, principal)))
 
 
-async def get_v2(principal: CurrentPrincipal, request: Request, order_id: OrderId) -> JSONBody:
+async def get_v2(principal: CurrentPrincipal, request: Request) -> JSONBody:
     """One of the caller's orders, in the version-2 envelope."""
-    return JSONBody({"data": as_v2(await _owned(request, principal, order_id)), "meta": _meta_v2()})
+    return JSONBody({"data": as_v2(await _owned(request, principal)), "meta": _meta_v2()})
 
 
-async def delete_v1(principal: CurrentPrincipal, request: Request, order_id: OrderId) -> Response:
+async def delete_v1(principal: CurrentPrincipal, request: Request) -> Response:
     """Delete one of the caller's orders."""
-    if not await repo.delete_order(_database(request), principal.user_id, _order_id(order_id)):
+    order_id = _order_id(request.path_params["order_id"])
+    if not await repo.delete_order(_database(request), principal.user_id, order_id):
         raise HTTPError(404, NOT_FOUND)
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
@@ -237,25 +247,21 @@ async def create_by_header(
     return await create_v1(principal, request, body)
 
 
-async def list_by_header(
-    version: ApiVersion, principal: CurrentPrincipal, request: Request, page: Page
-) -> Any:
+async def list_by_header(version: ApiVersion, principal: CurrentPrincipal, request: Request) -> Any:
     """``GET /api/orders``: the version-1 or version-2 list, by ``API-Version``."""
-    return await _LIST[version](principal, request, page)
+    return await _LIST[version](principal, request)
 
 
-async def get_by_header(
-    version: ApiVersion, principal: CurrentPrincipal, request: Request, order_id: OrderId
-) -> Any:
+async def get_by_header(version: ApiVersion, principal: CurrentPrincipal, request: Request) -> Any:
     """``GET /api/orders/{order_id}``: the version-1 or version-2 order, by ``API-Version``."""
-    return await _GET[version](principal, request, order_id)
+    return await _GET[version](principal, request)
 
 
 async def delete_by_header(
-    version: V1Only, principal: CurrentPrincipal, request: Request, order_id: OrderId
+    version: V1Only, principal: CurrentPrincipal, request: Request
 ) -> Response:
     """``DELETE /api/orders/{order_id}``: version 1 only."""
-    return await delete_v1(principal, request, order_id)
+    return await delete_v1(principal, request)
 
 
 # --- routing table ---------------------------------------------------------------------------
@@ -268,6 +274,16 @@ async def delete_by_header(
 # ``include_router`` would add one lazy ``_IncludedRouter`` entry (FastAPI 0.16x) that the
 # layer can only probe method by method.
 ROUTES: list[dict[str, Any]] = []
+
+
+def _openapi_extra(path: str, method: str) -> dict[str, Any]:
+    """The bearer requirement, and the parameters a handler reads itself (not declared to
+    FastAPI, which then does not document them)."""
+    if path.endswith("{order_id}"):
+        return {**_SECURED, "parameters": [ORDER_ID_PARAMETER]}
+    if method == "GET":
+        return {**_SECURED, "parameters": PAGE_PARAMETERS}
+    return _SECURED
 
 
 def _route(
@@ -290,7 +306,7 @@ def _route(
             status_code=status,
             responses=responses,
             summary=summary,
-            openapi_extra=_SECURED,
+            openapi_extra=_openapi_extra(path, method),
             # JSON bodies keep FastAPI's default class: its response model is then written
             # straight to JSON bytes by pydantic-core, without a dict and json.dumps between.
             **({"response_class": Response} if status == HTTPStatus.NO_CONTENT else {}),
