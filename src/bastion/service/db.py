@@ -85,7 +85,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Dialect
@@ -103,6 +103,9 @@ from sqlalchemy.sql import Executable
 from bastion.config import setting_name
 from bastion.errors import ConfigError
 
+if TYPE_CHECKING:
+    from bastion.service.pg_pool import PgPool
+
 __all__ = ["Base", "Database", "Direct", "Query"]
 
 _SQLITE_BUSY = 5
@@ -111,6 +114,8 @@ _BUSY_TIMEOUT_MS = 30_000
 #: Writes on the event loop's SQLite connection between two WAL checkpoints (in the thread).
 #: An order is about 3 pages, so the WAL stays near 1,000 pages: SQLite's default threshold.
 CHECKPOINT_EVERY = 300
+#: Connections of the PostgreSQL request path's pool, per worker process.
+POOL_SIZE = 10
 #: Seconds /healthz's probe waits for the database (a black-holed server is "down", not a hang).
 PING_TIMEOUT = 5.0
 
@@ -344,27 +349,21 @@ def _checkpoint(conn: sqlite3.Connection) -> Any:
 
 
 class _PostgresDirect(Direct):
-    """An asyncpg pool (opened on first use, in the worker's event loop)."""
+    """A :class:`~bastion.service.pg_pool.PgPool` of asyncpg connections (opened on first
+    use, in the worker's event loop)."""
 
     def __init__(self, dialect: Dialect, connect: dict[str, Any]) -> None:
         super().__init__(dialect)
         self.connect = connect
-        self._pool: Any = None
-        self._opening: asyncio.Lock | None = None
+        self._pool: PgPool | None = None
 
-    async def _get_pool(self) -> Any:
-        if self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                import asyncpg
+    def _get_pool(self) -> PgPool:
+        pool = self._pool
+        if pool is None:
+            from bastion.service.pg_pool import PgPool
 
-                self._pool = await asyncpg.create_pool(
-                    min_size=1, max_size=10, reset=_rollback_if_open, **self.connect
-                )
-        return self._pool
+            pool = self._pool = PgPool(self.connect, max_size=POOL_SIZE)
+        return pool
 
     def _driver_errors(self) -> tuple[type[BaseException], ...]:
         import asyncpg
@@ -374,14 +373,13 @@ class _PostgresDirect(Direct):
     async def _fetch(self, compiled: _Compiled, args: list[Any], limit: int) -> list[Any]:
         import asyncpg
 
-        pool = await self._get_pool()
+        pool = self._pool or self._get_pool()
         for attempt in (1, 2):
             try:
                 if limit == 1:
                     row = await pool.fetchrow(compiled.sql, *args)
                     return [] if row is None else [row]
-                rows: list[Any] = await pool.fetch(compiled.sql, *args)
-                return rows
+                return await pool.fetch(compiled.sql, *args)
             except _connection_lost(asyncpg):
                 if attempt == 2:  # a read is safe to retry once on a fresh connection
                     raise
@@ -390,9 +388,9 @@ class _PostgresDirect(Direct):
     async def _execute(self, compiled: _Compiled, args: list[Any]) -> int:
         import asyncpg
 
-        pool = await self._get_pool()
+        pool = self._pool or self._get_pool()
         try:
-            status: str = await pool.execute(compiled.sql, *args)
+            status = await pool.execute(compiled.sql, *args)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise IntegrityError(None, None, exc) from None
         return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
@@ -401,15 +399,6 @@ class _PostgresDirect(Direct):
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
-
-
-async def _rollback_if_open(connection: Any) -> None:
-    """What the pool does to a connection coming back: asyncpg's default reset (``RESET
-    ALL``, ``UNLISTEN *``, ``CLOSE ALL``, advisory unlocks) is a round trip on every
-    release, for session state the direct path never creates (it runs single autocommit
-    statements). Only a transaction left open would leak into the next request."""
-    if connection.is_in_transaction():
-        await connection.execute("ROLLBACK")
 
 
 def _connection_lost(asyncpg: Any) -> tuple[type[BaseException], ...]:
@@ -491,12 +480,11 @@ class Database:
 
     def pool_use(self) -> dict[str, int]:
         """Connections of this process's pools (for the metrics): ``<pool>.<in_use|idle>``,
-        ``direct`` being the request path's asyncpg pool and ``orm`` SQLAlchemy's."""
+        ``direct`` being the request path's PostgreSQL pool and ``orm`` SQLAlchemy's."""
         out: dict[str, int] = {}
         direct = getattr(self.direct, "_pool", None)
         if direct is not None:
-            size, idle = direct.get_size(), direct.get_idle_size()
-            out["direct.in_use"], out["direct.idle"] = size - idle, idle
+            out["direct.in_use"], out["direct.idle"] = direct.in_use, direct.idle
         pool: Any = self.engine.pool
         if hasattr(pool, "checkedout"):
             out["orm.in_use"], out["orm.idle"] = pool.checkedout(), pool.checkedin()
