@@ -10,21 +10,24 @@
 
 Why two ways: measured with ``bench/bench_datapath.py`` (one primary-key lookup, 32
 concurrent lookups on one uvloop worker pinned to a core of this 2-core VM, process CPU per
-lookup, while other work shared the machine: load average 13; the ratios are the figures):
+lookup, while other work shared the machine: load average 2; the last three rows in
+alternate rounds, best of three; the ratios are the figures):
 
-============================================================  =========
-SQLite: ORM ``session.get`` over aiosqlite (before)             374 µs
-SQLite: Core ``select`` over aiosqlite                          304 µs
-SQLite: aiosqlite alone, one connection                          16 µs
-SQLite: ``sqlite3`` in one thread, one hand-off per lookup       14 µs
-SQLite: ``sqlite3`` on the event loop                             3 µs
-SQLite: ``Database.direct`` (compiled statement, conversions)     6 µs
-PostgreSQL: ORM ``session.get`` over asyncpg (before)           633 µs
-PostgreSQL: Core ``select`` over asyncpg                        559 µs
-PostgreSQL: asyncpg pool, no statement cache                    105 µs
-PostgreSQL: asyncpg pool, prepared-statement cache               66 µs
-PostgreSQL: ``Database.direct`` (no reset query on release)      50 µs
-============================================================  =========
+=============================================================  =========
+SQLite: ORM ``session.get`` over aiosqlite (before)              481 µs
+SQLite: Core ``select`` over aiosqlite                           441 µs
+SQLite: aiosqlite alone, one connection                           22 µs
+SQLite: ``sqlite3`` in one thread, one hand-off per lookup        20 µs
+SQLite: ``sqlite3`` on the event loop                              6 µs
+SQLite: ``Database.direct`` (compiled statement, conversions)      8 µs
+PostgreSQL: ORM ``session.get`` over asyncpg (before)            658 µs
+PostgreSQL: Core ``select`` over asyncpg                         667 µs
+PostgreSQL: asyncpg pool, no statement cache                     124 µs
+PostgreSQL: asyncpg pool, prepared-statement cache                99 µs
+PostgreSQL: asyncpg pool, no reset query (direct path before)     57 µs
+PostgreSQL: :class:`~bastion.service.pg_pool.PgPool`              29 µs
+PostgreSQL: ``Database.direct`` (on ``PgPool``)                   33 µs
+=============================================================  =========
 
 An engine checkout is the cost, not the SQL: the pool, the ``pool_pre_ping`` round trip, the
 rollback on return, the greenlet bridge and, on SQLite, one thread hand-off for every
@@ -52,19 +55,25 @@ rotation or a single-use code must not come back after a power cut (and their fs
 makes every earlier WAL frame durable). Deployments that cannot lose an order use
 PostgreSQL, where every commit is durable and concurrent commits share one fsync.
 
-**PostgreSQL: an asyncpg pool of its own, with its prepared-statement cache.** Each
+**PostgreSQL: a connection pool of its own, with asyncpg's prepared-statement cache.** Each
 statement is prepared once per connection (asyncpg's cache, 100 statements) and then costs
-one round trip. A connection returned to the pool is not reset with asyncpg's default
-``RESET ALL``/``UNLISTEN``/``CLOSE ALL`` query (a second round trip per request: 66 against
-50 µs above, and its latency): the direct path creates no session state, so only a
-transaction left open is rolled back. Inside the service a PostgreSQL lookup still costs
-more than these 50 µs (``bench_service_inprocess.py``: ``/me`` 370 µs of CPU against 210 µs
-on SQLite): the request suspends while the server answers, and 32 interleaved requests
-share the CPU's caches. No row is cached to hide that (see ``routes/me.py``).
+one round trip. asyncpg's ``Pool`` cost more CPU than the statement itself: a holder, a
+proxy, an ``asyncio.Queue`` and a shielded release coroutine per checkout (57 against 29 µs
+above, 44 against 17 µs of it user time), and by default a reset query on every release
+(``RESET ALL``, ``UNLISTEN *``, ``CLOSE ALL``: a second round trip, 99 against 57 µs).
+:mod:`bastion.service.pg_pool` is a free list of at most 10 connections per worker, handed
+out with no await when one is idle, and a queue of waiters served in order; the direct path
+creates no session state, so a connection coming back is only rolled back if a transaction
+was left open. Inside the service a PostgreSQL request still costs more than these 33 µs
+(``bench_service_inprocess.py --database postgres --only me``: ``/me`` 276–294 µs of CPU,
+against 328–353 µs on asyncpg's pool, two alternated runs each, load average 1.5): the
+request suspends while the server answers, and 32 interleaved requests share the CPU's
+caches. No row is cached to hide that (see ``routes/me.py``).
 
 There is no pre-ping: a read that finds its pooled connection dead (a server restart,
-``pg_terminate_backend``) is retried once on a fresh one; a write is not retried (its
-outcome is unknown), it answers 500. Behind PgBouncer in transaction mode,
+``pg_terminate_backend``) is retried once, on another connection (the pool drops a dead one
+when it comes back, or finds it closed on the free list); a write is not retried (its
+outcome is unknown), it answers 503. Behind PgBouncer in transaction mode,
 prepared statements need ``?prepared_statement_cache_size=0`` in the URL, which the direct
 path honours as asyncpg's ``statement_cache_size``.
 
