@@ -10,21 +10,24 @@
 
 Why two ways: measured with ``bench/bench_datapath.py`` (one primary-key lookup, 32
 concurrent lookups on one uvloop worker pinned to a core of this 2-core VM, process CPU per
-lookup, while other work shared the machine: load average 13; the ratios are the figures):
+lookup, while other work shared the machine: load average 2; the last three rows in
+alternate rounds, best of three; the ratios are the figures):
 
-============================================================  =========
-SQLite: ORM ``session.get`` over aiosqlite (before)             374 µs
-SQLite: Core ``select`` over aiosqlite                          304 µs
-SQLite: aiosqlite alone, one connection                          16 µs
-SQLite: ``sqlite3`` in one thread, one hand-off per lookup       14 µs
-SQLite: ``sqlite3`` on the event loop                             3 µs
-SQLite: ``Database.direct`` (compiled statement, conversions)     6 µs
-PostgreSQL: ORM ``session.get`` over asyncpg (before)           633 µs
-PostgreSQL: Core ``select`` over asyncpg                        559 µs
-PostgreSQL: asyncpg pool, no statement cache                    105 µs
-PostgreSQL: asyncpg pool, prepared-statement cache               66 µs
-PostgreSQL: ``Database.direct`` (no reset query on release)      50 µs
-============================================================  =========
+=============================================================  =========
+SQLite: ORM ``session.get`` over aiosqlite (before)              481 µs
+SQLite: Core ``select`` over aiosqlite                           441 µs
+SQLite: aiosqlite alone, one connection                           22 µs
+SQLite: ``sqlite3`` in one thread, one hand-off per lookup        20 µs
+SQLite: ``sqlite3`` on the event loop                              6 µs
+SQLite: ``Database.direct`` (compiled statement, conversions)      8 µs
+PostgreSQL: ORM ``session.get`` over asyncpg (before)            658 µs
+PostgreSQL: Core ``select`` over asyncpg                         667 µs
+PostgreSQL: asyncpg pool, no statement cache                     124 µs
+PostgreSQL: asyncpg pool, prepared-statement cache                99 µs
+PostgreSQL: asyncpg pool, no reset query (direct path before)     57 µs
+PostgreSQL: :class:`~bastion.service.pg_pool.PgPool`              29 µs
+PostgreSQL: ``Database.direct`` (on ``PgPool``)                   33 µs
+=============================================================  =========
 
 An engine checkout is the cost, not the SQL: the pool, the ``pool_pre_ping`` round trip, the
 rollback on return, the greenlet bridge and, on SQLite, one thread hand-off for every
@@ -52,19 +55,25 @@ rotation or a single-use code must not come back after a power cut (and their fs
 makes every earlier WAL frame durable). Deployments that cannot lose an order use
 PostgreSQL, where every commit is durable and concurrent commits share one fsync.
 
-**PostgreSQL: an asyncpg pool of its own, with its prepared-statement cache.** Each
+**PostgreSQL: a connection pool of its own, with asyncpg's prepared-statement cache.** Each
 statement is prepared once per connection (asyncpg's cache, 100 statements) and then costs
-one round trip. A connection returned to the pool is not reset with asyncpg's default
-``RESET ALL``/``UNLISTEN``/``CLOSE ALL`` query (a second round trip per request: 66 against
-50 µs above, and its latency): the direct path creates no session state, so only a
-transaction left open is rolled back. Inside the service a PostgreSQL lookup still costs
-more than these 50 µs (``bench_service_inprocess.py``: ``/me`` 370 µs of CPU against 210 µs
-on SQLite): the request suspends while the server answers, and 32 interleaved requests
-share the CPU's caches. No row is cached to hide that (see ``routes/me.py``).
+one round trip. asyncpg's ``Pool`` cost more CPU than the statement itself: a holder, a
+proxy, an ``asyncio.Queue`` and a shielded release coroutine per checkout (57 against 29 µs
+above, 44 against 17 µs of it user time), and by default a reset query on every release
+(``RESET ALL``, ``UNLISTEN *``, ``CLOSE ALL``: a second round trip, 99 against 57 µs).
+:mod:`bastion.service.pg_pool` is a free list of at most 10 connections per worker, handed
+out with no await when one is idle, and a queue of waiters served in order; the direct path
+creates no session state, so a connection coming back is only rolled back if a transaction
+was left open. Inside the service a PostgreSQL request still costs more than these 33 µs
+(``bench_service_inprocess.py --database postgres --only me``: ``/me`` 276–294 µs of CPU,
+against 328–353 µs on asyncpg's pool, two alternated runs each, load average 1.5): the
+request suspends while the server answers, and 32 interleaved requests share the CPU's
+caches. No row is cached to hide that (see ``routes/me.py``).
 
 There is no pre-ping: a read that finds its pooled connection dead (a server restart,
-``pg_terminate_backend``) is retried once on a fresh one; a write is not retried (its
-outcome is unknown), it answers 500. Behind PgBouncer in transaction mode,
+``pg_terminate_backend``) is retried once, on another connection (the pool drops a dead one
+when it comes back, or finds it closed on the free list); a write is not retried (its
+outcome is unknown), it answers 503. Behind PgBouncer in transaction mode,
 prepared statements need ``?prepared_statement_cache_size=0`` in the URL, which the direct
 path honours as asyncpg's ``statement_cache_size``.
 
@@ -86,7 +95,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Uuid, event, text
 from sqlalchemy.engine import Dialect
@@ -104,6 +113,9 @@ from sqlalchemy.sql import Executable
 from bastion.config import setting_name
 from bastion.errors import ConfigError
 
+if TYPE_CHECKING:
+    from bastion.service.pg_pool import PgPool
+
 __all__ = ["Base", "Database", "Direct", "Query"]
 
 _SQLITE_BUSY = 5
@@ -112,6 +124,8 @@ _BUSY_TIMEOUT_MS = 30_000
 #: Writes on the event loop's SQLite connection between two WAL checkpoints (in the thread).
 #: An order is about 3 pages, so the WAL stays near 1,000 pages: SQLite's default threshold.
 CHECKPOINT_EVERY = 300
+#: Connections of the PostgreSQL request path's pool, per worker process.
+POOL_SIZE = 10
 #: Seconds /healthz's probe waits for the database (a black-holed server is "down", not a hang).
 PING_TIMEOUT = 5.0
 
@@ -370,27 +384,21 @@ def _checkpoint(conn: sqlite3.Connection) -> Any:
 
 
 class _PostgresDirect(Direct):
-    """An asyncpg pool (opened on first use, in the worker's event loop)."""
+    """A :class:`~bastion.service.pg_pool.PgPool` of asyncpg connections (opened on first
+    use, in the worker's event loop)."""
 
     def __init__(self, dialect: Dialect, connect: dict[str, Any]) -> None:
         super().__init__(dialect)
         self.connect = connect
-        self._pool: Any = None
-        self._opening: asyncio.Lock | None = None
+        self._pool: PgPool | None = None
 
-    async def _get_pool(self) -> Any:
-        if self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                import asyncpg
+    def _get_pool(self) -> PgPool:
+        pool = self._pool
+        if pool is None:
+            from bastion.service.pg_pool import PgPool
 
-                self._pool = await asyncpg.create_pool(
-                    min_size=1, max_size=10, reset=_rollback_if_open, **self.connect
-                )
-        return self._pool
+            pool = self._pool = PgPool(self.connect, max_size=POOL_SIZE)
+        return pool
 
     def _driver_errors(self) -> tuple[type[BaseException], ...]:
         import asyncpg
@@ -400,14 +408,13 @@ class _PostgresDirect(Direct):
     async def _fetch(self, compiled: _Compiled, args: list[Any], limit: int) -> list[Any]:
         import asyncpg
 
-        pool = await self._get_pool()
+        pool = self._pool or self._get_pool()
         for attempt in (1, 2):
             try:
                 if limit == 1:
                     row = await pool.fetchrow(compiled.sql, *args)
                     return [] if row is None else [row]
-                rows: list[Any] = await pool.fetch(compiled.sql, *args)
-                return rows
+                return await pool.fetch(compiled.sql, *args)
             except _connection_lost(asyncpg):
                 if attempt == 2:  # a read is safe to retry once on a fresh connection
                     raise
@@ -416,9 +423,9 @@ class _PostgresDirect(Direct):
     async def _execute(self, compiled: _Compiled, args: list[Any]) -> int:
         import asyncpg
 
-        pool = await self._get_pool()
+        pool = self._pool or self._get_pool()
         try:
-            status: str = await pool.execute(compiled.sql, *args)
+            status = await pool.execute(compiled.sql, *args)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise IntegrityError(None, None, exc) from None
         return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
@@ -427,15 +434,6 @@ class _PostgresDirect(Direct):
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
-
-
-async def _rollback_if_open(connection: Any) -> None:
-    """What the pool does to a connection coming back: asyncpg's default reset (``RESET
-    ALL``, ``UNLISTEN *``, ``CLOSE ALL``, advisory unlocks) is a round trip on every
-    release, for session state the direct path never creates (it runs single autocommit
-    statements). Only a transaction left open would leak into the next request."""
-    if connection.is_in_transaction():
-        await connection.execute("ROLLBACK")
 
 
 def _connection_lost(asyncpg: Any) -> tuple[type[BaseException], ...]:
@@ -517,12 +515,11 @@ class Database:
 
     def pool_use(self) -> dict[str, int]:
         """Connections of this process's pools (for the metrics): ``<pool>.<in_use|idle>``,
-        ``direct`` being the request path's asyncpg pool and ``orm`` SQLAlchemy's."""
+        ``direct`` being the request path's PostgreSQL pool and ``orm`` SQLAlchemy's."""
         out: dict[str, int] = {}
         direct = getattr(self.direct, "_pool", None)
         if direct is not None:
-            size, idle = direct.get_size(), direct.get_idle_size()
-            out["direct.in_use"], out["direct.idle"] = size - idle, idle
+            out["direct.in_use"], out["direct.idle"] = direct.in_use, direct.idle
         pool: Any = self.engine.pool
         if hasattr(pool, "checkedout"):
             out["orm.in_use"], out["orm.idle"] = pool.checkedout(), pool.checkedin()
