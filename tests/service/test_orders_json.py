@@ -5,13 +5,18 @@ be, byte for byte, what the documented response models would have written throug
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from bastion.service.models import UTCDateTime, rfc3339
 from bastion.service.orders import OrderRecord
 from bastion.service.responses import JSONBody
 from bastion.service.routes.orders import as_v1, as_v2
@@ -46,7 +51,7 @@ def orders(draw: st.DrawFn) -> OrderRecord:
         street=draw(TEXT),
         city=draw(TEXT),
         country=draw(st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=2, max_size=2)),
-        created_at=moment,  # the repository hands back aware UTC on both databases
+        created_at=rfc3339(moment),  # as the repository reads it on both databases
     )
 
 
@@ -58,7 +63,7 @@ def _model_fields(order: OrderRecord) -> dict[str, Any]:
         "address": Address.model_construct(
             street=order.street, city=order.city, country=order.country
         ),
-        "created_at": order.created_at,
+        "created_at": datetime.fromisoformat(order.created_at),
     }
 
 
@@ -99,3 +104,24 @@ def test_pages_v1_and_v2(page: list[OrderRecord], cursor: str | None) -> None:
     )
     ours_v2 = {"data": [as_v2(o) for o in page], "meta": {"apiVersion": 2, "next_cursor": cursor}}
     assert ours(ours_v2) == pydantic_bytes(OrderListEnvelopeV2, v2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(moment=MOMENTS, whole_second=st.booleans())
+def test_timestamps_read_as_text_are_pydantic_s_form_on_both_databases(
+    moment: datetime, whole_second: bool
+) -> None:
+    """``created_at`` is read as text (``Query(as_text=True)``): from SQLite's stored form by
+    slicing, from asyncpg's aware datetime by formatting; both must be what pydantic writes."""
+    if whole_second:
+        moment = moment.replace(microsecond=0)
+    expected = TypeAdapter(datetime).dump_json(moment).decode().strip('"')
+    column = UTCDateTime()
+    sqlite = sqlite_dialect.dialect()
+    store: Callable[[datetime], str] | None = column.dialect_impl(sqlite).bind_processor(sqlite)
+    assert store is not None
+    assert column.text_result_processor(sqlite)(store(moment)) == expected
+    postgres = postgresql_dialect.dialect()  # type: ignore[no-untyped-call]
+    assert column.text_result_processor(postgres)(moment) == expected
+    paris = moment.astimezone(ZoneInfo("Europe/Paris")) if moment.year > 1 else moment
+    assert column.text_result_processor(postgres)(paris) == expected

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bastion.service import orders as repo
 from bastion.service.db import Database, Direct
-from bastion.service.models import Order, User
+from bastion.service.models import Order, User, rfc3339
 from bastion.service.pagination import Keyset, decode_cursor, encode_cursor
 from tests.service.auth_db import postgres_database, sqlite_url
 
@@ -79,8 +79,8 @@ async def test_create_and_get_round_trip(db: Database) -> None:
     assert (got.id, got.product_id, got.quantity) == (created.id, created.product_id, 2)
     assert (got.street, got.city, got.country) == ("1 Rue de Rivoli", "Paris", "FR")
     assert got.created_at == created.created_at  # microseconds survive the round trip
-    assert got.created_at.tzinfo is UTC
-    assert abs(datetime.now(UTC) - got.created_at) < timedelta(minutes=1)
+    assert repo.created(got).tzinfo == UTC and got.created_at.endswith("Z")
+    assert abs(datetime.now(UTC) - repo.created(got)) < timedelta(minutes=1)
     # ids come back as canonical text (what the responses carry), on both databases
     assert got.product_id == "0b8e7a52-6f1c-4d8e-9a3b-2f6c1d0e9a77"
     assert got.id == str(uuid.UUID(got.id))
@@ -95,7 +95,7 @@ async def test_the_direct_path_and_the_orm_store_rows_alike(db: Database) -> Non
         assert stored is not None
         assert (stored.user_id, stored.created_at, stored.street) == (
             ALICE,
-            created.created_at,
+            repo.created(created),
             "Ümlaut 1",
         )
         orm_made = Order(
@@ -112,7 +112,7 @@ async def test_the_direct_path_and_the_orm_store_rows_alike(db: Database) -> Non
         await session.commit()
     got = await repo.get_order(db, BOB, orm_made.id)
     assert got == repo.OrderRecord(
-        str(orm_made.id), str(orm_made.product_id), 7, "s", "c", "DE", orm_made.created_at
+        str(orm_made.id), str(orm_made.product_id), 7, "s", "c", "DE", "2026-03-04T05:06:07Z"
     )
     rows, _ = await repo.list_orders(db, BOB, limit=5)
     assert [r.id for r in rows] == [str(orm_made.id)]
@@ -159,7 +159,9 @@ async def test_the_owner_filter_is_in_the_sql(
     await repo.get_order(db, BOB, uuid.UUID(alices.id))
     await repo.delete_order(db, BOB, uuid.UUID(alices.id))
     await repo.list_orders(db, BOB, limit=5)
-    await repo.list_orders(db, BOB, limit=5, after=Keyset(alices.created_at, uuid.UUID(alices.id)))
+    await repo.list_orders(
+        db, BOB, limit=5, after=Keyset(repo.created(alices), uuid.UUID(alices.id))
+    )
     assert len(sent) == 4
     for sql, args in sent:
         where = sql.split("WHERE", 1)[1]
@@ -223,7 +225,7 @@ async def _seed(
             ids = [uuid.UUID(order.id) for order in made]
             await session.execute(update(Order).where(Order.id.in_(ids)).values(created_at=moment))
             await session.commit()
-        made = [order._replace(created_at=moment) for order in made]
+        made = [order._replace(created_at=rfc3339(moment)) for order in made]
     return made
 
 
@@ -243,7 +245,7 @@ async def test_pages_cover_every_order_once_newest_first(db: Database, same_time
         after = decode_cursor(encode_cursor(after))  # through the wire format
     assert pages == 5  # 5+5+5+5+3, and no empty trailing page
     assert sorted(seen) == sorted(o.id for o in mine)
-    keys = [(o.created_at, o.id) for o in mine]  # canonical text sorts as the UUIDs do
+    keys = [(repo.created(o), o.id) for o in mine]  # canonical text sorts as the UUIDs do
     assert seen == [i for _, i in sorted(keys, reverse=True)]
 
 
@@ -260,7 +262,7 @@ async def test_a_forged_cursor_never_reaches_another_owners_orders(db: Database)
     gets his own orders (or nothing)."""
     alices = await _seed(db, ALICE, 6, False)
     bobs = await _seed(db, BOB, 2, False)
-    forged = [Keyset(o.created_at + timedelta(microseconds=1), uuid.UUID(o.id)) for o in alices]
+    forged = [Keyset(repo.created(o) + timedelta(microseconds=1), uuid.UUID(o.id)) for o in alices]
     forged += [
         Keyset(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), uuid.UUID(int=2**128 - 1)),
         Keyset(datetime(1, 1, 1, tzinfo=UTC), uuid.UUID(int=0)),

@@ -146,7 +146,7 @@ class _Compiled:
 
     __slots__ = ("bind", "convert", "fixed", "names", "sql")
 
-    def __init__(self, statement: Any, dialect: Dialect, uuids_as_text: bool = False) -> None:
+    def __init__(self, statement: Any, dialect: Dialect, as_text: bool = False) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql: str = compiled.string
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
@@ -164,9 +164,8 @@ class _Compiled:
         if columns is None:  # INSERT/UPDATE/DELETE ... RETURNING
             columns = getattr(statement, "_returning", ()) or ()
         processors = [
-            _uuid_text(dialect)
-            if uuids_as_text and isinstance(column.type, Uuid)
-            else column.type.dialect_impl(dialect).result_processor(dialect, None)
+            (as_text and _text_processor(column.type, dialect))
+            or column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in columns
         ]
         # Only the columns that need converting (on PostgreSQL, most need nothing).
@@ -207,25 +206,38 @@ def _uuid_text(dialect: Dialect) -> Callable[[Any], str]:
     return _dashed if dialect.name == "sqlite" else str
 
 
+def _text_processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """How a column reads as JSON-ready text: UUIDs, and types that offer a
+    ``text_result_processor(dialect)`` (the models' UTC timestamps); ``None``: as usual."""
+    if isinstance(column_type, Uuid):
+        return _uuid_text(dialect)
+    text: Callable[[Dialect], Callable[[Any], Any]] | None = getattr(
+        column_type, "text_result_processor", None
+    )
+    return None if text is None else text(dialect)
+
+
 class Query:
     """A Core statement (with named ``bindparam`` parameters), compiled once per dialect.
 
-    *uuids_as_text*: the UUID columns of the result come back as canonical text rather than
-    :class:`uuid.UUID` objects, for rows that go straight into JSON: building the object and
-    formatting it again costs 2.4 µs per value, a page of 20 orders 100 µs of its request.
+    *as_text*: the result's UUIDs and timestamps come back as the text their JSON carries
+    (canonical UUIDs, RFC 3339 as pydantic writes it) rather than :class:`uuid.UUID` and
+    :class:`~datetime.datetime` objects, for rows that go straight into a response: building
+    the objects and formatting them again cost 2.4 µs per UUID and 2.3 µs per timestamp, a
+    page of 20 orders 150 µs of its request.
     """
 
-    __slots__ = ("_compiled", "statement", "uuids_as_text")
+    __slots__ = ("_compiled", "as_text", "statement")
 
-    def __init__(self, statement: Executable, *, uuids_as_text: bool = False) -> None:
+    def __init__(self, statement: Executable, *, as_text: bool = False) -> None:
         self.statement = statement
-        self.uuids_as_text = uuids_as_text
+        self.as_text = as_text
         self._compiled: dict[str, _Compiled] = {}
 
     def compiled(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
-            found = _Compiled(self.statement, dialect, self.uuids_as_text)
+            found = _Compiled(self.statement, dialect, self.as_text)
             self._compiled[dialect.name] = found
         return found
 

