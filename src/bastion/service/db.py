@@ -65,10 +65,10 @@ above, 44 against 17 µs of it user time), and by default a reset query on every
 out with no await when one is idle, and a queue of waiters served in order; the direct path
 creates no session state, so a connection coming back is only rolled back if a transaction
 was left open. Inside the service a PostgreSQL request still costs more than these 33 µs
-(``bench_service_inprocess.py --database postgres --only me``: ``/me`` 276–294 µs of CPU,
-against 328–353 µs on asyncpg's pool, two alternated runs each, load average 1.5): the
-request suspends while the server answers, and 32 interleaved requests share the CPU's
-caches. No row is cached to hide that (see ``routes/me.py``).
+(``bench_service_inprocess.py``, best of 3, load average 1: ``/me`` 170–210 µs of CPU on
+PostgreSQL against 115–135 µs on SQLite): the request suspends while the server answers,
+and 32 interleaved requests share the CPU's caches. No row is cached to hide that (see
+``routes/me.py``).
 
 There is no pre-ping: a read that finds its pooled connection dead (a server restart,
 ``pg_terminate_backend``) is retried once, on another connection (the pool drops a dead one
